@@ -1,0 +1,135 @@
+//! `imagehook`: the functions' real handlers on this machine, never deployed.
+//!
+//! `invoke` runs one API Gateway event file through a function, `serve` answers the same routes
+//! over HTTP on loopback, and `state` prints what the store holds.
+
+mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use imagehook_core::{App, Function};
+use serde_json::{Map, Value, json};
+
+#[derive(Parser)]
+#[command(
+    name = "imagehook",
+    version,
+    about = "Run imagehook's functions locally"
+)]
+struct Cli {
+    /// Where the embedded store keeps its records.
+    #[arg(long, global = true, default_value = ".imagehook")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a function's handler on an API Gateway event file (REST v1 or HTTP API v2) and print
+    /// the response as API Gateway would receive it.
+    Invoke {
+        /// push
+        function: String,
+        /// The API Gateway event file.
+        event: PathBuf,
+    },
+    /// Answer POST /push on an address, with the same handler code and responses as in AWS.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: std::net::SocketAddr,
+    },
+    /// Print every stored record as JSON, grouped by kind.
+    State,
+}
+
+fn init_tracing() {
+    let filter = std::env::var("LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            filter.to_ascii_lowercase(),
+        ))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("imagehook: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let app = App::local(&cli.state_dir).await?;
+    match cli.command {
+        Command::Invoke { function, event } => invoke(&app, &function, &event).await,
+        Command::Serve { addr } => {
+            serve::serve(app, addr).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State => {
+            let records = app.store().dump().await?;
+            println!("{}", serde_json::to_string_pretty(&group(records))?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn invoke(
+    app: &App,
+    function: &str,
+    path: &Path,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let function = Function::parse(function)
+        .ok_or_else(|| format!("unknown function {function:?}: expected push"))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let req = lambda_http::request::from_str(&text)
+        .map_err(|e| format!("{} is not an API Gateway event: {e}", path.display()))?;
+    let resp = imagehook_core::http::handle(app, function, req).await;
+    let status = resp.status();
+    let headers: Map<String, Value> = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+        .collect();
+    let body = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
+    let out = json!({"statusCode": status.as_u16(), "headers": headers, "body": body});
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Groups raw items by what they are, in key order.
+fn group(records: Vec<Map<String, Value>>) -> Value {
+    let mut out =
+        json!({"images": [], "tags": [], "services": [], "deployments": [], "receipts": []});
+    for r in records {
+        let kind = match r.get("type").and_then(Value::as_str) {
+            Some("image") => "images",
+            Some("tag") => "tags",
+            Some("service") => "services",
+            Some("deployment") => "deployments",
+            _ => "receipts",
+        };
+        if let Some(Value::Array(list)) = out.get_mut(kind) {
+            list.push(Value::Object(r));
+        }
+    }
+    out
+}

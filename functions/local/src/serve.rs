@@ -1,0 +1,89 @@
+//! The functions behind a loopback HTTP server, so curl or a local registry can send real
+//! deliveries. Requests go through exactly the handler the Lambda runs.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use imagehook_core::config::MAX_BODY_BYTES;
+use imagehook_core::http::{ApiError, handle};
+use imagehook_core::{App, Function};
+use lambda_http::RequestExt;
+use tokio::net::TcpListener;
+
+pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    let app = Arc::new(app);
+    tracing::info!(addr = %listener.local_addr()?, "imagehook serving POST /push");
+    loop {
+        let (stream, _) = tokio::select! {
+            conn = listener.accept() => conn?,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(route(&app, req).await) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
+}
+
+async fn route(app: &App, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let function = Function::ALL
+        .iter()
+        .copied()
+        .find(|f| f.route() == req.uri().path());
+    let resp = match function {
+        None => ApiError::NotFound.into_response(),
+        Some(function) => match to_lambda(req).await {
+            Ok(req) => handle(app, function, req).await,
+            Err(e) => e.into_response(),
+        },
+    };
+    let (parts, body) = resp.into_parts();
+    hyper::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
+}
+
+/// The request as lambda_http hands it to a function: same method, headers, body and query.
+async fn to_lambda(req: hyper::Request<Incoming>) -> Result<lambda_http::Request, ApiError> {
+    let (parts, body) = req.into_parts();
+    // One byte over the limit is enough to answer 413 without reading an endless body.
+    let bytes = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES + 1)),
+    };
+    let query: std::collections::HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = if bytes.is_empty() {
+        lambda_http::Body::Empty
+    } else {
+        lambda_http::Body::Binary(bytes.to_vec())
+    };
+    Ok(lambda_http::Request::from_parts(parts, body).with_query_string_parameters(query))
+}

@@ -1,0 +1,127 @@
+//! Long-lived state of a function: configuration and clients, built once at init and shared by
+//! every request the execution environment handles.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError, Defaults, DeployMode};
+use crate::deploy::{Deployer, DryRunDeployer, EcsDeployer};
+use crate::store::{DynamoStore, EmbeddedStore, Store, StoreError};
+
+/// The HTTP functions imagehook deploys, one Lambda each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Push,
+}
+
+impl Function {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "push" => Some(Self::Push),
+            _ => None,
+        }
+    }
+
+    pub fn route(self) -> &'static str {
+        match self {
+            Self::Push => "/push",
+        }
+    }
+
+    pub const ALL: &'static [Function] = &[Function::Push];
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct App {
+    config: Config,
+    store: Arc<dyn Store>,
+    deployer: Arc<dyn Deployer>,
+}
+
+impl App {
+    pub fn new(config: Config, store: Arc<dyn Store>, deployer: Arc<dyn Deployer>) -> Self {
+        Self {
+            config,
+            store,
+            deployer,
+        }
+    }
+
+    /// The Lambda wiring: configuration from the environment, DynamoDB, and ECS (or dry-run).
+    /// The SDK configuration is loaded once; clients are built only for what is used.
+    pub async fn from_env() -> Result<Self, InitError> {
+        let config = Config::from_env(Defaults::LAMBDA)?;
+        let sdk = aws_config::load_from_env().await;
+        let table = config.table_name.clone().unwrap_or_default();
+        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
+        let deployer = deployer_for(&config, &sdk);
+        Ok(Self::log_init(Self::new(config, store, deployer)))
+    }
+
+    /// The local binary's wiring: the embedded store under `state_dir` unless TABLE_NAME names a
+    /// DynamoDB table (reached through the SDK's usual variables, e.g. AWS_ENDPOINT_URL), and
+    /// dry-run unless DEPLOY_MODE=apply.
+    pub async fn local(state_dir: &Path) -> Result<Self, InitError> {
+        let config = Config::from_env(Defaults::LOCAL)?;
+        let needs_sdk = config.table_name.is_some() || config.deploy_mode == DeployMode::Apply;
+        let sdk = if needs_sdk {
+            Some(aws_config::load_from_env().await)
+        } else {
+            None
+        };
+        let store: Arc<dyn Store> = match (&config.table_name, &sdk) {
+            (Some(table), Some(sdk)) => Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                table.clone(),
+            )),
+            _ => Arc::new(EmbeddedStore::open(state_dir)?),
+        };
+        let deployer = match &sdk {
+            Some(sdk) => deployer_for(&config, sdk),
+            None => Arc::new(DryRunDeployer) as Arc<dyn Deployer>,
+        };
+        Ok(Self::log_init(Self::new(config, store, deployer)))
+    }
+
+    fn log_init(self) -> Self {
+        let mode = self.config.verifier.mode();
+        if mode == crate::auth::AuthMode::None {
+            tracing::warn!(
+                "AUTH_MODE=none: requests are NOT authenticated; put an authorizer in front or set AUTH_MODE"
+            );
+        }
+        tracing::info!(
+            auth_mode = mode.as_str(),
+            deploy_mode = self.config.deploy_mode.as_str(),
+            rules = self.config.rules.len(),
+            "imagehook initialised"
+        );
+        self
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub fn deployer(&self) -> &dyn Deployer {
+        self.deployer.as_ref()
+    }
+}
+
+fn deployer_for(config: &Config, sdk: &aws_config::SdkConfig) -> Arc<dyn Deployer> {
+    match config.deploy_mode {
+        DeployMode::Apply => Arc::new(EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))),
+        DeployMode::DryRun => Arc::new(DryRunDeployer),
+    }
+}

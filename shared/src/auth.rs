@@ -1,0 +1,390 @@
+//! Authenticity checks, run on the raw request before any byte of the body is parsed.
+//!
+//! Every comparison is constant time: tokens and credentials are compared as SHA-256 hashes (so
+//! neither their content nor their length shows in the timing) and HMACs with `verify_slice`.
+//! The error never says which check failed, and secrets have a redacted `Debug`.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderMap;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The header `token` mode reads unless `SIGNATURE_HEADER` names another.
+pub const DEFAULT_TOKEN_HEADER: &str = "authorization";
+/// The header `hmac-sha256` mode reads unless `SIGNATURE_HEADER` names another (GitHub's name,
+/// which most HMAC senders copy).
+pub const DEFAULT_HMAC_HEADER: &str = "x-hub-signature-256";
+
+/// A webhook secret. Its `Debug` never shows the value, so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([REDACTED])")
+    }
+}
+
+/// How senders prove themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A shared token in a header: `Authorization: Bearer <t>` by default, or the raw value of
+    /// any other header (ACR custom headers, EventBridge API-key connections).
+    Token,
+    /// `Authorization: Basic base64(user:password)`; each secret is `user:password`.
+    Basic,
+    /// `sha256=<hex>` HMAC-SHA256 of the raw body.
+    HmacSha256,
+    /// No check. Only when set explicitly (e.g. IAM authorization in front).
+    None,
+}
+
+impl AuthMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "token" => Some(Self::Token),
+            "basic" => Some(Self::Basic),
+            "hmac-sha256" => Some(Self::HmacSha256),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Basic => "basic",
+            Self::HmacSha256 => "hmac-sha256",
+            Self::None => "none",
+        }
+    }
+}
+
+/// The request did not prove itself. Deliberately one variant with no detail: a 401 must not tell
+/// a prober whether the header was missing, malformed or wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the request is not authenticated")]
+pub struct AuthError;
+
+/// Verifies requests for one deployment: a mode, the header it reads and one or more secrets
+/// (several during a rotation: any of them is accepted).
+#[derive(Clone)]
+pub struct Verifier {
+    mode: AuthMode,
+    header: http::HeaderName,
+    /// What is compared: for token and basic modes the SHA-256 of the expected credential, so
+    /// that the comparison length never depends on the secret.
+    expected: Vec<[u8; 32]>,
+    secrets: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error("WEBHOOK_SECRETS must hold at least one secret for AUTH_MODE={0}")]
+    NoSecrets(&'static str),
+    #[error("SIGNATURE_HEADER {0:?} is not a valid header name")]
+    Header(String),
+    #[error("WEBHOOK_SECRETS entries must be user:password for AUTH_MODE=basic")]
+    BasicFormat,
+}
+
+impl fmt::Debug for Verifier {
+    // Hand-written so that neither the secrets nor their hashes can reach a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("mode", &self.mode)
+            .field("header", &self.header)
+            .field(
+                "secrets",
+                &format_args!("[REDACTED; {}]", self.secrets.len()),
+            )
+            .finish()
+    }
+}
+
+impl Verifier {
+    pub fn new(
+        mode: AuthMode,
+        header: Option<&str>,
+        secrets: Vec<Secret>,
+    ) -> Result<Self, AuthConfigError> {
+        let default = match mode {
+            AuthMode::HmacSha256 => DEFAULT_HMAC_HEADER,
+            _ => DEFAULT_TOKEN_HEADER,
+        };
+        let name = header.unwrap_or(default);
+        let header = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| AuthConfigError::Header(name.to_owned()))?;
+        if mode != AuthMode::None && secrets.is_empty() {
+            return Err(AuthConfigError::NoSecrets(mode.as_str()));
+        }
+        if mode == AuthMode::Basic && secrets.iter().any(|s| !s.expose().contains(':')) {
+            return Err(AuthConfigError::BasicFormat);
+        }
+        let expected = secrets
+            .iter()
+            .map(|s| sha256(s.expose().as_bytes()))
+            .collect();
+        Ok(Self {
+            mode,
+            header,
+            expected,
+            secrets,
+        })
+    }
+
+    pub fn mode(&self) -> AuthMode {
+        self.mode
+    }
+
+    /// Checks the raw body and headers. Pure: no I/O, no clock, no logging of inputs.
+    pub fn verify(&self, body: &[u8], headers: &HeaderMap) -> Result<(), AuthError> {
+        match self.mode {
+            AuthMode::None => Ok(()),
+            AuthMode::Token => {
+                let value = header_str(headers, &self.header)?;
+                let token = if self.header == http::header::AUTHORIZATION {
+                    strip_scheme(value, "bearer")?
+                } else {
+                    value
+                };
+                self.matches_any(token.as_bytes())
+            }
+            AuthMode::Basic => {
+                let value = header_str(headers, &http::header::AUTHORIZATION)?;
+                let encoded = strip_scheme(value, "basic")?;
+                let decoded = BASE64.decode(encoded.trim()).map_err(|_| AuthError)?;
+                self.matches_any(&decoded)
+            }
+            AuthMode::HmacSha256 => {
+                let value = header_str(headers, &self.header)?;
+                let hex_sig = value.trim().strip_prefix("sha256=").ok_or(AuthError)?;
+                let sig = hex::decode(hex_sig).map_err(|_| AuthError)?;
+                let mut ok = false;
+                for secret in &self.secrets {
+                    // Every secret is tried, so the time taken does not tell which one matched.
+                    ok |= hmac_sha256(secret.expose().as_bytes(), body)
+                        .verify_slice(&sig)
+                        .is_ok();
+                }
+                if ok { Ok(()) } else { Err(AuthError) }
+            }
+        }
+    }
+
+    fn matches_any(&self, presented: &[u8]) -> Result<(), AuthError> {
+        let presented = sha256(presented);
+        let mut ok = subtle::Choice::from(0u8);
+        for expected in &self.expected {
+            ok |= expected.ct_eq(&presented);
+        }
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(AuthError)
+        }
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &http::HeaderName) -> Result<&'a str, AuthError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AuthError)
+}
+
+/// `Bearer abc` -> `abc`; the scheme is case-insensitive (RFC 9110 §11.1).
+fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Result<&'a str, AuthError> {
+    let (s, rest) = value.trim().split_once(' ').ok_or(AuthError)?;
+    if s.eq_ignore_ascii_case(scheme) {
+        Ok(rest.trim())
+    } else {
+        Err(AuthError)
+    }
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+fn hmac_sha256(key: &[u8], body: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    mac
+}
+
+/// `sha256=<hex>` for a body, as a sender computes it. Used by tests, docs and the local tools.
+pub fn sign_hmac_sha256(secret: &str, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        hex::encode(hmac_sha256(secret.as_bytes(), body).finalize().into_bytes())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn verifier(mode: AuthMode, header: Option<&str>, secrets: &[&str]) -> Verifier {
+        Verifier::new(
+            mode,
+            header,
+            secrets.iter().map(|s| Secret::new(*s)).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn hmac_matches_the_published_github_vector() {
+        // GitHub's documented example: secret "It's a Secret to Everybody", payload "Hello, World!".
+        let sig = sign_hmac_sha256("It's a Secret to Everybody", b"Hello, World!");
+        assert_eq!(
+            sig,
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+        let v = verifier(AuthMode::HmacSha256, None, &["It's a Secret to Everybody"]);
+        let h = headers(&[("X-Hub-Signature-256", &sig)]);
+        assert_eq!(v.verify(b"Hello, World!", &h), Ok(()));
+        assert_eq!(v.verify(b"Hello, World?", &h), Err(AuthError));
+    }
+
+    #[test]
+    fn hmac_with_the_wrong_secret_or_no_header_is_refused() {
+        let v = verifier(AuthMode::HmacSha256, Some("X-Signature"), &["right"]);
+        let body = b"{}";
+        let wrong = headers(&[("x-signature", &sign_hmac_sha256("wrong", body))]);
+        assert_eq!(v.verify(body, &wrong), Err(AuthError));
+        assert_eq!(v.verify(body, &HeaderMap::new()), Err(AuthError));
+        let bare_hex = sign_hmac_sha256("right", body).replace("sha256=", "");
+        assert_eq!(
+            v.verify(body, &headers(&[("x-signature", &bare_hex)])),
+            Err(AuthError)
+        );
+        let ok = headers(&[("x-signature", &sign_hmac_sha256("right", body))]);
+        assert_eq!(v.verify(body, &ok), Ok(()));
+    }
+
+    #[test]
+    fn a_second_secret_is_accepted_during_rotation() {
+        let v = verifier(AuthMode::Token, None, &["old-token", "new-token"]);
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", "Bearer new-token")])),
+            Ok(())
+        );
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", "bearer old-token")])),
+            Ok(())
+        );
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", "Bearer other")])),
+            Err(AuthError)
+        );
+        let h = verifier(AuthMode::HmacSha256, None, &["s1", "s2"]);
+        let sig = sign_hmac_sha256("s2", b"x");
+        assert_eq!(
+            h.verify(b"x", &headers(&[("x-hub-signature-256", &sig)])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn token_in_authorization_needs_the_bearer_scheme() {
+        let v = verifier(AuthMode::Token, None, &["t0k"]);
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", "t0k")])),
+            Err(AuthError)
+        );
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", "Basic t0k")])),
+            Err(AuthError)
+        );
+        assert_eq!(v.verify(b"", &HeaderMap::new()), Err(AuthError));
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", "Bearer t0k")])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn token_in_a_custom_header_is_the_raw_value() {
+        let v = verifier(AuthMode::Token, Some("x-api-key"), &["k3y"]);
+        assert_eq!(v.verify(b"", &headers(&[("x-api-key", "k3y")])), Ok(()));
+        assert_eq!(
+            v.verify(b"", &headers(&[("x-api-key", "k3y ")])),
+            Err(AuthError)
+        );
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", "Bearer k3y")])),
+            Err(AuthError)
+        );
+    }
+
+    #[test]
+    fn basic_checks_user_and_password() {
+        let v = verifier(AuthMode::Basic, None, &["eventbridge:s3cret"]);
+        let good = format!("Basic {}", BASE64.encode("eventbridge:s3cret"));
+        let bad = format!("Basic {}", BASE64.encode("eventbridge:wrong"));
+        assert_eq!(v.verify(b"", &headers(&[("authorization", &good)])), Ok(()));
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", &bad)])),
+            Err(AuthError)
+        );
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", "Basic !!notbase64")])),
+            Err(AuthError)
+        );
+        assert_eq!(v.verify(b"", &HeaderMap::new()), Err(AuthError));
+    }
+
+    #[test]
+    fn configuration_errors_name_the_problem() {
+        assert_eq!(
+            Verifier::new(AuthMode::Token, None, vec![]).unwrap_err(),
+            AuthConfigError::NoSecrets("token")
+        );
+        assert_eq!(
+            Verifier::new(AuthMode::Basic, None, vec![Secret::new("nocolon")]).unwrap_err(),
+            AuthConfigError::BasicFormat
+        );
+        assert!(matches!(
+            Verifier::new(AuthMode::Token, Some("bad header"), vec![Secret::new("x")]),
+            Err(AuthConfigError::Header(_))
+        ));
+        assert!(Verifier::new(AuthMode::None, None, vec![]).is_ok());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let v = verifier(AuthMode::Token, None, &["super-secret-value"]);
+        let dbg = format!("{v:?}");
+        assert!(!dbg.contains("super-secret-value"), "{dbg}");
+        assert!(dbg.contains("REDACTED"));
+    }
+}

@@ -1,0 +1,240 @@
+//! Configuration, read from the environment once at init and validated there: a bad value stops
+//! the function from starting, with the variable's name in the message, instead of failing the
+//! first delivery.
+
+use crate::auth::{AuthConfigError, AuthMode, Secret, Verifier};
+use crate::rules::{RuleError, Rules};
+
+pub const DEFAULT_RECEIPT_TTL_DAYS: u32 = 7;
+/// API Gateway's payload limit is larger; registries never send more than a few KiB per event.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployMode {
+    Apply,
+    DryRun,
+}
+
+impl DeployMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "apply",
+            Self::DryRun => "dry-run",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("{name}={value:?} is not valid: {hint}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        hint: &'static str,
+    },
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+}
+
+/// Defaults that differ between the Lambda functions and the local binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    /// `None`: AUTH_MODE must be set (the functions). The local binary defaults to `none`.
+    pub auth_mode: Option<AuthMode>,
+    pub deploy_mode: DeployMode,
+    /// Whether TABLE_NAME must be set (the functions) or is optional (local: embedded store).
+    pub require_table: bool,
+}
+
+impl Defaults {
+    pub const LAMBDA: Self = Self {
+        auth_mode: None,
+        deploy_mode: DeployMode::Apply,
+        require_table: true,
+    };
+    pub const LOCAL: Self = Self {
+        auth_mode: Some(AuthMode::None),
+        deploy_mode: DeployMode::DryRun,
+        require_table: false,
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: Option<String>,
+    pub verifier: Verifier,
+    pub rules: Rules,
+    pub deploy_mode: DeployMode,
+    pub receipt_ttl_days: u32,
+}
+
+impl Config {
+    pub fn from_env(defaults: Defaults) -> Result<Self, ConfigError> {
+        Self::from_lookup(defaults, |k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (the environment in production, a map in tests).
+    pub fn from_lookup(
+        defaults: Defaults,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let var = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let table_name = var("TABLE_NAME");
+        if defaults.require_table && table_name.is_none() {
+            return Err(ConfigError::Missing {
+                name: "TABLE_NAME",
+                hint: "the DynamoDB table that holds image records",
+            });
+        }
+
+        const AUTH_HINT: &str = "one of token, basic, hmac-sha256, none";
+        let auth_mode = match (var("AUTH_MODE"), defaults.auth_mode) {
+            (Some(v), _) => AuthMode::parse(&v).ok_or(ConfigError::Invalid {
+                name: "AUTH_MODE",
+                value: v,
+                hint: AUTH_HINT,
+            })?,
+            (None, Some(d)) => d,
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    name: "AUTH_MODE",
+                    hint: AUTH_HINT,
+                });
+            }
+        };
+        let secrets = var("WEBHOOK_SECRETS")
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let verifier = Verifier::new(auth_mode, var("SIGNATURE_HEADER").as_deref(), secrets)?;
+
+        let rules = Rules::parse(var("DEPLOY_RULES").as_deref().unwrap_or(""))?;
+
+        let deploy_mode = match var("DEPLOY_MODE").as_deref() {
+            None => defaults.deploy_mode,
+            Some("apply") => DeployMode::Apply,
+            Some("dry-run") => DeployMode::DryRun,
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: "DEPLOY_MODE",
+                    value: v.to_owned(),
+                    hint: "apply or dry-run",
+                });
+            }
+        };
+
+        let receipt_ttl_days = match var("RECEIPT_TTL_DAYS") {
+            None => DEFAULT_RECEIPT_TTL_DAYS,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=3650).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "RECEIPT_TTL_DAYS",
+                        value: v,
+                        hint: "a whole number of days from 1 to 3650",
+                    });
+                }
+            },
+        };
+
+        Ok(Self {
+            table_name,
+            verifier,
+            rules,
+            deploy_mode,
+            receipt_ttl_days,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(defaults: Defaults, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(defaults, |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn lambda_requires_table_and_auth_mode() {
+        let e = cfg(Defaults::LAMBDA, &[]).unwrap_err();
+        assert!(e.to_string().starts_with("TABLE_NAME is not set"), "{e}");
+        let e = cfg(Defaults::LAMBDA, &[("TABLE_NAME", "t")]).unwrap_err();
+        assert!(e.to_string().starts_with("AUTH_MODE is not set"), "{e}");
+        let c = cfg(
+            Defaults::LAMBDA,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "token"),
+                ("WEBHOOK_SECRETS", "a, b"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.deploy_mode, DeployMode::Apply);
+        assert_eq!(c.receipt_ttl_days, 7);
+    }
+
+    #[test]
+    fn local_defaults_to_no_auth_and_dry_run() {
+        let c = cfg(Defaults::LOCAL, &[]).unwrap();
+        assert_eq!(c.verifier.mode(), AuthMode::None);
+        assert_eq!(c.deploy_mode, DeployMode::DryRun);
+        assert!(c.table_name.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_never_echo_secrets() {
+        let e = cfg(Defaults::LOCAL, &[("AUTH_MODE", "magic")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AUTH_MODE") && e.contains("hmac-sha256"), "{e}");
+        let e = cfg(Defaults::LOCAL, &[("DEPLOY_MODE", "yolo")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DEPLOY_MODE"), "{e}");
+        let e = cfg(Defaults::LOCAL, &[("RECEIPT_TTL_DAYS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("RECEIPT_TTL_DAYS"), "{e}");
+        let e = cfg(Defaults::LOCAL, &[("DEPLOY_RULES", "[{]")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DEPLOY_RULES"), "{e}");
+        let e = cfg(Defaults::LOCAL, &[("AUTH_MODE", "token")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("WEBHOOK_SECRETS"), "{e}");
+        let e = cfg(
+            Defaults::LOCAL,
+            &[
+                ("AUTH_MODE", "basic"),
+                ("WEBHOOK_SECRETS", "hunter2-no-colon"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

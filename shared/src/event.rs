@@ -1,0 +1,196 @@
+//! The one event model every provider parses into.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::reference::ImageRef;
+
+/// Who sent the event. The name is part of the receipt key, so it must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    Acr,
+    EcrEventbridge,
+    Generic,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Acr => "acr",
+            Provider::EcrEventbridge => "ecr-eventbridge",
+            Provider::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Push,
+    Delete,
+    Quarantine,
+    Release,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Push => "push",
+            Action::Delete => "delete",
+            Action::Quarantine => "quarantine",
+            Action::Release => "release",
+        }
+    }
+}
+
+/// An instant kept as RFC 3339 in UTC with nine fractional digits, so that the string order is
+/// the time order: DynamoDB compares `updated_at` as a string in a condition expression.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Timestamp(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid timestamp {0:?}: expected RFC 3339")]
+pub struct TimestampError(pub String);
+
+impl Timestamp {
+    pub fn parse(s: &str) -> Result<Self, TimestampError> {
+        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| TimestampError(s.to_owned()))?;
+        Ok(Self::from_datetime(t))
+    }
+
+    pub fn from_datetime(t: OffsetDateTime) -> Self {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        Self(format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond()
+        ))
+    }
+
+    pub fn from_unix(secs: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(secs)
+            .ok()
+            .map(Self::from_datetime)
+    }
+
+    pub fn now() -> Self {
+        Self::from_datetime(OffsetDateTime::now_utc())
+    }
+
+    pub fn unix_seconds(&self) -> i64 {
+        OffsetDateTime::parse(&self.0, &Rfc3339).map_or(0, |t| t.unix_timestamp())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Timestamp {
+    type Error = TimestampError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<Timestamp> for String {
+    fn from(t: Timestamp) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One image event, whatever registry sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageEvent {
+    /// The sender's event id, or a content hash when the sender has none (stable across retries).
+    pub id: String,
+    pub provider: Provider,
+    pub action: Action,
+    pub image: ImageRef,
+    /// The sender's time; the receipt time only when the sender gives none.
+    pub occurred_at: Timestamp,
+    pub media_type: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// An event the request held that this function does not act on (a ping, a chart push, a pull,
+/// an action another function handles). It is acknowledged, never a reason to fail a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IgnoredEvent {
+    pub id: Option<String>,
+    pub provider: Provider,
+    pub action: String,
+    pub reason: String,
+    pub registry: Option<String>,
+    pub repository: Option<String>,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// What a parser found, one entry per event in the request, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Image(ImageEvent),
+    Ignored(IgnoredEvent),
+}
+
+/// A stable id for senders that give none: the hash of the fields that identify the event.
+pub fn content_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_normalise_to_sortable_utc() {
+        let a = Timestamp::parse("2017-11-17T16:52:01.343145347Z").unwrap();
+        assert_eq!(a.as_str(), "2017-11-17T16:52:01.343145347Z");
+        let b = Timestamp::parse("2017-11-17T17:52:01+01:00").unwrap();
+        assert_eq!(b.as_str(), "2017-11-17T16:52:01.000000000Z");
+        assert!(b < a);
+        let c = Timestamp::parse("2026-06-01T12:22:07.0958813Z").unwrap();
+        assert_eq!(c.as_str(), "2026-06-01T12:22:07.095881300Z");
+        assert!(Timestamp::parse("yesterday").is_err());
+        assert_eq!(
+            Timestamp::from_unix(0).unwrap().as_str(),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+    }
+
+    #[test]
+    fn content_ids_do_not_collide_on_concatenation() {
+        assert_ne!(content_id(&["ab", "c"]), content_id(&["a", "bc"]));
+        assert_eq!(content_id(&["a", "b"]), content_id(&["a", "b"]));
+    }
+}

@@ -1,0 +1,195 @@
+//! The HTTP edge shared by the Lambda functions and the local server: check the request, verify
+//! it, parse it, run the function's path, and map the result to a response exactly once.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, header};
+use lambda_http::{Body, Response};
+use serde_json::json;
+
+use crate::PipelineError;
+use crate::app::{App, Function};
+use crate::auth::AuthError;
+use crate::config::MAX_BODY_BYTES;
+use crate::event::Timestamp;
+use crate::outcome::Receipt;
+use crate::providers::{self, ParseContext, ParseError};
+use crate::push::{self, PushDeps};
+use crate::store::StoreError;
+
+/// Every way a request can fail, each with one status and a body that says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no such route")]
+    NotFound,
+    #[error("method {0} is not allowed: use POST")]
+    MethodNotAllowed(Method),
+    #[error("the body is {0} bytes; the limit is {MAX_BODY_BYTES}")]
+    PayloadTooLarge(usize),
+    #[error("content type {0:?} is not supported: send application/json")]
+    UnsupportedMediaType(String),
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("a dependency is unavailable, retry later")]
+    Unavailable(#[source] PipelineError),
+    #[error("internal error")]
+    Internal(#[source] PipelineError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Parse(ParseError::Reference { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Parse(_) => StatusCode::BAD_REQUEST,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Parse(ParseError::Json(_)) => "invalid_json",
+            Self::Parse(ParseError::UnknownShape { .. }) => "unknown_format",
+            Self::Parse(ParseError::Reference { .. }) => "invalid_reference",
+            Self::Parse(_) => "invalid_event",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        match &self {
+            Self::Unavailable(e) => {
+                tracing::error!(error = %e, "dependency unavailable: asking the sender to retry")
+            }
+            Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            Self::Unauthorized(_) => tracing::warn!("request failed authentication"),
+            other => {
+                tracing::info!(status = other.status().as_u16(), error = %other, "request refused")
+            }
+        }
+        let body = json!({"error": self.code(), "message": self.to_string()});
+        let mut resp = json_response(self.status(), &body);
+        if matches!(self, Self::MethodNotAllowed(_)) {
+            resp.headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+        }
+        if matches!(self, Self::Unavailable(_)) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        let retryable = match &e {
+            PipelineError::Store(StoreError::Unavailable { .. } | StoreError::Io(_)) => true,
+            PipelineError::Store(_) => false,
+            PipelineError::Deploy(_) => true,
+        };
+        if retryable {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e)
+        }
+    }
+}
+
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(Body::Text(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The body as bytes, whatever API Gateway made of it (text, or binary it base64-decoded).
+pub fn body_bytes(body: &Body) -> Bytes {
+    Bytes::copy_from_slice(body.as_ref())
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(v) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let raw = v.to_str().unwrap_or("");
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() || essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            raw.chars().take(100).collect(),
+        ))
+    }
+}
+
+/// Runs one request through a function: the single entry point of every binary.
+pub async fn handle(app: &App, function: Function, req: lambda_http::Request) -> Response<Body> {
+    match handle_inner(app, function, req).await {
+        Ok(receipt) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(&receipt).unwrap_or_else(|_| json!({})),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle_inner(
+    app: &App,
+    function: Function,
+    req: lambda_http::Request,
+) -> Result<Receipt, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed(req.method().clone()));
+    }
+    let body = body_bytes(req.body());
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge(body.len()));
+    }
+    check_content_type(req.headers())?;
+    app.config().verifier.verify(&body, req.headers())?;
+
+    let received_at = Timestamp::now();
+    let events = providers::parse(
+        &body,
+        &ParseContext {
+            headers: req.headers(),
+            received_at: &received_at,
+        },
+    )?;
+    let results = match function {
+        Function::Push => {
+            let deps = PushDeps {
+                store: app.store(),
+                deployer: app.deployer(),
+                rules: &app.config().rules,
+                receipt_ttl_days: app.config().receipt_ttl_days,
+            };
+            push::handle(&deps, events, &received_at).await?
+        }
+    };
+    Ok(Receipt {
+        received: results.len(),
+        events: results,
+    })
+}

@@ -1,0 +1,245 @@
+//! Azure Container Registry native webhooks: one JSON object per request, camelCase,
+//! `action` = push | delete | quarantine | chart_push | chart_delete | ping.
+//! The registry host comes from `request.host`; ACR signs nothing (auth is a custom header).
+
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
+use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
+
+const P: Provider = Provider::Acr;
+
+pub(super) fn header_hint(h: &HeaderMap) -> bool {
+    super::user_agent_starts_with(h, "AzureContainerRegistry/")
+}
+
+pub(super) fn body_shape(v: &Value) -> bool {
+    v.get("action").is_some_and(Value::is_string)
+        && v.get("id").is_some()
+        && v.get("timestamp").is_some()
+        && (v.get("target").is_some_and(Value::is_object)
+            || v.get("action").and_then(Value::as_str) == Some("ping"))
+}
+
+#[derive(Deserialize)]
+struct Body {
+    id: String,
+    timestamp: String,
+    action: String,
+    #[serde(default)]
+    target: Option<Target>,
+    #[serde(default)]
+    request: Option<Request>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Target {
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    repository: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Request {
+    #[serde(default)]
+    host: Option<String>,
+}
+
+pub(super) fn parse(v: &Value, _ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
+    let body: Body = typed(P, v)?;
+    let action = match body.action.as_str() {
+        "push" => Action::Push,
+        "delete" => Action::Delete,
+        "quarantine" => Action::Quarantine,
+        other => return Ok(vec![Parsed::Ignored(ignored(&body, other))]),
+    };
+    let target = body.target.as_ref().ok_or_else(|| {
+        ParseError::malformed(P, format!("{} event without `target`", body.action))
+    })?;
+    let host = body
+        .request
+        .as_ref()
+        .and_then(|r| non_empty(&r.host))
+        .ok_or_else(|| {
+            ParseError::malformed(P, "event without `request.host`: the registry is unknown")
+        })?;
+    let repository = non_empty(&target.repository)
+        .ok_or_else(|| ParseError::malformed(P, "event without `target.repository`"))?;
+    let image = ImageRef {
+        registry: reference(P, Registry::parse(host))?,
+        repository: reference(P, Repository::parse(repository))?,
+        tag: non_empty(&target.tag)
+            .map(|t| reference(P, Tag::parse(t)))
+            .transpose()?,
+        digest: non_empty(&target.digest)
+            .map(|d| reference(P, Digest::parse(d)))
+            .transpose()?,
+    };
+    if image.digest.is_none() && image.tag.is_none() {
+        return Err(ParseError::malformed(
+            P,
+            "event with neither `target.tag` nor `target.digest`",
+        ));
+    }
+    Ok(vec![Parsed::Image(ImageEvent {
+        id: body.id.clone(),
+        provider: P,
+        action,
+        image,
+        occurred_at: timestamp(P, &body.timestamp)?,
+        media_type: target.media_type.clone(),
+        size: target.size,
+    })])
+}
+
+fn ignored(body: &Body, action: &str) -> IgnoredEvent {
+    let reason = match action {
+        "ping" => "ping acknowledged".to_owned(),
+        "chart_push" | "chart_delete" => "Helm chart events are not container images".to_owned(),
+        other => format!("ACR action {other:?} is not handled"),
+    };
+    let t = body.target.as_ref();
+    IgnoredEvent {
+        id: Some(body.id.clone()),
+        provider: P,
+        action: action.to_owned(),
+        reason,
+        registry: body.request.as_ref().and_then(|r| r.host.clone()),
+        repository: t.and_then(|t| t.repository.clone()),
+        tag: t.and_then(|t| t.tag.clone()),
+        digest: t.and_then(|t| t.digest.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Timestamp;
+
+    const D: &str = "sha256:3f1c6f5b0e3a4d2f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f";
+
+    fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
+        let h = HeaderMap::new();
+        let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
+        parse(
+            &v,
+            &ParseContext {
+                headers: &h,
+                received_at: &now,
+            },
+        )
+    }
+
+    fn push(tag: &str, digest: &str) -> Value {
+        serde_json::json!({
+            "id": "6c1f3c8e-1111-4a2b-9c3d-0123456789ab",
+            "timestamp": "2026-03-04T05:06:07.123456789Z",
+            "action": "push",
+            "target": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1234,
+                       "digest": digest, "length": 1234, "repository": "shop/api", "tag": tag},
+            "request": {"id": "r1", "host": "contoso.azurecr.io", "method": "PUT", "useragent": "docker/27"}
+        })
+    }
+
+    #[test]
+    fn push_maps_every_field() {
+        let out = run(push("v1.4.2", D)).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.id, "6c1f3c8e-1111-4a2b-9c3d-0123456789ab");
+        assert_eq!(e.provider, Provider::Acr);
+        assert_eq!(e.action, Action::Push);
+        assert_eq!(e.image.registry.as_str(), "contoso.azurecr.io");
+        assert_eq!(e.image.repository.as_str(), "shop/api");
+        assert_eq!(e.image.tag.as_ref().map(Tag::as_str), Some("v1.4.2"));
+        assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
+        assert_eq!(e.occurred_at.as_str(), "2026-03-04T05:06:07.123456789Z");
+        assert_eq!(
+            e.media_type.as_deref(),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+        assert_eq!(e.size, Some(1234));
+    }
+
+    #[test]
+    fn empty_tag_is_a_digest_only_push() {
+        let out = run(push("", D)).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!()
+        };
+        assert_eq!(e.image.tag, None);
+    }
+
+    #[test]
+    fn masked_digest_is_a_reference_error() {
+        let err = run(push("v1", "sha256:xxxx")).unwrap_err();
+        assert!(matches!(err, ParseError::Reference { .. }), "{err}");
+    }
+
+    #[test]
+    fn ping_and_chart_events_are_ignored_with_a_reason() {
+        let ping =
+            serde_json::json!({"id": "p", "timestamp": "2026-01-01T00:00:00Z", "action": "ping"});
+        let out = run(ping).unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(i.action, "ping");
+        assert_eq!(i.reason, "ping acknowledged");
+        let mut chart = push("wordpress-5.4.0.tgz", "sha256:xxxx");
+        chart["action"] = "chart_push".into();
+        let out = run(chart).unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(i.reason.contains("Helm"));
+    }
+
+    #[test]
+    fn delete_and_quarantine_become_their_actions() {
+        let mut d = push("", D);
+        d["action"] = "delete".into();
+        let out = run(d).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.action, Action::Delete);
+        let mut q = push("1", D);
+        q["action"] = "quarantine".into();
+        let out = run(q).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.action, Action::Quarantine);
+    }
+
+    #[test]
+    fn missing_host_or_repository_is_malformed() {
+        let mut v = push("v1", D);
+        v["request"] = serde_json::json!({});
+        assert!(run(v).unwrap_err().to_string().contains("request.host"));
+        let mut v = push("v1", D);
+        v["target"]["repository"] = "".into();
+        assert!(
+            run(v)
+                .unwrap_err()
+                .to_string()
+                .contains("target.repository")
+        );
+        let mut v = push("v1", D);
+        v["timestamp"] = "not a time".into();
+        assert!(matches!(run(v), Err(ParseError::Timestamp { .. })));
+    }
+}

@@ -1,0 +1,265 @@
+//! Amazon ECR events as an EventBridge API destination POSTs them: the bare event JSON
+//! (`detail-type`, `source`, kebab-case `detail`). ECR has no webhooks of its own.
+//! The registry is `<account>.dkr.ecr.<region>.amazonaws.com`.
+
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
+use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
+
+const P: Provider = Provider::EcrEventbridge;
+
+pub(super) fn header_hint(h: &HeaderMap) -> bool {
+    super::user_agent_starts_with(h, "Amazon/EventBridge/ApiDestinations")
+}
+
+pub(super) fn body_shape(v: &Value) -> bool {
+    v.get("detail-type").is_some_and(Value::is_string)
+        && v.get("source").is_some_and(Value::is_string)
+        && v.get("detail").is_some_and(Value::is_object)
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: String,
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    source: String,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    time: Option<String>,
+    detail: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ImageAction {
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default)]
+    repository_name: Option<String>,
+    #[serde(default)]
+    image_digest: Option<String>,
+    #[serde(default)]
+    action_type: Option<String>,
+    #[serde(default)]
+    image_tag: Option<String>,
+    #[serde(default)]
+    manifest_media_type: Option<String>,
+}
+
+pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
+    let env: Envelope = typed(P, v)?;
+    if env.source != "aws.ecr" || env.detail_type != "ECR Image Action" {
+        let reason = format!(
+            "{} events from {} are not handled by this function",
+            env.detail_type, env.source
+        );
+        return Ok(vec![Parsed::Ignored(ignored(
+            &env,
+            None,
+            &env.detail_type,
+            reason,
+        ))]);
+    }
+    let detail: ImageAction = typed(P, &env.detail)?;
+    let action_type = detail.action_type.as_deref().unwrap_or_default();
+    let result = detail.result.as_deref().unwrap_or_default();
+    let action = match (action_type, result) {
+        ("PUSH", "SUCCESS") => Action::Push,
+        ("DELETE", "SUCCESS") => Action::Delete,
+        (a, r) => {
+            let reason = if r == "SUCCESS" {
+                format!("ECR action type {a:?} is not handled")
+            } else {
+                format!("ECR reported {a} with result {r:?}: nothing to apply")
+            };
+            return Ok(vec![Parsed::Ignored(ignored(
+                &env,
+                Some(&detail),
+                &a.to_ascii_lowercase(),
+                reason,
+            ))]);
+        }
+    };
+    let (account, region) = match (non_empty(&env.account), non_empty(&env.region)) {
+        (Some(a), Some(r)) => (a, r),
+        _ => {
+            return Err(ParseError::malformed(
+                P,
+                "event without `account` and `region`: the registry is unknown",
+            ));
+        }
+    };
+    let repository = non_empty(&detail.repository_name)
+        .ok_or_else(|| ParseError::malformed(P, "event without `detail.repository-name`"))?;
+    let image = ImageRef {
+        registry: reference(P, Registry::parse(&registry_host(account, region)))?,
+        repository: reference(P, Repository::parse(repository))?,
+        tag: non_empty(&detail.image_tag)
+            .map(|t| reference(P, Tag::parse(t)))
+            .transpose()?,
+        digest: non_empty(&detail.image_digest)
+            .map(|d| reference(P, Digest::parse(d)))
+            .transpose()?,
+    };
+    if image.digest.is_none() && image.tag.is_none() {
+        return Err(ParseError::malformed(
+            P,
+            "event with neither `image-tag` nor `image-digest`",
+        ));
+    }
+    let occurred_at = match non_empty(&env.time) {
+        Some(t) => timestamp(P, t)?,
+        None => ctx.received_at.clone(),
+    };
+    Ok(vec![Parsed::Image(ImageEvent {
+        id: env.id.clone(),
+        provider: P,
+        action,
+        image,
+        occurred_at,
+        media_type: detail.manifest_media_type.clone(),
+        size: None,
+    })])
+}
+
+pub fn registry_host(account: &str, region: &str) -> String {
+    format!("{account}.dkr.ecr.{region}.amazonaws.com")
+}
+
+fn ignored(
+    env: &Envelope,
+    detail: Option<&ImageAction>,
+    action: &str,
+    reason: String,
+) -> IgnoredEvent {
+    let registry = match (non_empty(&env.account), non_empty(&env.region)) {
+        (Some(a), Some(r)) => Some(registry_host(a, r)),
+        _ => None,
+    };
+    let field = |k: &str| env.detail.get(k).and_then(Value::as_str).map(str::to_owned);
+    IgnoredEvent {
+        id: Some(env.id.clone()),
+        provider: P,
+        action: action.to_owned(),
+        reason,
+        registry,
+        repository: detail
+            .and_then(|d| d.repository_name.clone())
+            .or_else(|| field("repository-name")),
+        tag: detail
+            .and_then(|d| d.image_tag.clone())
+            .or_else(|| field("image-tag")),
+        digest: detail
+            .and_then(|d| d.image_digest.clone())
+            .or_else(|| field("image-digest")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Timestamp;
+
+    const D: &str = "sha256:9b2e0c6f1d8a7e5c4b3a291807f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c";
+
+    fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
+        let h = HeaderMap::new();
+        let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
+        parse(
+            &v,
+            &ParseContext {
+                headers: &h,
+                received_at: &now,
+            },
+        )
+    }
+
+    fn event(action: &str, result: &str, tag: Option<&str>) -> Value {
+        let mut detail = serde_json::json!({"result": result, "repository-name": "shop/api",
+            "image-digest": D, "action-type": action});
+        if let Some(t) = tag {
+            detail["image-tag"] = t.into();
+        }
+        serde_json::json!({"version": "0", "id": "0b8e4c1a-2d3f-4a5b-8c9d-0e1f2a3b4c5d",
+            "detail-type": "ECR Image Action", "source": "aws.ecr", "account": "210987654321",
+            "time": "2026-05-06T07:08:09Z", "region": "eu-central-1", "resources": [], "detail": detail})
+    }
+
+    #[test]
+    fn push_maps_every_field() {
+        let out = run(event("PUSH", "SUCCESS", Some("2.0.1"))).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.id, "0b8e4c1a-2d3f-4a5b-8c9d-0e1f2a3b4c5d");
+        assert_eq!(e.provider, Provider::EcrEventbridge);
+        assert_eq!(e.action, Action::Push);
+        assert_eq!(
+            e.image.registry.as_str(),
+            "210987654321.dkr.ecr.eu-central-1.amazonaws.com"
+        );
+        assert_eq!(e.image.repository.as_str(), "shop/api");
+        assert_eq!(e.image.tag.as_ref().map(Tag::as_str), Some("2.0.1"));
+        assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
+        assert_eq!(e.occurred_at.as_str(), "2026-05-06T07:08:09.000000000Z");
+    }
+
+    #[test]
+    fn untagged_push_has_no_tag() {
+        let out = run(event("PUSH", "SUCCESS", None)).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.image.tag, None);
+    }
+
+    #[test]
+    fn failed_push_and_other_action_types_are_ignored() {
+        let out = run(event("PUSH", "FAILURE", Some("1"))).unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(i.reason.contains("FAILURE"), "{}", i.reason);
+        let out = run(event("UPDATE_STORAGE_CLASS", "SUCCESS", None)).unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(i.reason.contains("UPDATE_STORAGE_CLASS"));
+    }
+
+    #[test]
+    fn delete_becomes_a_delete_event() {
+        let out = run(event("DELETE", "SUCCESS", Some("old"))).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.action, Action::Delete);
+    }
+
+    #[test]
+    fn other_detail_types_are_ignored() {
+        let mut v = event("PUSH", "SUCCESS", Some("1"));
+        v["detail-type"] = "ECR Image Scan".into();
+        let out = run(v).unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(i.action, "ECR Image Scan");
+        assert_eq!(i.repository.as_deref(), Some("shop/api"));
+    }
+
+    #[test]
+    fn short_digest_is_a_reference_error() {
+        let mut v = event("PUSH", "SUCCESS", Some("1"));
+        v["detail"]["image-digest"] = "sha256:7f5b2640fe6fb4f4".into();
+        assert!(matches!(run(v), Err(ParseError::Reference { .. })));
+    }
+}

@@ -1,0 +1,161 @@
+//! The generic form for CI scripts and anything else that can POST JSON:
+//! `{"image": "registry/org/app:tag", "digest": "sha256:...", "id": "...", "timestamp": "...",
+//!   "action": "push" | "delete"}`; only `image` is required.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ParseContext, ParseError, reference, timestamp, typed};
+use crate::event::{Action, ImageEvent, Parsed, Provider, content_id};
+use crate::reference::{Digest, ImageRef};
+
+const P: Provider = Provider::Generic;
+
+pub(super) fn body_shape(v: &Value) -> bool {
+    v.get("image").is_some_and(Value::is_string)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    image: String,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    size: Option<u64>,
+}
+
+pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
+    let body: Body = typed(P, v)?;
+    let action = match body.action.as_deref() {
+        None | Some("push") => Action::Push,
+        Some("delete") => Action::Delete,
+        Some(other) => {
+            return Err(ParseError::malformed(
+                P,
+                format!("unknown action {other:?}: expected \"push\" or \"delete\""),
+            ));
+        }
+    };
+    let mut image = reference(P, ImageRef::parse(&body.image))?;
+    if let Some(d) = body.digest.as_deref().filter(|d| !d.is_empty()) {
+        let d = reference(P, Digest::parse(d))?;
+        if image.digest.as_ref().is_some_and(|own| *own != d) {
+            return Err(ParseError::malformed(
+                P,
+                "`digest` differs from the digest inside `image`",
+            ));
+        }
+        image.digest = Some(d);
+    }
+    if image.tag.is_none() && image.digest.is_none() {
+        return Err(ParseError::malformed(P, "`image` needs a tag or a digest"));
+    }
+    let occurred_at = match body.timestamp.as_deref() {
+        Some(t) => timestamp(P, t)?,
+        None => ctx.received_at.clone(),
+    };
+    // Without a sender id, the event is identified by what it says, so a retried POST of the
+    // same body is recognised; the time is part of it only when the sender gave one.
+    let id = match body.id.filter(|s| !s.is_empty()) {
+        Some(id) => id,
+        None => content_id(&[
+            action.as_str(),
+            &image.to_string(),
+            body.timestamp.as_deref().unwrap_or(""),
+        ]),
+    };
+    Ok(vec![Parsed::Image(ImageEvent {
+        id,
+        provider: P,
+        action,
+        image,
+        occurred_at,
+        media_type: body.media_type,
+        size: body.size,
+    })])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Timestamp;
+    use http::HeaderMap;
+
+    const D: &str = "sha256:1d0c9b8a7f6e5d4c3b2a19080f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c";
+
+    fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
+        let h = HeaderMap::new();
+        let now = Timestamp::parse("2026-02-02T02:02:02Z").unwrap();
+        parse(
+            &v,
+            &ParseContext {
+                headers: &h,
+                received_at: &now,
+            },
+        )
+    }
+
+    #[test]
+    fn image_and_digest_fields_combine() {
+        let out =
+            run(serde_json::json!({"image": "registry.example.com/org/app:1.4.2", "digest": D}))
+                .unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            e.image.to_string(),
+            format!("registry.example.com/org/app:1.4.2@{D}")
+        );
+        assert_eq!(e.action, Action::Push);
+        assert_eq!(e.occurred_at.as_str(), "2026-02-02T02:02:02.000000000Z");
+        assert!(e.id.starts_with("sha256:"));
+    }
+
+    #[test]
+    fn same_body_gives_same_id_and_explicit_id_wins() {
+        let v = serde_json::json!({"image": "r.example.com/a:1", "digest": D});
+        let a = run(v.clone()).unwrap();
+        let b = run(v).unwrap();
+        assert_eq!(a, b);
+        let out = run(serde_json::json!({"image": "r.example.com/a:1", "id": "build-42"})).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.id, "build-42");
+    }
+
+    #[test]
+    fn conflicting_or_invalid_input_is_refused() {
+        let other = D.replace('1', "2");
+        let err =
+            run(serde_json::json!({"image": format!("r.example.com/a@{D}"), "digest": other}))
+                .unwrap_err();
+        assert!(err.to_string().contains("differs"));
+        assert!(matches!(
+            run(serde_json::json!({"image": "r.example.com/A:1"})),
+            Err(ParseError::Reference { .. })
+        ));
+        assert!(matches!(
+            run(serde_json::json!({"image": "r.example.com/a"})),
+            Err(ParseError::Malformed { .. })
+        ));
+        assert!(matches!(
+            run(serde_json::json!({"image": "r.example.com/a:1", "action": "pull"})),
+            Err(ParseError::Malformed { .. })
+        ));
+        assert!(matches!(
+            run(serde_json::json!({"image": "r.example.com/a:1", "extra": 1})),
+            Err(ParseError::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,195 @@
+//! Turning a verified request body into events: detect who sent it, then let that sender's parser
+//! map its format onto the one event model.
+//!
+//! Detection is one table (`DETECTORS`): header hints first, because they are cheap and decisive,
+//! then the body's shape. Parsers never see a sender they were not picked for.
+
+mod acr;
+mod ecr;
+mod generic;
+
+use http::HeaderMap;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::event::{Parsed, Provider, Timestamp, TimestampError};
+use crate::reference::ReferenceError;
+
+/// Why a body could not be turned into events. Each variant maps to one status at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("the body is not valid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("unrecognised body: expected one of {}", .tried.join(", "))]
+    UnknownShape { tried: Vec<&'static str> },
+    #[error("{provider}: {message}")]
+    Malformed { provider: Provider, message: String },
+    #[error("{provider}: {source}")]
+    Reference {
+        provider: Provider,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("{provider}: {source}")]
+    Timestamp {
+        provider: Provider,
+        #[source]
+        source: TimestampError,
+    },
+}
+
+impl ParseError {
+    pub(crate) fn malformed(provider: Provider, message: impl Into<String>) -> Self {
+        Self::Malformed {
+            provider,
+            message: message.into(),
+        }
+    }
+}
+
+/// Context a parser needs besides the body.
+pub struct ParseContext<'a> {
+    pub headers: &'a HeaderMap,
+    /// When the request arrived: the event time for senders that give none.
+    pub received_at: &'a Timestamp,
+}
+
+type ParseFn = fn(&Value, &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError>;
+
+/// One sender: how to recognise it by header and by body, and how to parse it.
+struct Detector {
+    provider: Provider,
+    /// The name used in the 400 that lists what was tried.
+    format: &'static str,
+    header_hint: fn(&HeaderMap) -> bool,
+    body_shape: fn(&Value) -> bool,
+    parse: ParseFn,
+}
+
+const DETECTORS: &[Detector] = &[
+    Detector {
+        provider: Provider::EcrEventbridge,
+        format: "Amazon EventBridge event (ECR)",
+        header_hint: ecr::header_hint,
+        body_shape: ecr::body_shape,
+        parse: ecr::parse,
+    },
+    Detector {
+        provider: Provider::Acr,
+        format: "Azure Container Registry webhook",
+        header_hint: acr::header_hint,
+        body_shape: acr::body_shape,
+        parse: acr::parse,
+    },
+    Detector {
+        provider: Provider::Generic,
+        format: "generic {\"image\": ...}",
+        header_hint: |_| false,
+        body_shape: generic::body_shape,
+        parse: generic::parse,
+    },
+];
+
+/// Parses a verified body into events, one entry per event in the request, in order.
+pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
+    let value: Value = serde_json::from_slice(body).map_err(ParseError::Json)?;
+    let by_header = DETECTORS.iter().find(|d| (d.header_hint)(ctx.headers));
+    let detector = by_header
+        .filter(|d| (d.body_shape)(&value))
+        .or_else(|| DETECTORS.iter().find(|d| (d.body_shape)(&value)));
+    match detector {
+        Some(d) => (d.parse)(&value, ctx),
+        None => Err(ParseError::UnknownShape {
+            tried: DETECTORS.iter().map(|d| d.format).collect(),
+        }),
+    }
+}
+
+/// Which provider a body would be parsed as (for logs on failure paths).
+pub fn detect(body: &Value, headers: &HeaderMap) -> Option<Provider> {
+    DETECTORS
+        .iter()
+        .find(|d| (d.header_hint)(headers) && (d.body_shape)(body))
+        .or_else(|| DETECTORS.iter().find(|d| (d.body_shape)(body)))
+        .map(|d| d.provider)
+}
+
+/// Deserialises a sender's typed view of the body, naming the sender in the error.
+pub(crate) fn typed<T: DeserializeOwned>(provider: Provider, v: &Value) -> Result<T, ParseError> {
+    T::deserialize(v).map_err(|e| ParseError::malformed(provider, e.to_string()))
+}
+
+pub(crate) fn user_agent_starts_with(headers: &HeaderMap, prefix: &str) -> bool {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with(prefix))
+}
+
+pub(crate) fn timestamp(provider: Provider, s: &str) -> Result<Timestamp, ParseError> {
+    Timestamp::parse(s).map_err(|source| ParseError::Timestamp { provider, source })
+}
+
+pub(crate) fn reference<T>(
+    provider: Provider,
+    r: Result<T, ReferenceError>,
+) -> Result<T, ParseError> {
+    r.map_err(|source| ParseError::Reference { provider, source })
+}
+
+/// An empty string means "absent" in several senders' formats (ACR's untagged pushes).
+pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx_parse(body: &str, headers: HeaderMap) -> Result<Vec<Parsed>, ParseError> {
+        let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
+        parse(
+            body.as_bytes(),
+            &ParseContext {
+                headers: &headers,
+                received_at: &now,
+            },
+        )
+    }
+
+    #[test]
+    fn unknown_shape_names_every_format_tried() {
+        let err = ctx_parse(r#"{"hello": "world"}"#, HeaderMap::new()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ParseError::UnknownShape { .. }));
+        assert!(msg.contains("Azure Container Registry webhook"), "{msg}");
+        assert!(msg.contains("Amazon EventBridge event (ECR)"), "{msg}");
+        assert!(msg.contains("generic"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_json_is_a_json_error() {
+        assert!(matches!(
+            ctx_parse("{", HeaderMap::new()),
+            Err(ParseError::Json(_))
+        ));
+        assert!(matches!(
+            ctx_parse("[1,2]", HeaderMap::new()),
+            Err(ParseError::UnknownShape { .. })
+        ));
+    }
+
+    #[test]
+    fn detection_picks_the_sender_from_the_body_shape() {
+        let acr =
+            serde_json::json!({"id": "1", "timestamp": "2026-01-01T00:00:00Z", "action": "ping"});
+        assert_eq!(detect(&acr, &HeaderMap::new()), Some(Provider::Acr));
+        let ecr = serde_json::json!({"source": "aws.ecr", "detail-type": "ECR Image Action", "detail": {}});
+        assert_eq!(
+            detect(&ecr, &HeaderMap::new()),
+            Some(Provider::EcrEventbridge)
+        );
+        let generic = serde_json::json!({"image": "a/b:1"});
+        assert_eq!(detect(&generic, &HeaderMap::new()), Some(Provider::Generic));
+    }
+}

@@ -1,0 +1,35 @@
+//! Key formats of the single table. Changing one orphans every stored record: don't.
+
+use super::Key;
+
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+pub const RECEIPT_SK: &str = "EVT";
+pub const SERVICE_CURRENT: &str = "CURRENT";
+
+pub fn image_pk(registry: &str, repository: &str) -> String {
+    format!("IMG#{registry}/{repository}")
+}
+
+pub fn image_sk(digest: &str) -> String {
+    format!("D#{digest}")
+}
+
+pub fn tag_sk(tag: &str) -> String {
+    format!("T#{tag}")
+}
+
+pub fn receipt(provider: &str, event_id: &str) -> Key {
+    Key {
+        pk: format!("EVT#{provider}#{event_id}"),
+        sk: RECEIPT_SK.to_owned(),
+    }
+}
+
+pub fn service_pk(cluster: &str, service: &str) -> String {
+    format!("SVC#{cluster}/{service}")
+}
+
+pub fn deployment_sk(at: &str, what: &str) -> String {
+    format!("DEP#{at}#{what}")
+}
