@@ -43,6 +43,13 @@ fn key_attrs(key: &Key) -> HashMap<String, AttributeValue> {
     ])
 }
 
+/// An item as JSON, the form `dump` and the local binary's `state` print.
+pub fn item_to_json(item: &HashMap<String, AttributeValue>) -> Map<String, Value> {
+    item.iter()
+        .map(|(k, v)| (k.clone(), from_attr(v)))
+        .collect()
+}
+
 pub(crate) fn to_attr(v: &Value) -> AttributeValue {
     match v {
         Value::Null => AttributeValue::Null(true),

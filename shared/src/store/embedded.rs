@@ -275,16 +275,6 @@ impl Store for EmbeddedStore {
     }
 
     async fn dump(&self) -> Result<Vec<Map<String, Value>>, StoreError> {
-        self.with(|inner| {
-            Ok(inner
-                .items
-                .values()
-                .map(|m| {
-                    let mut v: Vec<_> = m.iter().collect();
-                    v.sort_by(|a, b| a.0.cmp(b.0));
-                    v.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-                })
-                .collect())
-        })
+        self.with(|inner| Ok(inner.items.values().cloned().collect()))
     }
 }

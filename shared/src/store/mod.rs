@@ -12,7 +12,7 @@ pub mod keys;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoStore, item_to_json};
 pub use embedded::EmbeddedStore;
 
 use crate::deploy::{DeployOutcome, Deployment};

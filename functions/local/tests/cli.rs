@@ -1,0 +1,204 @@
+//! The local binary's contract (DESIGN §6a), run as a user runs it: `invoke`, `state` and
+//! `serve` on the shipped sample events, with the embedded store in a temporary directory.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn imagehook(state: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imagehook"));
+    c.current_dir(root())
+        .arg("--state-dir")
+        .arg(state)
+        .env_remove("TABLE_NAME")
+        .env_remove("DEPLOY_MODE")
+        .env_remove("AUTH_MODE")
+        .env_remove("WEBHOOK_SECRETS")
+        .env(
+            "DEPLOY_RULES",
+            r#"[{"repository": "shop/api", "tags": "v*", "cluster": "prod", "service": "api"}]"#,
+        );
+    c
+}
+
+fn invoke(state: &Path, event: &str) -> (i32, Value) {
+    let out = imagehook(state)
+        .args(["invoke", "push", event])
+        .output()
+        .unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), printed)
+}
+
+#[test]
+fn invoke_prints_the_api_gateway_response_and_state_keeps_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, printed) = invoke(dir.path(), "events/acr-push.json");
+    assert_eq!(code, 0);
+    assert_eq!(printed["statusCode"], 200);
+    assert_eq!(printed["headers"]["content-type"], "application/json");
+    let body: Value = serde_json::from_str(printed["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["events"][0]["outcome"], "applied");
+    assert_eq!(body["events"][0]["deployments"][0]["outcome"], "planned");
+
+    // A second invoke sees the first one's receipt: the state persists under --state-dir.
+    let (_, again) = invoke(dir.path(), "events/acr-push.json");
+    let body: Value = serde_json::from_str(again["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["events"][0]["outcome"], "duplicate");
+
+    let out = imagehook(dir.path()).arg("state").output().unwrap();
+    assert!(out.status.success());
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["images"].as_array().unwrap().len(), 1);
+    assert_eq!(state["images"][0]["repository"], "shop/api");
+    assert_eq!(state["tags"][0]["tag"], "v1.4.2");
+    assert_eq!(state["deployments"][0]["outcome"], "planned");
+    assert_eq!(state["receipts"][0]["status"], "done");
+}
+
+#[test]
+fn invoke_exits_non_zero_on_an_error_response_and_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = imagehook(dir.path())
+        .env("AUTH_MODE", "token")
+        .env("WEBHOOK_SECRETS", "another-token")
+        .args(["invoke", "push", "events/acr-push.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["statusCode"], 401);
+
+    let out = imagehook(dir.path())
+        .args(["invoke", "push", "events/no-such-file.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-file.json"));
+
+    let out = imagehook(dir.path())
+        .env("DEPLOY_MODE", "sometimes")
+        .args(["invoke", "push", "events/acr-push.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DEPLOY_MODE"));
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn serve_answers_the_routes_with_the_function_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = imagehook(dir.path())
+        .env("AUTH_MODE", "token")
+        .env("WEBHOOK_SECRETS", "sample-webhook-token")
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("events/acr-push.json")).unwrap(),
+    )
+    .unwrap();
+    let body = event["body"].as_str().unwrap();
+    let json = ("Content-Type", "application/json");
+    let auth = ("Authorization", "Bearer sample-webhook-token");
+
+    let (status, reply) = request(port, "POST", "/push", &[json, auth], body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["events"][0]["outcome"], "applied");
+    let (_, reply) = request(port, "POST", "/push", &[json, auth], body);
+    assert_eq!(reply["events"][0]["outcome"], "duplicate");
+
+    let (status, reply) = request(
+        port,
+        "POST",
+        "/push",
+        &[json, ("Authorization", "Bearer nope")],
+        body,
+    );
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, reply) = request(port, "GET", "/push", &[auth], "");
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (status, unknown) = request(port, "POST", "/hooks/secret/push", &[json, auth], body);
+    assert_eq!(
+        (status, unknown["error"].as_str()),
+        (404, Some("not_found"))
+    );
+    let big = "x".repeat(1024 * 1024 + 10);
+    let (status, reply) = request(port, "POST", "/push", &[json, auth], &big);
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+}

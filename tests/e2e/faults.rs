@@ -1,0 +1,176 @@
+use imagehook_core::Function;
+use imagehook_core::auth::AuthMode;
+use imagehook_core::config::DeployMode;
+use imagehook_tests::*;
+use serde_json::json;
+
+const REPO: &str = "contoso.azurecr.io/shop/api";
+
+fn rules(fx: &EcsFixture) -> String {
+    json!([{"repository": REPO, "tags": "v*", "cluster": fx.cluster, "service": fx.service}])
+        .to_string()
+}
+
+#[tokio::test]
+async fn dynamodb_unreachable_answers_503_and_writes_nothing() {
+    let sdk = sdk().await;
+    let dead = unreachable_sdk().await;
+    let table = create_table(&sdk).await;
+    let fx = create_service(&sdk, &format!("{REPO}:v1.4.1")).await;
+    let app = app(AppSpec {
+        table: &table,
+        rules: &rules(&fx),
+        auth: AuthMode::None,
+        secrets: &[],
+        deploy_mode: DeployMode::Apply,
+        dynamo_sdk: &dead,
+        ecs_sdk: &sdk,
+    });
+    let reply = invoke(&app, Function::Push, &event_file("acr-push.json")).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.body["error"], "unavailable");
+    assert!(all_items(&sdk, &table).await.is_empty());
+    assert_eq!(
+        running(&sdk, &fx).await.task_definition_arn,
+        fx.task_definition_arn
+    );
+}
+
+#[tokio::test]
+async fn ecs_failure_keeps_the_receipt_pending_so_the_retry_deploys() {
+    let sdk = sdk().await;
+    let dead = unreachable_sdk().await;
+    let table = create_table(&sdk).await;
+    let fx = create_service(&sdk, &format!("{REPO}:v1.4.1")).await;
+    let rules = rules(&fx);
+    let build = |ecs_sdk: &aws_config::SdkConfig| {
+        app(AppSpec {
+            table: &table,
+            rules: &rules,
+            auth: AuthMode::None,
+            secrets: &[],
+            deploy_mode: DeployMode::Apply,
+            dynamo_sdk: &sdk,
+            ecs_sdk,
+        })
+    };
+    let event = event_file("acr-push.json");
+    let id = body_of(&event)["id"].as_str().unwrap().to_owned();
+
+    let failed = invoke(&build(&dead), Function::Push, &event).await;
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    let receipt = get_item(&sdk, &table, &format!("EVT#acr#{id}"), "EVT")
+        .await
+        .unwrap();
+    assert_eq!(receipt["status"], "pending");
+    assert_eq!(
+        running(&sdk, &fx).await.task_definition_arn,
+        fx.task_definition_arn
+    );
+
+    let retried = invoke(&build(&sdk), Function::Push, &event).await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    let e = &retried.body["events"][0];
+    assert_eq!(e["outcome"], "duplicate");
+    assert_eq!(e["deployments"][0]["outcome"], "updated");
+    let receipt = get_item(&sdk, &table, &format!("EVT#acr#{id}"), "EVT")
+        .await
+        .unwrap();
+    assert_eq!(receipt["status"], "done");
+    assert_ne!(
+        running(&sdk, &fx).await.task_definition_arn,
+        fx.task_definition_arn
+    );
+
+    let third = invoke(&build(&sdk), Function::Push, &event).await;
+    assert_eq!(third.body["events"][0]["deployments"], json!([]));
+}
+
+/// Requests the sender got wrong: each has its status, a JSON body naming the problem, and
+/// leaves the table empty.
+#[tokio::test]
+async fn bad_requests_get_precise_errors_and_write_nothing() {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let app = app(AppSpec {
+        table: &table,
+        rules: "[]",
+        auth: AuthMode::Token,
+        secrets: &["sample-webhook-token"],
+        deploy_mode: DeployMode::DryRun,
+        dynamo_sdk: &sdk,
+        ecs_sdk: &sdk,
+    });
+    let event = event_file("acr-push.json");
+    let mut v: serde_json::Value = serde_json::from_str(&event).unwrap();
+
+    let mut wrong_token = v.clone();
+    wrong_token["headers"]["authorization"] = json!("Bearer not-the-token");
+    let r = invoke(&app, Function::Push, &wrong_token.to_string()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.body,
+        json!({"error": "unauthorized", "message": "the request is not authenticated"})
+    );
+
+    let mut no_token = v.clone();
+    no_token["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorization");
+    let r2 = invoke(&app, Function::Push, &no_token.to_string()).await;
+    assert_eq!(
+        (r2.status, &r2.body),
+        (401, &r.body),
+        "401 bodies must not say which check failed"
+    );
+
+    let mut body = body_of(&event);
+    body["target"]["repository"] = json!("Shop/API");
+    let r = invoke(&app, Function::Push, &with_body(&event, &body)).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["error"], "invalid_reference");
+    assert!(r.body["message"].as_str().unwrap().contains("Shop/API"));
+
+    let r = invoke(
+        &app,
+        Function::Push,
+        &with_body(&event, &json!({"hello": "world"})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.body["error"], "unknown_format");
+
+    let mut not_json = v.clone();
+    not_json["body"] = json!("{not json");
+    let r = invoke(&app, Function::Push, &not_json.to_string()).await;
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (400, Some("invalid_json"))
+    );
+
+    let mut xml = v.clone();
+    xml["headers"]["content-type"] = json!("application/xml");
+    let r = invoke(&app, Function::Push, &xml.to_string()).await;
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+
+    let mut get = v.clone();
+    get["requestContext"]["http"]["method"] = json!("GET");
+    let r = invoke(&app, Function::Push, &get.to_string()).await;
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+
+    v["body"] = json!("x".repeat(1024 * 1024 + 1));
+    let r = invoke(&app, Function::Push, &v.to_string()).await;
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+
+    assert!(all_items(&sdk, &table).await.is_empty());
+}

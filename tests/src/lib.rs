@@ -1,0 +1,337 @@
+//! Shared harness for the end-to-end and conformance suites: real SDK clients pointed at moto's
+//! server (started by `scripts/test`), unique resource names per test, and API Gateway events
+//! read from `events/`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, PortMapping, Tag};
+use imagehook_core::auth::{AuthMode, Secret, Verifier};
+use imagehook_core::config::{Config, DeployMode};
+use imagehook_core::deploy::{Deployer, DryRunDeployer, EcsDeployer};
+use imagehook_core::rules::Rules;
+use imagehook_core::store::{DynamoStore, Store};
+use imagehook_core::{App, Function};
+use serde_json::Value;
+
+/// The workspace root (where `events/` lives).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// moto's endpoint. The suites talk to a real DynamoDB/ECS wire API; without one they cannot
+/// run, and saying so is better than passing vacuously.
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run the suite with ./scripts/test, which starts moto's server")
+    })
+}
+
+pub async fn sdk() -> SdkConfig {
+    let _ = endpoint();
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// An SDK configuration whose every call fails to connect (a closed port on loopback), with
+/// retries cut short so the test is quick.
+pub async fn unreachable_sdk() -> SdkConfig {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+        .load()
+        .await
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name no other test in this run (or an earlier run against the same server) uses.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{n}-{}", std::process::id(), t % 1_000_000_000)
+}
+
+pub async fn create_table(sdk: &SdkConfig) -> String {
+    let name = unique("imagehook");
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .expect("key")
+    };
+    client
+        .create_table()
+        .table_name(&name)
+        .attribute_definitions(attr("PK"))
+        .attribute_definitions(attr("SK"))
+        .key_schema(key("PK", KeyType::Hash))
+        .key_schema(key("SK", KeyType::Range))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create table");
+    name
+}
+
+/// An ECS cluster with one service whose task definition has the app container (running
+/// `app_image`) and an unrelated sidecar, with tags, so tests can check that only the app
+/// container's image changes.
+pub struct EcsFixture {
+    pub cluster: String,
+    pub service: String,
+    pub family: String,
+    pub task_definition_arn: String,
+}
+
+pub const TD_TAGS: &[(&str, &str)] = &[("team", "shop"), ("cost-center", "42")];
+
+pub async fn create_service(sdk: &SdkConfig, app_image: &str) -> EcsFixture {
+    let ecs = aws_sdk_ecs::Client::new(sdk);
+    let cluster = unique("cluster");
+    let service = unique("api");
+    let family = unique("shop-api");
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .expect("create cluster");
+    let app = ContainerDefinition::builder()
+        .name("api")
+        .image(app_image)
+        .memory(256)
+        .essential(true)
+        .port_mappings(PortMapping::builder().container_port(8080).build())
+        .environment(KeyValuePair::builder().name("MODE").value("prod").build())
+        .command("serve")
+        .build();
+    let sidecar = ContainerDefinition::builder()
+        .name("proxy")
+        .image("public.ecr.aws/nginx/nginx:1.27")
+        .memory(64)
+        .essential(false)
+        .build();
+    let mut reg = ecs
+        .register_task_definition()
+        .family(&family)
+        .container_definitions(app)
+        .container_definitions(sidecar)
+        .cpu("256")
+        .memory("512")
+        .execution_role_arn("arn:aws:iam::123456789012:role/ecsTaskExecutionRole");
+    for (k, v) in TD_TAGS {
+        reg = reg.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    let td = reg.send().await.expect("register task definition");
+    let arn = td
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .expect("task definition arn")
+        .to_owned();
+    ecs.create_service()
+        .cluster(&cluster)
+        .service_name(&service)
+        .task_definition(&arn)
+        .desired_count(1)
+        .send()
+        .await
+        .expect("create service");
+    EcsFixture {
+        cluster,
+        service,
+        family,
+        task_definition_arn: arn,
+    }
+}
+
+/// Options for building an `App` the way a function's init would, with the pieces under test.
+pub struct AppSpec<'a> {
+    pub table: &'a str,
+    pub rules: &'a str,
+    pub auth: AuthMode,
+    pub secrets: &'a [&'a str],
+    pub deploy_mode: DeployMode,
+    pub dynamo_sdk: &'a SdkConfig,
+    pub ecs_sdk: &'a SdkConfig,
+}
+
+pub fn app(spec: AppSpec<'_>) -> App {
+    let verifier = Verifier::new(
+        spec.auth,
+        None,
+        spec.secrets.iter().map(|s| Secret::new(*s)).collect(),
+    )
+    .expect("verifier");
+    let config = Config {
+        table_name: Some(spec.table.to_owned()),
+        verifier,
+        rules: Rules::parse(spec.rules).expect("rules"),
+        deploy_mode: spec.deploy_mode,
+        receipt_ttl_days: 7,
+    };
+    let store: Arc<dyn Store> = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(spec.dynamo_sdk),
+        spec.table,
+    ));
+    let deployer: Arc<dyn Deployer> = match spec.deploy_mode {
+        DeployMode::Apply => Arc::new(EcsDeployer::new(aws_sdk_ecs::Client::new(spec.ecs_sdk))),
+        DeployMode::DryRun => Arc::new(DryRunDeployer),
+    };
+    App::new(config, store, deployer)
+}
+
+/// The text of an API Gateway event file in `events/`.
+pub fn event_file(name: &str) -> String {
+    let path = workspace_root().join("events").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// An event file with its body replaced (and content-length kept right), for variants of the
+/// shipped samples.
+pub fn with_body(event: &str, body: &Value) -> String {
+    let mut v: Value = serde_json::from_str(event).expect("event JSON");
+    let text = body.to_string();
+    let len = text.len().to_string();
+    v["body"] = Value::String(text);
+    for headers in ["headers", "multiValueHeaders"] {
+        if let Some(Value::Object(h)) = v.get_mut(headers) {
+            for (k, val) in h.iter_mut() {
+                if k.eq_ignore_ascii_case("content-length") {
+                    *val = if headers == "headers" {
+                        Value::String(len.clone())
+                    } else {
+                        Value::Array(vec![Value::String(len.clone())])
+                    };
+                }
+            }
+        }
+    }
+    v.to_string()
+}
+
+/// The JSON body embedded in an event file.
+pub fn body_of(event: &str) -> Value {
+    let v: Value = serde_json::from_str(event).expect("event JSON");
+    serde_json::from_str(v["body"].as_str().expect("body string")).expect("body JSON")
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// Runs an API Gateway event through a function exactly as the Lambda runtime would hand it over.
+pub async fn invoke(app: &App, function: Function, event: &str) -> Reply {
+    let req = lambda_http::request::from_str(event).expect("API Gateway event");
+    let resp = imagehook_core::http::handle(app, function, req).await;
+    let status = resp.status().as_u16();
+    let body = serde_json::from_slice(resp.body().as_ref()).expect("JSON response body");
+    Reply { status, body }
+}
+
+/// The raw item at a key, as DynamoDB holds it, read with the real client.
+pub async fn get_item(sdk: &SdkConfig, table: &str, pk: &str, sk: &str) -> Option<Value> {
+    let client = aws_sdk_dynamodb::Client::new(sdk);
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(
+            "PK",
+            aws_sdk_dynamodb::types::AttributeValue::S(pk.to_owned()),
+        )
+        .key(
+            "SK",
+            aws_sdk_dynamodb::types::AttributeValue::S(sk.to_owned()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get item");
+    out.item()
+        .map(|item| Value::Object(imagehook_core::store::item_to_json(item)))
+}
+
+/// Every item in the table, via the store's own dump (a Scan).
+pub async fn all_items(sdk: &SdkConfig, table: &str) -> Vec<serde_json::Map<String, Value>> {
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)
+        .dump()
+        .await
+        .expect("scan")
+}
+
+/// What the service runs now: its task definition and that definition's containers and tags.
+pub struct Running {
+    pub task_definition_arn: String,
+    pub task_definition: aws_sdk_ecs::types::TaskDefinition,
+    pub tags: Vec<(String, String)>,
+}
+
+pub async fn running(sdk: &SdkConfig, fx: &EcsFixture) -> Running {
+    let ecs = aws_sdk_ecs::Client::new(sdk);
+    let svc = ecs
+        .describe_services()
+        .cluster(&fx.cluster)
+        .services(&fx.service)
+        .send()
+        .await
+        .expect("describe services");
+    let arn = svc.services()[0]
+        .task_definition()
+        .expect("service task definition")
+        .to_owned();
+    let td = ecs
+        .describe_task_definition()
+        .task_definition(&arn)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .expect("describe task definition");
+    let mut tags: Vec<(String, String)> = td
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or("").to_owned(),
+                t.value().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    tags.sort();
+    Running {
+        task_definition_arn: arn,
+        task_definition: td.task_definition().expect("task definition").clone(),
+        tags,
+    }
+}
+
+pub fn container_image(td: &aws_sdk_ecs::types::TaskDefinition, name: &str) -> String {
+    td.container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(name))
+        .and_then(|c| c.image())
+        .unwrap_or_else(|| panic!("no container {name}"))
+        .to_owned()
+}
