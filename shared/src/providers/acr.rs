@@ -125,20 +125,11 @@ fn ignored(body: &Body, action: &str) -> IgnoredEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Timestamp;
 
     const D: &str = "sha256:3f1c6f5b0e3a4d2f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        let h = HeaderMap::new();
-        let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
-        parse(
-            &v,
-            &ParseContext {
-                headers: &h,
-                received_at: &now,
-            },
-        )
+        super::super::run_parser(parse, &v)
     }
 
     fn push(tag: &str, digest: &str) -> Value {

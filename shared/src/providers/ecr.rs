@@ -166,20 +166,11 @@ fn ignored(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Timestamp;
 
     const D: &str = "sha256:9b2e0c6f1d8a7e5c4b3a291807f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        let h = HeaderMap::new();
-        let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
-        parse(
-            &v,
-            &ParseContext {
-                headers: &h,
-                received_at: &now,
-            },
-        )
+        super::super::run_parser(parse, &v)
     }
 
     fn event(action: &str, result: &str, tag: Option<&str>) -> Value {

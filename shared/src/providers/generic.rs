@@ -87,21 +87,11 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Timestamp;
-    use http::HeaderMap;
 
     const D: &str = "sha256:1d0c9b8a7f6e5d4c3b2a19080f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        let h = HeaderMap::new();
-        let now = Timestamp::parse("2026-02-02T02:02:02Z").unwrap();
-        parse(
-            &v,
-            &ParseContext {
-                headers: &h,
-                received_at: &now,
-            },
-        )
+        super::super::run_parser(parse, &v)
     }
 
     #[test]
@@ -117,7 +107,7 @@ mod tests {
             format!("registry.example.com/org/app:1.4.2@{D}")
         );
         assert_eq!(e.action, Action::Push);
-        assert_eq!(e.occurred_at.as_str(), "2026-02-02T02:02:02.000000000Z");
+        assert_eq!(e.occurred_at.as_str(), "2026-01-01T00:00:00.000000000Z");
         assert!(e.id.starts_with("sha256:"));
     }
 

@@ -142,6 +142,20 @@ pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
 
+/// Runs one parser on a JSON value with no headers and a fixed arrival time.
+#[cfg(test)]
+fn run_parser(parse: ParseFn, v: &Value) -> Result<Vec<Parsed>, ParseError> {
+    let headers = HeaderMap::new();
+    let now = Timestamp::from_unix(1_767_225_600).unwrap_or_else(Timestamp::now);
+    parse(
+        v,
+        &ParseContext {
+            headers: &headers,
+            received_at: &now,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

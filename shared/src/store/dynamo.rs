@@ -184,6 +184,16 @@ impl UpdateExpr {
     }
 }
 
+fn put(
+    builder: aws_sdk_dynamodb::types::builders::PutBuilder,
+) -> Result<TransactWriteItem, StoreError> {
+    let put = builder.build().map_err(|e| StoreError::Rejected {
+        operation: "TransactWriteItems",
+        message: e.to_string(),
+    })?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
@@ -200,17 +210,13 @@ impl DynamoStore {
         let mut items = Vec::with_capacity(3);
         let mut receipt = key_attrs(&w.receipt_key);
         receipt.extend(w.receipt.iter().map(|(k, v)| (k.clone(), to_attr(v))));
-        let put = Put::builder()
+        items.push(put(Put::builder()
             .table_name(&self.table)
             .set_item(Some(receipt))
             .condition_expression("attribute_not_exists(PK)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| StoreError::Rejected {
-                operation: "TransactWriteItems",
-                message: e.to_string(),
-            })?;
-        items.push(TransactWriteItem::builder().put(put).build());
+            .return_values_on_condition_check_failure(
+                ReturnValuesOnConditionCheckFailure::AllOld,
+            ))?);
 
         if let Some(img) = &w.image {
             let mut u = UpdateExpr::default();
@@ -334,15 +340,9 @@ impl Store for DynamoStore {
         for (key, item) in &w.deployments {
             let mut attrs = key_attrs(key);
             attrs.extend(item.iter().map(|(k, v)| (k.clone(), to_attr(v))));
-            let put = Put::builder()
+            items.push(put(Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(attrs))
-                .build()
-                .map_err(|e| StoreError::Rejected {
-                    operation: "TransactWriteItems",
-                    message: e.to_string(),
-                })?;
-            items.push(TransactWriteItem::builder().put(put).build());
+                .set_item(Some(attrs)))?);
         }
         for svc in &w.services {
             let mut u = UpdateExpr::default();
