@@ -125,7 +125,25 @@ impl Config {
             .unwrap_or_default();
         let verifier = Verifier::new(auth_mode, var("SIGNATURE_HEADER").as_deref(), secrets)?;
 
-        let rules = Rules::parse(var("DEPLOY_RULES").as_deref().unwrap_or(""))?;
+        let rules = match (var("DEPLOY_RULES"), var("DEPLOY_RULES_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "DEPLOY_RULES_FILE",
+                    value: "(set together with DEPLOY_RULES)".to_owned(),
+                    hint: "set DEPLOY_RULES or DEPLOY_RULES_FILE, not both",
+                });
+            }
+            (Some(json), None) => Rules::parse(&json)?,
+            (None, Some(path)) => {
+                let json = std::fs::read_to_string(&path).map_err(|_| ConfigError::Invalid {
+                    name: "DEPLOY_RULES_FILE",
+                    value: path,
+                    hint: "a readable JSON file of deploy rules",
+                })?;
+                Rules::parse(&json)?
+            }
+            (None, None) => Rules::default(),
+        };
 
         let deploy_mode = match var("DEPLOY_MODE").as_deref() {
             None => defaults.deploy_mode,
@@ -202,6 +220,32 @@ mod tests {
         assert_eq!(c.verifier.mode(), AuthMode::None);
         assert_eq!(c.deploy_mode, DeployMode::DryRun);
         assert!(c.table_name.is_none());
+    }
+
+    #[test]
+    fn rules_come_from_the_variable_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.json");
+        std::fs::write(
+            &path,
+            r#"[{"repository": "a/*", "cluster": "c", "service": "s"}]"#,
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let c = cfg(Defaults::LOCAL, &[("DEPLOY_RULES_FILE", path)]).unwrap();
+        assert_eq!(c.rules.len(), 1);
+        let e = cfg(
+            Defaults::LOCAL,
+            &[("DEPLOY_RULES_FILE", "/nonexistent/rules.json")],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("DEPLOY_RULES_FILE"), "{e}");
+        let e = cfg(
+            Defaults::LOCAL,
+            &[("DEPLOY_RULES_FILE", path), ("DEPLOY_RULES", "[]")],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
     }
 
     #[test]

@@ -54,6 +54,7 @@ fn init_tracing() {
             filter.to_ascii_lowercase(),
         ))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

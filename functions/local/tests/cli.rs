@@ -23,6 +23,7 @@ fn imagehook(state: &Path) -> Command {
         .env_remove("DEPLOY_MODE")
         .env_remove("AUTH_MODE")
         .env_remove("WEBHOOK_SECRETS")
+        .env_remove("DEPLOY_RULES_FILE")
         .env(
             "DEPLOY_RULES",
             r#"[{"repository": "shop/api", "tags": "v*", "cluster": "prod", "service": "api"}]"#,
