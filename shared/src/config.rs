@@ -3,11 +3,47 @@
 //! first delivery.
 
 use crate::auth::{AuthConfigError, AuthMode, Secret, Verifier};
+use crate::event::{ScanSummary, Severity};
 use crate::rules::{RuleError, Rules};
 
 pub const DEFAULT_RECEIPT_TTL_DAYS: u32 = 7;
 /// API Gateway's payload limit is larger; registries never send more than a few KiB per event.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// When a scan result quarantines a digest: any severity whose count reaches its threshold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinePolicy(Vec<(Severity, u32)>);
+
+impl Default for QuarantinePolicy {
+    /// One critical finding is enough.
+    fn default() -> Self {
+        Self(vec![(Severity::Critical, 1)])
+    }
+}
+
+impl QuarantinePolicy {
+    /// `critical:1,high:5`: quarantine on one critical or five high findings.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (sev, n) = part.split_once(':')?;
+            let n: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
+            out.push((Severity::parse(sev.trim())?, n));
+        }
+        (!out.is_empty()).then_some(Self(out))
+    }
+
+    /// Why this scan quarantines the digest, or `None` when it is under every threshold.
+    pub fn breach(&self, scan: &ScanSummary) -> Option<String> {
+        let over: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(sev, n)| scan.count(*sev) >= *n)
+            .map(|(sev, n)| format!("{} {} (threshold {n})", scan.count(*sev), sev.as_str()))
+            .collect();
+        (!over.is_empty()).then(|| format!("{} scan found {}", scan.scanner, over.join(", ")))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeployMode {
@@ -73,6 +109,7 @@ pub struct Config {
     pub rules: Rules,
     pub deploy_mode: DeployMode,
     pub receipt_ttl_days: u32,
+    pub quarantine: QuarantinePolicy,
 }
 
 impl Config {
@@ -172,12 +209,22 @@ impl Config {
             },
         };
 
+        let quarantine = match var("QUARANTINE_SEVERITY") {
+            None => QuarantinePolicy::default(),
+            Some(v) => QuarantinePolicy::parse(&v).ok_or(ConfigError::Invalid {
+                name: "QUARANTINE_SEVERITY",
+                value: v,
+                hint: "severity:count pairs, e.g. critical:1,high:5 (severities critical, high, medium, low; counts from 1)",
+            })?,
+        };
+
         Ok(Self {
             table_name,
             verifier,
             rules,
             deploy_mode,
             receipt_ttl_days,
+            quarantine,
         })
     }
 }
@@ -220,6 +267,34 @@ mod tests {
         assert_eq!(c.verifier.mode(), AuthMode::None);
         assert_eq!(c.deploy_mode, DeployMode::DryRun);
         assert!(c.table_name.is_none());
+    }
+
+    #[test]
+    fn quarantine_severity_thresholds() {
+        let p = QuarantinePolicy::parse("critical:1, high:5").unwrap();
+        let mut scan = ScanSummary {
+            scanner: "ecr-basic-scan".into(),
+            complete: true,
+            ..Default::default()
+        };
+        scan.high = 4;
+        assert_eq!(p.breach(&scan), None);
+        scan.high = 5;
+        assert_eq!(
+            p.breach(&scan).unwrap(),
+            "ecr-basic-scan scan found 5 high (threshold 5)"
+        );
+        scan.critical = 1;
+        assert!(p.breach(&scan).unwrap().contains("1 critical"));
+        for bad in ["", "critical", "critical:0", "severe:1", "high:x"] {
+            assert!(QuarantinePolicy::parse(bad).is_none(), "{bad}");
+        }
+        let e = cfg(Defaults::LOCAL, &[("QUARANTINE_SEVERITY", "nope")]).unwrap_err();
+        assert!(e.to_string().contains("QUARANTINE_SEVERITY"), "{e}");
+        assert_eq!(
+            cfg(Defaults::LOCAL, &[]).unwrap().quarantine,
+            QuarantinePolicy::default()
+        );
     }
 
     #[test]

@@ -135,6 +135,74 @@ pub struct ImageEvent {
     pub occurred_at: Timestamp,
     pub media_type: Option<String>,
     pub size: Option<u64>,
+    /// Vulnerability counts, for scan results (the quarantine function compares them with
+    /// `QUARANTINE_SEVERITY`).
+    pub scan: Option<ScanSummary>,
+    /// Why, for quarantines and releases the sender explains.
+    pub reason: Option<String>,
+}
+
+/// Findings of a vulnerability scan, by severity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanSummary {
+    /// Which scanner: `ecr-basic-scan`, `inspector2`, ...
+    pub scanner: String,
+    /// A whole scan's result (a clean one releases a quarantine), rather than one finding.
+    pub complete: bool,
+    pub critical: u32,
+    pub high: u32,
+    pub medium: u32,
+    pub low: u32,
+}
+
+impl ScanSummary {
+    pub fn count(&self, severity: Severity) -> u32 {
+        match severity {
+            Severity::Critical => self.critical,
+            Severity::High => self.high,
+            Severity::Medium => self.medium,
+            Severity::Low => self.low,
+        }
+    }
+
+    pub fn add(&mut self, severity: &str, n: u32) {
+        match Severity::parse(severity) {
+            Some(Severity::Critical) => self.critical += n,
+            Some(Severity::High) => self.high += n,
+            Some(Severity::Medium) => self.medium += n,
+            Some(Severity::Low) => self.low += n,
+            None => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "critical" => Some(Self::Critical),
+            "high" => Some(Self::High),
+            "medium" => Some(Self::Medium),
+            "low" => Some(Self::Low),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Critical => "critical",
+            Self::High => "high",
+            Self::Medium => "medium",
+            Self::Low => "low",
+        }
+    }
 }
 
 /// An event the request held that this function does not act on (a ping, a chart push, a pull,

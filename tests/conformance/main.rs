@@ -107,10 +107,9 @@ const CORPUS: &[(&str, &[(&str, Expect)])] = &[
                 "ecr-referrer-action.restore.json",
                 Ignored("ECR Referrer Action"),
             ),
-            (
-                "ecr-image-scan.basic.complete.json",
-                Ignored("ECR Image Scan"),
-            ),
+            // Scan results are quarantine candidates; AWS's samples carry a truncated (60 hex)
+            // or EXAMPLE digest, so they are refused.
+            ("ecr-image-scan.basic.complete.json", InvalidReference),
             (
                 "ecr-scan-resource-change.enhanced.json",
                 Ignored("ECR Scan Resource Change"),
@@ -129,12 +128,9 @@ const CORPUS: &[(&str, &[(&str, Expect)])] = &[
             ),
             (
                 "inspector2-scan.ecr-initial-scan-complete.json",
-                Ignored("Inspector2 Scan"),
+                InvalidReference,
             ),
-            (
-                "inspector2-finding.ecr-image.json",
-                Ignored("Inspector2 Finding"),
-            ),
+            ("inspector2-finding.ecr-image.json", InvalidReference),
             // A user-defined input-transformer template, not an AWS format.
             (
                 "api-destination.cloudevents-input-transformer.example.json",

@@ -100,6 +100,9 @@ pub(super) fn parse(v: &Value, _ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, P
         occurred_at: timestamp(P, &body.timestamp)?,
         media_type: target.media_type.clone(),
         size: target.size,
+        scan: None,
+        reason: (action == Action::Quarantine)
+            .then(|| "quarantined by Azure Container Registry".to_owned()),
     })])
 }
 

@@ -23,23 +23,23 @@ pub(super) fn body_shape(v: &Value) -> bool {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    id: String,
+pub(super) struct Envelope {
+    pub(super) id: String,
     #[serde(rename = "detail-type")]
-    detail_type: String,
-    source: String,
+    pub(super) detail_type: String,
+    pub(super) source: String,
     #[serde(default)]
-    account: Option<String>,
+    pub(super) account: Option<String>,
     #[serde(default)]
-    region: Option<String>,
+    pub(super) region: Option<String>,
     #[serde(default)]
-    time: Option<String>,
-    detail: Value,
+    pub(super) time: Option<String>,
+    pub(super) detail: Value,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct ImageAction {
+pub(super) struct ImageAction {
     #[serde(default)]
     result: Option<String>,
     #[serde(default)]
@@ -56,17 +56,26 @@ struct ImageAction {
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
     let env: Envelope = typed(P, v)?;
-    if env.source != "aws.ecr" || env.detail_type != "ECR Image Action" {
-        let reason = format!(
-            "{} events from {} are not handled by this function",
-            env.detail_type, env.source
-        );
-        return Ok(vec![Parsed::Ignored(ignored(
-            &env,
-            None,
-            &env.detail_type,
-            reason,
-        ))]);
+    match (env.source.as_str(), env.detail_type.as_str()) {
+        ("aws.ecr", "ECR Image Action") => {}
+        ("aws.ecr", "ECR Image Scan") | ("aws.inspector2", "Inspector2 Scan") => {
+            return super::ecr_scan::parse_scan(&env, ctx);
+        }
+        ("aws.inspector2", "Inspector2 Finding") => {
+            return super::ecr_scan::parse_finding(&env, ctx);
+        }
+        _ => {
+            let reason = format!(
+                "{} events from {} are not handled by this function",
+                env.detail_type, env.source
+            );
+            return Ok(vec![Parsed::Ignored(ignored(
+                &env,
+                None,
+                &env.detail_type,
+                reason,
+            ))]);
+        }
     }
     let detail: ImageAction = typed(P, &env.detail)?;
     let action_type = detail.action_type.as_deref().unwrap_or_default();
@@ -127,14 +136,16 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         occurred_at,
         media_type: detail.manifest_media_type.clone(),
         size: None,
+        scan: None,
+        reason: None,
     })])
 }
 
-pub fn registry_host(account: &str, region: &str) -> String {
+pub(super) fn registry_host(account: &str, region: &str) -> String {
     format!("{account}.dkr.ecr.{region}.amazonaws.com")
 }
 
-fn ignored(
+pub(super) fn ignored(
     env: &Envelope,
     detail: Option<&ImageAction>,
     action: &str,

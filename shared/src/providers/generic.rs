@@ -31,17 +31,32 @@ struct Body {
     media_type: Option<String>,
     #[serde(default)]
     size: Option<u64>,
+    /// `true` quarantines the digest, `false` releases it.
+    #[serde(default)]
+    quarantine: Option<bool>,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
     let body: Body = typed(P, v)?;
-    let action = match body.action.as_deref() {
-        None | Some("push") => Action::Push,
-        Some("delete") => Action::Delete,
-        Some(other) => {
+    let action = match (body.action.as_deref(), body.quarantine) {
+        (None, Some(true)) | (Some("quarantine"), None | Some(true)) => Action::Quarantine,
+        (None, Some(false)) | (Some("release"), None | Some(false)) => Action::Release,
+        (None | Some("push"), None) => Action::Push,
+        (Some("delete"), None) => Action::Delete,
+        (Some(other), Some(q)) => {
             return Err(ParseError::malformed(
                 P,
-                format!("unknown action {other:?}: expected \"push\" or \"delete\""),
+                format!("`action` {other:?} contradicts `quarantine`: {q}"),
+            ));
+        }
+        (Some(other), None) => {
+            return Err(ParseError::malformed(
+                P,
+                format!(
+                    "unknown action {other:?}: expected \"push\", \"delete\", \"quarantine\" or \"release\""
+                ),
             ));
         }
     };
@@ -58,6 +73,12 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     }
     if image.tag.is_none() && image.digest.is_none() {
         return Err(ParseError::malformed(P, "`image` needs a tag or a digest"));
+    }
+    if matches!(action, Action::Quarantine | Action::Release) && image.digest.is_none() {
+        return Err(ParseError::malformed(
+            P,
+            "a quarantine or release needs a digest: a tag can move, a digest cannot",
+        ));
     }
     let occurred_at = match body.timestamp.as_deref() {
         Some(t) => timestamp(P, t)?,
@@ -81,6 +102,8 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         occurred_at,
         media_type: body.media_type,
         size: body.size,
+        scan: None,
+        reason: body.reason,
     })])
 }
 

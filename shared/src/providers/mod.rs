@@ -6,6 +6,7 @@
 
 mod acr;
 mod ecr;
+mod ecr_scan;
 mod generic;
 
 use http::HeaderMap;

@@ -1,0 +1,300 @@
+//! Vulnerability scan results for ECR images, as EventBridge delivers them: ECR basic scanning
+//! ("ECR Image Scan") and Amazon Inspector ("Inspector2 Scan" for a whole image, "Inspector2
+//! Finding" for one vulnerability). Each becomes a `Quarantine` event carrying the counts; the
+//! quarantine function compares them with `QUARANTINE_SEVERITY`.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::ecr::{Envelope, ignored, registry_host};
+use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use crate::event::{Action, ImageEvent, Parsed, Provider, ScanSummary};
+use crate::reference::{Digest, ImageRef, Registry, Repository};
+
+const P: Provider = Provider::EcrEventbridge;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ScanDetail {
+    #[serde(default)]
+    scan_status: Option<String>,
+    #[serde(default)]
+    repository_name: Option<String>,
+    #[serde(default)]
+    image_digest: Option<String>,
+    #[serde(default)]
+    finding_severity_counts: std::collections::BTreeMap<String, u32>,
+}
+
+/// A whole-image scan: ECR basic scanning (`COMPLETE`) or Inspector (`INITIAL_SCAN_COMPLETE`,
+/// and later rescans).
+pub(super) fn parse_scan(
+    env: &Envelope,
+    ctx: &ParseContext<'_>,
+) -> Result<Vec<Parsed>, ParseError> {
+    let detail: ScanDetail = typed(P, &env.detail)?;
+    let status = detail.scan_status.as_deref().unwrap_or_default();
+    let done = matches!(
+        status,
+        "COMPLETE" | "INITIAL_SCAN_COMPLETE" | "SCAN_COMPLETE"
+    );
+    if !done {
+        let reason = format!("scan status {status:?}: no result to act on");
+        return Ok(vec![Parsed::Ignored(ignored(
+            env,
+            None,
+            &env.detail_type,
+            reason,
+        ))]);
+    }
+    let scanner = if env.source == "aws.inspector2" {
+        "inspector2"
+    } else {
+        "ecr-basic-scan"
+    };
+    let mut scan = ScanSummary {
+        scanner: scanner.to_owned(),
+        complete: true,
+        ..ScanSummary::default()
+    };
+    for (severity, n) in &detail.finding_severity_counts {
+        scan.add(severity, *n);
+    }
+    // Inspector names the repository by ARN, ECR by name.
+    let (account, region, repository) = locate(
+        env,
+        non_empty(&detail.repository_name)
+            .ok_or_else(|| ParseError::malformed(P, "scan without `detail.repository-name`"))?,
+    )?;
+    let digest = non_empty(&detail.image_digest)
+        .ok_or_else(|| ParseError::malformed(P, "scan without `detail.image-digest`"))?;
+    Ok(vec![Parsed::Image(event(
+        env,
+        ctx,
+        &account,
+        &region,
+        &repository,
+        digest,
+        scan,
+    )?)])
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FindingDetail {
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    resources: Vec<FindingResource>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FindingResource {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    details: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EcrImage {
+    #[serde(default)]
+    image_hash: Option<String>,
+    #[serde(default)]
+    repository_name: Option<String>,
+    #[serde(default)]
+    registry: Option<String>,
+}
+
+/// One Inspector finding on an ECR image. An active finding counts one vulnerability of its
+/// severity; a closed or suppressed one releases nothing (other findings may remain).
+pub(super) fn parse_finding(
+    env: &Envelope,
+    ctx: &ParseContext<'_>,
+) -> Result<Vec<Parsed>, ParseError> {
+    let detail: FindingDetail = typed(P, &env.detail)?;
+    let image = detail
+        .resources
+        .iter()
+        .filter(|r| r.kind.as_deref() == Some("AWS_ECR_CONTAINER_IMAGE"))
+        .find_map(|r| r.details.as_ref()?.get("awsEcrContainerImage"))
+        .map(|v| typed::<EcrImage>(P, v))
+        .transpose()?;
+    let status = detail.status.as_deref().unwrap_or("ACTIVE");
+    let (Some(image), "ACTIVE") = (image, status) else {
+        let reason = format!(
+            "Inspector finding with status {status:?} or not on an ECR image: nothing to act on"
+        );
+        return Ok(vec![Parsed::Ignored(ignored(
+            env,
+            None,
+            &env.detail_type,
+            reason,
+        ))]);
+    };
+    let mut scan = ScanSummary {
+        scanner: "inspector2-finding".to_owned(),
+        complete: false,
+        ..ScanSummary::default()
+    };
+    scan.add(detail.severity.as_deref().unwrap_or_default(), 1);
+    let repository = non_empty(&image.repository_name)
+        .ok_or_else(|| ParseError::malformed(P, "finding without `repositoryName`"))?;
+    let digest = non_empty(&image.image_hash)
+        .ok_or_else(|| ParseError::malformed(P, "finding without `imageHash`"))?;
+    let account = non_empty(&image.registry)
+        .or(non_empty(&env.account))
+        .ok_or_else(|| ParseError::malformed(P, "finding without a registry account"))?;
+    let region =
+        non_empty(&env.region).ok_or_else(|| ParseError::malformed(P, "event without `region`"))?;
+    let mut e = event(env, ctx, account, region, repository, digest, scan)?;
+    e.reason = detail.title.clone();
+    Ok(vec![Parsed::Image(e)])
+}
+
+/// Account, region and repository name from a repository name or a repository ARN
+/// (`arn:aws:ecr:<region>:<account>:repository/<name>`).
+fn locate(env: &Envelope, name: &str) -> Result<(String, String, String), ParseError> {
+    if let Some(rest) = name.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.splitn(5, ':').collect();
+        if let [_partition, "ecr", region, account, resource] = parts.as_slice()
+            && let Some(repo) = resource.strip_prefix("repository/")
+        {
+            return Ok(((*account).to_owned(), (*region).to_owned(), repo.to_owned()));
+        }
+        return Err(ParseError::malformed(
+            P,
+            format!("unrecognised repository ARN {name:?}"),
+        ));
+    }
+    match (non_empty(&env.account), non_empty(&env.region)) {
+        (Some(a), Some(r)) => Ok((a.to_owned(), r.to_owned(), name.to_owned())),
+        _ => Err(ParseError::malformed(
+            P,
+            "event without `account` and `region`: the registry is unknown",
+        )),
+    }
+}
+
+fn event(
+    env: &Envelope,
+    ctx: &ParseContext<'_>,
+    account: &str,
+    region: &str,
+    repository: &str,
+    digest: &str,
+    scan: ScanSummary,
+) -> Result<ImageEvent, ParseError> {
+    Ok(ImageEvent {
+        id: env.id.clone(),
+        provider: P,
+        action: Action::Quarantine,
+        image: ImageRef {
+            registry: reference(P, Registry::parse(&registry_host(account, region)))?,
+            repository: reference(P, Repository::parse(repository))?,
+            tag: None,
+            digest: Some(reference(P, Digest::parse(digest))?),
+        },
+        occurred_at: match non_empty(&env.time) {
+            Some(t) => timestamp(P, t)?,
+            None => ctx.received_at.clone(),
+        },
+        media_type: None,
+        size: None,
+        scan: Some(scan),
+        reason: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ecr::parse;
+    use super::*;
+
+    const D: &str = "sha256:5e2f8a1c0b9d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
+
+    fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
+        super::super::run_parser(parse, &v)
+    }
+
+    #[test]
+    fn ecr_basic_scan_carries_its_counts() {
+        let v = serde_json::json!({"version": "0", "id": "s1", "detail-type": "ECR Image Scan",
+            "source": "aws.ecr", "account": "210987654321", "time": "2026-11-20T10:20:00Z",
+            "region": "eu-central-1", "resources": [],
+            "detail": {"scan-status": "COMPLETE", "repository-name": "shop/api",
+                "finding-severity-counts": {"CRITICAL": 2, "HIGH": 3, "LOW": 9, "INFORMATIONAL": 4},
+                "image-digest": D, "image-tags": ["1.4.2"]}});
+        let out = run(v).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.action, Action::Quarantine);
+        assert_eq!(
+            e.image.to_string(),
+            format!("210987654321.dkr.ecr.eu-central-1.amazonaws.com/shop/api@{D}")
+        );
+        let s = e.scan.as_ref().unwrap();
+        assert_eq!(
+            (s.critical, s.high, s.medium, s.low, s.complete),
+            (2, 3, 0, 9, true)
+        );
+        assert_eq!(s.scanner, "ecr-basic-scan");
+    }
+
+    #[test]
+    fn inspector_scan_names_the_repository_by_arn() {
+        let v = serde_json::json!({"version": "0", "id": "s2", "detail-type": "Inspector2 Scan",
+            "source": "aws.inspector2", "account": "210987654321", "time": "2026-11-20T10:20:00Z",
+            "region": "eu-central-1", "resources": [],
+            "detail": {"scan-status": "INITIAL_SCAN_COMPLETE",
+                "repository-name": "arn:aws:ecr:eu-west-1:111122223333:repository/team/app",
+                "finding-severity-counts": {"HIGH": 1, "TOTAL": 1}, "image-digest": D, "image-tags": []}});
+        let out = run(v).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            e.image.registry.as_str(),
+            "111122223333.dkr.ecr.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(e.image.repository.as_str(), "team/app");
+        assert_eq!(e.scan.as_ref().unwrap().high, 1);
+    }
+
+    #[test]
+    fn failed_scans_and_closed_findings_are_ignored() {
+        let v = serde_json::json!({"version": "0", "id": "s3", "detail-type": "ECR Image Scan",
+            "source": "aws.ecr", "account": "1", "region": "r", "detail": {"scan-status": "FAILED"}});
+        let out = run(v).unwrap();
+        assert!(matches!(out.as_slice(), [Parsed::Ignored(_)]));
+        let v = serde_json::json!({"version": "0", "id": "f1", "detail-type": "Inspector2 Finding",
+            "source": "aws.inspector2", "account": "210987654321", "region": "eu-central-1",
+            "detail": {"severity": "CRITICAL", "status": "CLOSED", "resources": []}});
+        let out = run(v).unwrap();
+        assert!(matches!(out.as_slice(), [Parsed::Ignored(_)]));
+    }
+
+    #[test]
+    fn an_active_finding_counts_one_of_its_severity() {
+        let v = serde_json::json!({"version": "0", "id": "f2", "detail-type": "Inspector2 Finding",
+            "source": "aws.inspector2", "account": "210987654321", "region": "eu-central-1",
+            "time": "2026-11-20T10:21:00Z",
+            "detail": {"severity": "CRITICAL", "status": "ACTIVE", "title": "CVE-2026-0001 - openssl",
+                "resources": [{"type": "AWS_ECR_CONTAINER_IMAGE", "details": {"awsEcrContainerImage":
+                    {"imageHash": D, "repositoryName": "shop/api", "registry": "210987654321"}}}]}});
+        let out = run(v).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        let s = e.scan.as_ref().unwrap();
+        assert_eq!((s.critical, s.complete), (1, false));
+        assert_eq!(e.reason.as_deref(), Some("CVE-2026-0001 - openssl"));
+    }
+}
