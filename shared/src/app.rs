@@ -12,23 +12,32 @@ use crate::store::{DynamoStore, EmbeddedStore, Store, StoreError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
     Push,
+    Delete,
+    Quarantine,
 }
 
 impl Function {
+    pub const ALL: &'static [Function] = &[Function::Push, Function::Delete, Function::Quarantine];
+
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "push" => Some(Self::Push),
-            _ => None,
+        Self::ALL.iter().copied().find(|f| f.name() == s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Delete => "delete",
+            Self::Quarantine => "quarantine",
         }
     }
 
     pub fn route(self) -> &'static str {
         match self {
             Self::Push => "/push",
+            Self::Delete => "/delete",
+            Self::Quarantine => "/quarantine",
         }
     }
-
-    pub const ALL: &'static [Function] = &[Function::Push];
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +65,16 @@ impl App {
 
     /// The Lambda wiring: configuration from the environment, DynamoDB, and ECS (or dry-run).
     /// The SDK configuration is loaded once; clients are built only for what is used.
-    pub async fn from_env() -> Result<Self, InitError> {
+    pub async fn from_env(function: Function) -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::LAMBDA)?;
         let sdk = aws_config::load_from_env().await;
         let table = config.table_name.clone().unwrap_or_default();
         let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
-        let deployer = deployer_for(&config, &sdk);
+        // The delete function never deploys (its role cannot), so it gets no ECS client.
+        let deployer = match function {
+            Function::Delete => Arc::new(DryRunDeployer) as Arc<dyn Deployer>,
+            Function::Push | Function::Quarantine => deployer_for(&config, &sdk),
+        };
         Ok(Self::log_init(Self::new(config, store, deployer)))
     }
 
@@ -124,4 +137,15 @@ fn deployer_for(config: &Config, sdk: &aws_config::SdkConfig) -> Arc<dyn Deploye
         DeployMode::Apply => Arc::new(EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))),
         DeployMode::DryRun => Arc::new(DryRunDeployer),
     }
+}
+
+/// A Lambda function's whole main: JSON-capable logging, init once, then one call into the
+/// shared edge per request.
+pub async fn run_lambda(function: Function) -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let app = App::from_env(function).await?;
+    lambda_http::run(lambda_http::service_fn(|req| async {
+        Ok::<_, lambda_http::Error>(crate::http::handle(&app, function, req).await)
+    }))
+    .await
 }

@@ -12,8 +12,8 @@ use crate::auth::AuthError;
 use crate::config::MAX_BODY_BYTES;
 use crate::event::Timestamp;
 use crate::outcome::Receipt;
+use crate::pipeline::{self, Deps};
 use crate::providers::{self, ParseContext, ParseError};
-use crate::push::{self, PushDeps};
 use crate::store::StoreError;
 
 /// Every way a request can fail, each with one status and a body that says what to fix.
@@ -177,17 +177,14 @@ async fn handle_inner(
             received_at: &received_at,
         },
     )?;
-    let results = match function {
-        Function::Push => {
-            let deps = PushDeps {
-                store: app.store(),
-                deployer: app.deployer(),
-                rules: &app.config().rules,
-                receipt_ttl_days: app.config().receipt_ttl_days,
-            };
-            push::handle(&deps, events, &received_at).await?
-        }
+    let deps = Deps {
+        store: app.store(),
+        deployer: app.deployer(),
+        rules: &app.config().rules,
+        quarantine: &app.config().quarantine,
+        receipt_ttl_days: app.config().receipt_ttl_days,
     };
+    let results = pipeline::handle(&deps, function, events, &received_at).await?;
     Ok(Receipt {
         received: results.len(),
         events: results,

@@ -1,7 +1,7 @@
 //! imagehook's core: everything that is not Lambda glue.
 //!
 //! A request flows one way: [`auth`] verifies the raw bytes, [`providers`] parse them into
-//! [`event::ImageEvent`]s, the function's path ([`push`]) records them in a [`store::Store`] and
+//! [`event::ImageEvent`]s, the function's path ([`pipeline`]) records them in a [`store::Store`] and
 //! rolls them out through a [`deploy::Deployer`], and [`http`] maps the result to a response.
 
 pub mod app;
@@ -11,8 +11,8 @@ pub mod deploy;
 pub mod event;
 pub mod http;
 pub mod outcome;
+pub mod pipeline;
 pub mod providers;
-pub mod push;
 pub mod reference;
 pub mod rules;
 pub mod store;

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, PortMapping, Tag};
 use imagehook_core::auth::{AuthMode, Secret, Verifier};
@@ -88,8 +89,22 @@ pub async fn create_table(sdk: &SdkConfig) -> String {
         .table_name(&name)
         .attribute_definitions(attr("PK"))
         .attribute_definitions(attr("SK"))
+        .attribute_definitions(attr("running"))
         .key_schema(key("PK", KeyType::Hash))
         .key_schema(key("SK", KeyType::Range))
+        // The same sparse index as template.yaml: services by the image they run.
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(imagehook_core::store::RUNNING_INDEX)
+                .key_schema(key("running", KeyType::Hash))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -191,6 +206,7 @@ pub fn app(spec: AppSpec<'_>) -> App {
         rules: Rules::parse(spec.rules).expect("rules"),
         deploy_mode: spec.deploy_mode,
         receipt_ttl_days: 7,
+        quarantine: Default::default(),
     };
     let store: Arc<dyn Store> = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(spec.dynamo_sdk),

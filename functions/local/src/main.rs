@@ -31,12 +31,13 @@ enum Command {
     /// Run a function's handler on an API Gateway event file (REST v1 or HTTP API v2) and print
     /// the response as API Gateway would receive it.
     Invoke {
-        /// push
+        /// push, delete or quarantine
         function: String,
         /// The API Gateway event file.
         event: PathBuf,
     },
-    /// Answer POST /push on an address, with the same handler code and responses as in AWS.
+    /// Answer POST /push, /delete and /quarantine on an address, with the same handler code and
+    /// responses as in AWS.
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: std::net::SocketAddr,
@@ -93,8 +94,9 @@ async fn invoke(
     function: &str,
     path: &Path,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let function = Function::parse(function)
-        .ok_or_else(|| format!("unknown function {function:?}: expected push"))?;
+    let function = Function::parse(function).ok_or_else(|| {
+        format!("unknown function {function:?}: expected push, delete or quarantine")
+    })?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let req = lambda_http::request::from_str(&text)
@@ -126,6 +128,7 @@ fn group(records: Vec<Map<String, Value>>) -> Value {
             Some("tag") => "tags",
             Some("service") => "services",
             Some("deployment") => "deployments",
+            Some("blocked") => "blocked",
             _ => "receipts",
         };
         if let Some(Value::Array(list)) = out.get_mut(kind) {

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let app = Arc::new(app);
-    tracing::info!(addr = %listener.local_addr()?, "imagehook serving POST /push");
+    tracing::info!(addr = %listener.local_addr()?, "imagehook serving POST /push, /delete, /quarantine");
     loop {
         let (stream, _) = tokio::select! {
             conn = listener.accept() => conn?,

@@ -1,5 +1,6 @@
-//! The DynamoDB adapter. One `TransactWriteItems` per push (receipt + image + tag), conditional,
-//! with the old receipt returned on a duplicate so that the push path never reads.
+//! The DynamoDB adapter: renders the ledger's ops as one `TransactWriteItems`, asks for the old
+//! item on every refused condition (so that callers learn why without a read), and maps the
+//! SDK's errors to retry-or-not.
 
 use std::collections::HashMap;
 
@@ -8,18 +9,21 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update as DynUpdate,
 };
 use serde_json::{Map, Value};
 
 use super::keys::{PK, SK};
-use super::{
-    DeploymentsWrite, Key, PushOutcome, PushWrite, RECEIPT_DONE, RECEIPT_PENDING, Store, StoreError,
-};
+use super::ops::{Cancelled, Cond, Op, Update};
+use super::{Item, Key, Store, StoreError};
 
 /// TransactWriteItems takes at most 100 items.
-const MAX_TRANSACTION_ITEMS: usize = 100;
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// The sparse index over service CURRENT items by the image they run.
+pub const RUNNING_INDEX: &str = "running";
 const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+const ALL_OLD: ReturnValuesOnConditionCheckFailure = ReturnValuesOnConditionCheckFailure::AllOld;
 
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -50,7 +54,7 @@ pub fn item_to_json(item: &HashMap<String, AttributeValue>) -> Map<String, Value
         .collect()
 }
 
-pub(crate) fn to_attr(v: &Value) -> AttributeValue {
+fn to_attr(v: &Value) -> AttributeValue {
     match v {
         Value::Null => AttributeValue::Null(true),
         Value::Bool(b) => AttributeValue::Bool(*b),
@@ -63,7 +67,7 @@ pub(crate) fn to_attr(v: &Value) -> AttributeValue {
     }
 }
 
-pub(crate) fn from_attr(a: &AttributeValue) -> Value {
+fn from_attr(a: &AttributeValue) -> Value {
     match a {
         AttributeValue::S(s) => Value::String(s.clone()),
         AttributeValue::N(n) => n
@@ -80,15 +84,7 @@ pub(crate) fn from_attr(a: &AttributeValue) -> Value {
         }
         AttributeValue::Ns(ns) => Value::from(ns.clone()),
         AttributeValue::L(l) => Value::Array(l.iter().map(from_attr).collect()),
-        AttributeValue::M(m) => {
-            let mut o: Vec<_> = m.iter().collect();
-            o.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                o.into_iter()
-                    .map(|(k, v)| (k.clone(), from_attr(v)))
-                    .collect(),
-            )
-        }
+        AttributeValue::M(m) => Value::Object(item_to_json(m)),
         _ => Value::Null,
     }
 }
@@ -111,18 +107,22 @@ where
     }
 }
 
-/// An update expression assembled clause by clause, with every name aliased (many attribute
-/// names here, `size`, `status`, `type`, are DynamoDB reserved words).
+fn rejected(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Rejected {
+        operation: "TransactWriteItems",
+        message: e.to_string(),
+    }
+}
+
+/// Attribute names and values of one expression, every name aliased (several here, `size`,
+/// `status`, `type`, are reserved words).
 #[derive(Default)]
-struct UpdateExpr {
-    set: Vec<String>,
-    add: Vec<String>,
-    remove: Vec<String>,
+struct Expr {
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
 }
 
-impl UpdateExpr {
+impl Expr {
     fn name(&mut self, n: &str) -> String {
         let alias = format!("#{n}");
         self.names.insert(alias.clone(), n.to_owned());
@@ -133,152 +133,197 @@ impl UpdateExpr {
         self.values.insert(alias.clone(), v);
         alias
     }
-    fn set(&mut self, n: &str, v: AttributeValue) {
-        let (n, v) = (self.name(n), self.value(v));
-        self.set.push(format!("{n} = {v}"));
-    }
-    fn set_if_absent(&mut self, n: &str, v: AttributeValue) {
-        let (n, v) = (self.name(n), self.value(v));
-        self.set.push(format!("{n} = if_not_exists({n}, {v})"));
-    }
-    fn add(&mut self, n: &str, v: AttributeValue) {
-        let (n, v) = (self.name(n), self.value(v));
-        self.add.push(format!("{n} {v}"));
-    }
-    fn remove(&mut self, n: &str) {
-        let n = self.name(n);
-        self.remove.push(n);
-    }
-    fn expression(&self) -> String {
-        let mut parts = Vec::new();
-        if !self.set.is_empty() {
-            parts.push(format!("SET {}", self.set.join(", ")));
+    fn cond(&mut self, c: &Cond) -> String {
+        let cmp = |e: &mut Self, a: &str, op: &str, v: &Value| {
+            let (n, v) = (e.name(a), e.value(to_attr(v)));
+            format!("{n} {op} {v}")
+        };
+        match c {
+            Cond::ItemAbsent => format!("attribute_not_exists({})", self.name(PK)),
+            Cond::ItemPresent => format!("attribute_exists({})", self.name(PK)),
+            Cond::Missing(a) => format!("attribute_not_exists({})", self.name(a)),
+            Cond::Present(a) => format!("attribute_exists({})", self.name(a)),
+            Cond::Eq(a, v) => cmp(self, a, "=", v),
+            Cond::Ne(a, v) => cmp(self, a, "<>", v),
+            Cond::Le(a, v) => cmp(self, a, "<=", v),
+            Cond::Lt(a, v) => cmp(self, a, "<", v),
+            Cond::And(cs) => self.join(cs, " AND "),
+            Cond::Or(cs) => self.join(cs, " OR "),
         }
-        if !self.add.is_empty() {
-            parts.push(format!("ADD {}", self.add.join(", ")));
-        }
-        if !self.remove.is_empty() {
-            parts.push(format!("REMOVE {}", self.remove.join(", ")));
-        }
-        parts.join(" ")
     }
-    fn into_update(
-        self,
-        table: &str,
-        key: &Key,
-        condition: Option<String>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let update = Update::builder()
-            .table_name(table)
-            .set_key(Some(key_attrs(key)))
-            .update_expression(self.expression())
-            .set_condition_expression(condition)
-            .set_expression_attribute_names(Some(self.names))
-            .set_expression_attribute_values(Some(self.values).filter(|v| !v.is_empty()))
+    fn join(&mut self, cs: &[Cond], sep: &str) -> String {
+        let parts: Vec<String> = cs.iter().map(|c| format!("({})", self.cond(c))).collect();
+        parts.join(sep)
+    }
+    fn names(&self) -> Option<HashMap<String, String>> {
+        Some(self.names.clone()).filter(|n| !n.is_empty())
+    }
+    fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        Some(self.values.clone()).filter(|v| !v.is_empty())
+    }
+}
+
+fn update_expression(u: &Update, e: &mut Expr) -> String {
+    let mut set = Vec::new();
+    for (a, v) in &u.set {
+        set.push(format!("{} = {}", e.name(a), e.value(to_attr(v))));
+    }
+    for (a, v) in &u.set_if_absent {
+        let n = e.name(a);
+        set.push(format!("{n} = if_not_exists({n}, {})", e.value(to_attr(v))));
+    }
+    for (to, from, d) in &u.copy {
+        let (to, from) = (e.name(to), e.name(from));
+        set.push(format!(
+            "{to} = if_not_exists({from}, {})",
+            e.value(to_attr(d))
+        ));
+    }
+    for (a, v) in &u.append {
+        let n = e.name(a);
+        let empty = e.value(AttributeValue::L(Vec::new()));
+        let item = e.value(AttributeValue::L(vec![to_attr(v)]));
+        set.push(format!(
+            "{n} = list_append(if_not_exists({n}, {empty}), {item})"
+        ));
+    }
+    let mut add = Vec::new();
+    for (a, n) in &u.add {
+        add.push(format!(
+            "{} {}",
+            e.name(a),
+            e.value(AttributeValue::N(n.to_string()))
+        ));
+    }
+    for (a, v) in &u.add_to_set {
+        add.push(format!(
+            "{} {}",
+            e.name(a),
+            e.value(AttributeValue::Ss(vec![v.clone()]))
+        ));
+    }
+    let mut delete = Vec::new();
+    for (a, v) in &u.delete_from_set {
+        delete.push(format!(
+            "{} {}",
+            e.name(a),
+            e.value(AttributeValue::Ss(vec![v.clone()]))
+        ));
+    }
+    let remove: Vec<String> = u.remove.iter().map(|a| e.name(a)).collect();
+    let mut parts = Vec::new();
+    for (word, list) in [
+        ("SET", set),
+        ("ADD", add),
+        ("DELETE", delete),
+        ("REMOVE", remove),
+    ] {
+        if !list.is_empty() {
+            parts.push(format!("{word} {}", list.join(", ")));
+        }
+    }
+    parts.join(" ")
+}
+
+/// Finishes a Put, Update or Delete builder (three SDK types with the same setters): the
+/// condition, its names and values, and the old item back when the condition fails.
+macro_rules! conditional {
+    ($builder:expr, $cond:expr, $expr:expr) => {
+        $builder
+            .set_condition_expression($cond)
+            .set_expression_attribute_names($expr.names())
+            .set_expression_attribute_values($expr.values())
+            .return_values_on_condition_check_failure(ALL_OLD)
             .build()
-            .map_err(|e| StoreError::Rejected {
-                operation: "TransactWriteItems",
-                message: e.to_string(),
-            })?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-}
-
-fn put(
-    builder: aws_sdk_dynamodb::types::builders::PutBuilder,
-) -> Result<TransactWriteItem, StoreError> {
-    let put = builder.build().map_err(|e| StoreError::Rejected {
-        operation: "TransactWriteItems",
-        message: e.to_string(),
-    })?;
-    Ok(TransactWriteItem::builder().put(put).build())
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_owned())
-}
-
-fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
+            .map_err(rejected)?
+    };
 }
 
 impl DynamoStore {
-    fn push_items(
-        &self,
-        w: &PushWrite,
-    ) -> Result<(Vec<TransactWriteItem>, Option<usize>), StoreError> {
-        let mut items = Vec::with_capacity(3);
-        let mut receipt = key_attrs(&w.receipt_key);
-        receipt.extend(w.receipt.iter().map(|(k, v)| (k.clone(), to_attr(v))));
-        items.push(put(Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(receipt))
-            .condition_expression("attribute_not_exists(PK)")
-            .return_values_on_condition_check_failure(
-                ReturnValuesOnConditionCheckFailure::AllOld,
-            ))?);
-
-        if let Some(img) = &w.image {
-            let mut u = UpdateExpr::default();
-            u.set("type", s("image"));
-            u.set("registry", s(&img.registry));
-            u.set("repository", s(&img.repository));
-            u.set("digest", s(&img.digest));
-            u.set_if_absent("first_seen", s(img.pushed_at.as_str()));
-            u.set_if_absent("status", s("active"));
-            if img.move_last_pushed {
-                u.set("last_pushed_at", s(img.pushed_at.as_str()));
+    fn render(&self, op: &Op) -> Result<TransactWriteItem, StoreError> {
+        let mut e = Expr::default();
+        Ok(match op {
+            Op::Put { key, item, cond } => {
+                let mut attrs = key_attrs(key);
+                attrs.extend(item.iter().map(|(k, v)| (k.clone(), to_attr(v))));
+                let cond = cond.as_ref().map(|c| e.cond(c));
+                let put = conditional!(
+                    Put::builder().table_name(&self.table).set_item(Some(attrs)),
+                    cond,
+                    e
+                );
+                TransactWriteItem::builder().put(put).build()
             }
-            if let Some(mt) = &img.media_type {
-                u.set("media_type", s(mt));
+            Op::Update(u) => {
+                let expression = update_expression(u, &mut e);
+                let cond = u.cond.as_ref().map(|c| e.cond(c));
+                let update = conditional!(
+                    DynUpdate::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_attrs(&u.key)))
+                        .update_expression(expression),
+                    cond,
+                    e
+                );
+                TransactWriteItem::builder().update(update).build()
             }
-            if let Some(size) = img.size {
-                u.set("size", n(size));
+            Op::Delete { key, cond } => {
+                let cond = cond.as_ref().map(|c| e.cond(c));
+                let delete = conditional!(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key_attrs(key))),
+                    cond,
+                    e
+                );
+                TransactWriteItem::builder().delete(delete).build()
             }
-            u.add("push_count", n(1));
-            u.add("version", n(1));
-            if let Some(tag) = &img.tag {
-                u.add("tags", AttributeValue::Ss(vec![tag.clone()]));
-            }
-            items.push(u.into_update(&self.table, &img.key, None)?);
-        }
-
-        let mut tag_index = None;
-        if let Some(tag) = &w.tag {
-            let mut u = UpdateExpr::default();
-            u.set("type", s("tag"));
-            u.set("registry", s(&tag.registry));
-            u.set("repository", s(&tag.repository));
-            u.set("tag", s(&tag.tag));
-            u.set("updated_at", s(tag.updated_at.as_str()));
-            u.set("event_id", s(&tag.event_id));
-            let digest = u.name("digest");
-            let none = u.value(s(""));
-            let prev = u.name("previous_digest");
-            u.set
-                .push(format!("{prev} = if_not_exists({digest}, {none})"));
-            match &tag.digest {
-                Some(d) => {
-                    u.set("digest", s(d));
-                    u.remove("unpinned");
-                }
-                None => {
-                    u.set("unpinned", AttributeValue::Bool(true));
-                    u.remove("digest");
-                }
-            }
-            u.add("version", n(1));
-            let at = u.name("updated_at");
-            let t = u.value(s(tag.updated_at.as_str()));
-            let cond = format!("attribute_not_exists({at}) OR {at} <= {t}");
-            tag_index = Some(items.len());
-            items.push(u.into_update(&self.table, &tag.key, Some(cond))?);
-        }
-        Ok((items, tag_index))
+        })
     }
 
-    async fn try_push(&self, w: &PushWrite) -> Result<Result<(), Cancelled>, StoreError> {
-        let (items, tag_index) = self.push_items(w)?;
+    async fn query_pages(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        names: HashMap<String, String>,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(key_condition)
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                // Index reads are eventually consistent; table reads need not be.
+                .consistent_read(index.is_none())
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("Query", e))?;
+            out.extend(page.items().iter().map(item_to_json));
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn transact(&self, ops: Vec<Op>) -> Result<Result<(), Cancelled>, StoreError> {
+        if ops.len() > MAX_TRANSACTION_ITEMS {
+            return Err(rejected(format!("{} items in one transaction", ops.len())));
+        }
+        let items = ops
+            .iter()
+            .map(|op| self.render(op))
+            .collect::<Result<Vec<_>, _>>()?;
         match self
             .client
             .transact_write_items()
@@ -292,93 +337,62 @@ impl DynamoStore {
                     err.as_service_error()
                 {
                     let reasons = tc.cancellation_reasons();
-                    let failed =
-                        |i: usize| reasons.get(i).and_then(|r| r.code()) == Some(CONDITION_FAILED);
-                    if failed(0) {
-                        let status = reasons[0]
-                            .item()
-                            .and_then(|i| i.get("status"))
-                            .and_then(|a| a.as_s().ok())
-                            .map(String::as_str);
-                        return Ok(Err(Cancelled::Duplicate {
-                            pending: status == Some(RECEIPT_PENDING),
-                        }));
-                    }
-                    if tag_index.is_some_and(failed) {
-                        return Ok(Err(Cancelled::Stale));
+                    let failed: Vec<_> = reasons
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.code() == Some(CONDITION_FAILED))
+                        .map(|(i, r)| (i, r.item().map(item_to_json)))
+                        .collect();
+                    // Only refused conditions are an answer; a conflict or throttle is retried.
+                    let others = reasons
+                        .iter()
+                        .any(|r| !matches!(r.code(), None | Some("None") | Some(CONDITION_FAILED)));
+                    if !failed.is_empty() && !others {
+                        return Ok(Err(Cancelled { failed }));
                     }
                 }
                 Err(classify("TransactWriteItems", err))
             }
         }
     }
-}
 
-enum Cancelled {
-    Duplicate { pending: bool },
-    Stale,
-}
-
-#[async_trait]
-impl Store for DynamoStore {
-    async fn record_push(&self, write: &PushWrite) -> Result<PushOutcome, StoreError> {
-        match self.try_push(write).await? {
-            Ok(()) => Ok(PushOutcome::Applied),
-            Err(Cancelled::Duplicate { pending }) => Ok(PushOutcome::Duplicate { pending }),
-            Err(Cancelled::Stale) => match self.try_push(&write.as_stale()).await? {
-                Ok(()) => Ok(PushOutcome::Stale),
-                Err(Cancelled::Duplicate { pending }) => Ok(PushOutcome::Duplicate { pending }),
-                Err(Cancelled::Stale) => Err(StoreError::Corrupt(
-                    "a write without a tag change failed its tag condition".into(),
-                )),
-            },
-        }
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_attrs(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        Ok(out.item().map(item_to_json))
     }
 
-    async fn record_deployments(&self, w: &DeploymentsWrite) -> Result<(), StoreError> {
-        let mut items = Vec::new();
-        for (key, item) in &w.deployments {
-            let mut attrs = key_attrs(key);
-            attrs.extend(item.iter().map(|(k, v)| (k.clone(), to_attr(v))));
-            items.push(put(Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(attrs)))?);
-        }
-        for svc in &w.services {
-            let mut u = UpdateExpr::default();
-            for (k, v) in &svc.item {
-                u.set(k, to_attr(v));
-            }
-            u.add("version", n(1));
-            items.push(u.into_update(&self.table, &svc.key, None)?);
-        }
-        let mut receipt = UpdateExpr::default();
-        receipt.set("status", s(RECEIPT_DONE));
-        receipt.set("deployed_at", s(w.at.as_str()));
-        let receipt = receipt.into_update(&self.table, &w.receipt_key, None)?;
-
-        // Large fan-outs are written in chunks; the receipt goes last, so it only says `done`
-        // once every deployment is on record.
-        let mut chunks: Vec<Vec<TransactWriteItem>> = items
-            .chunks(MAX_TRANSACTION_ITEMS - 1)
-            .map(<[TransactWriteItem]>::to_vec)
-            .collect();
-        match chunks.last_mut() {
-            Some(last) => last.push(receipt),
-            None => chunks.push(vec![receipt]),
-        }
-        for chunk in chunks {
-            self.client
-                .transact_write_items()
-                .set_transact_items(Some(chunk))
-                .send()
-                .await
-                .map_err(|e| classify("TransactWriteItems", e))?;
-        }
-        Ok(())
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        self.query_pages(
+            None,
+            "#pk = :pk AND begins_with(#sk, :sk)",
+            HashMap::from([("#pk".into(), PK.into()), ("#sk".into(), SK.into())]),
+            HashMap::from([
+                (":pk".into(), AttributeValue::S(pk.to_owned())),
+                (":sk".into(), AttributeValue::S(sk_prefix.to_owned())),
+            ]),
+        )
+        .await
     }
 
-    async fn dump(&self) -> Result<Vec<Map<String, Value>>, StoreError> {
+    async fn running(&self, image: &str) -> Result<Vec<Item>, StoreError> {
+        self.query_pages(
+            Some(RUNNING_INDEX),
+            "#r = :r",
+            HashMap::from([("#r".into(), "running".into())]),
+            HashMap::from([(":r".into(), AttributeValue::S(image.to_owned()))]),
+        )
+        .await
+    }
+
+    async fn dump(&self) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -390,21 +404,13 @@ impl Store for DynamoStore {
                 .send()
                 .await
                 .map_err(|e| classify("Scan", e))?;
-            for item in page.items() {
-                let mut m: Vec<_> = item.iter().collect();
-                m.sort_by(|a, b| a.0.cmp(b.0));
-                out.push(
-                    m.into_iter()
-                        .map(|(k, v)| (k.clone(), from_attr(v)))
-                        .collect(),
-                );
-            }
+            out.extend(page.items().iter().map(item_to_json));
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
                 break;
             }
         }
-        out.sort_by(|a: &Map<String, Value>, b| {
+        out.sort_by(|a: &Item, b| {
             (
                 a.get(PK).and_then(Value::as_str),
                 a.get(SK).and_then(Value::as_str),

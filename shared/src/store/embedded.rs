@@ -1,8 +1,9 @@
-//! The embedded store: the same items and the same conditional semantics as the DynamoDB table,
-//! held in memory and journaled to a file so that later runs of the local binary see earlier
-//! records. Each committed write appends one JSON line with the full new state of every item it
-//! touched; opening the store replays the journal and compacts it.
+//! The embedded store: the table's items held in memory, with conditions evaluated the way
+//! DynamoDB evaluates them, and journaled to a file so that later runs of the local binary see
+//! earlier records. Each committed transaction appends one JSON line with the new state of every
+//! item it touched (`null` for a deleted one); opening the store replays and compacts the journal.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -10,16 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::keys::{PK, SK};
-use super::{
-    DeploymentsWrite, Key, PushOutcome, PushWrite, RECEIPT_DONE, RECEIPT_PENDING, Store, StoreError,
-};
+use super::ops::{Cancelled, Cond, Op, Update};
+use super::{Item, Key, Store, StoreError};
 
 const JOURNAL: &str = "store.jsonl";
 
-type Items = BTreeMap<Key, Map<String, Value>>;
+type Items = BTreeMap<Key, Item>;
 
 /// An in-process store, optionally persisted under a directory (the local binary's
 /// `--state-dir`, `.imagehook/` by default).
@@ -34,8 +34,11 @@ struct Inner {
     journal: Option<BufWriter<File>>,
 }
 
+/// One journal entry: an item's key and its new state (`None`: deleted).
+type Change = (Key, Option<Item>);
+
 impl EmbeddedStore {
-    /// A store that lives only as long as the process (tests, `simulate`).
+    /// A store that lives only as long as the process.
     pub fn in_memory() -> Self {
         Self {
             inner: Mutex::new(Inner {
@@ -56,18 +59,17 @@ impl EmbeddedStore {
                 if line.trim().is_empty() {
                     continue;
                 }
-                let batch: Vec<Map<String, Value>> = serde_json::from_str(&line).map_err(|e| {
-                    StoreError::Corrupt(format!("{}:{}: {e}", path.display(), n + 1))
-                })?;
-                for item in batch {
-                    let key = key_of(&item).ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "{}:{}: item without PK/SK",
-                            path.display(),
-                            n + 1
-                        ))
-                    })?;
-                    items.insert(key, item);
+                let corrupt = |what: &str| {
+                    StoreError::Corrupt(format!("{}:{}: {what}", path.display(), n + 1))
+                };
+                let batch: Vec<(String, String, Option<Item>)> =
+                    serde_json::from_str(&line).map_err(|e| corrupt(&e.to_string()))?;
+                for (pk, sk, item) in batch {
+                    let key = Key { pk, sk };
+                    match item {
+                        Some(item) => items.insert(key, item),
+                        None => items.remove(&key),
+                    };
                 }
             }
         }
@@ -98,8 +100,8 @@ fn compact(path: &Path, items: &Items) -> Result<(), StoreError> {
     let tmp: PathBuf = path.with_extension("jsonl.tmp");
     {
         let mut w = BufWriter::new(File::create(&tmp)?);
-        for item in items.values() {
-            serde_json::to_writer(&mut w, &[item])
+        for (k, item) in items {
+            serde_json::to_writer(&mut w, &[(&k.pk, &k.sk, Some(item))])
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             w.write_all(b"\n")?;
         }
@@ -109,172 +111,232 @@ fn compact(path: &Path, items: &Items) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn key_of(item: &Map<String, Value>) -> Option<Key> {
-    Some(Key {
-        pk: item.get(PK)?.as_str()?.to_owned(),
-        sk: item.get(SK)?.as_str()?.to_owned(),
-    })
-}
-
 impl Inner {
-    /// Commits a set of new item states: journal first, then memory, so that a failed write to
-    /// disk leaves the in-memory state unchanged too (nothing half-applied).
-    fn commit(&mut self, changed: Vec<(Key, Map<String, Value>)>) -> Result<(), StoreError> {
+    /// Journal first, then memory: a failed write to disk leaves memory unchanged too.
+    fn commit(&mut self, changes: Vec<Change>) -> Result<(), StoreError> {
         if let Some(j) = &mut self.journal {
-            let batch: Vec<&Map<String, Value>> = changed.iter().map(|(_, i)| i).collect();
+            let batch: Vec<(&str, &str, Option<&Item>)> = changes
+                .iter()
+                .map(|(k, i)| (k.pk.as_str(), k.sk.as_str(), i.as_ref()))
+                .collect();
             serde_json::to_writer(&mut *j, &batch)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             j.write_all(b"\n")?;
             j.flush()?;
         }
-        for (k, v) in changed {
-            self.items.insert(k, v);
+        for (k, item) in changes {
+            match item {
+                Some(item) => self.items.insert(k, item),
+                None => self.items.remove(&k),
+            };
         }
         Ok(())
     }
+}
 
-    /// The current state of an item, or a new one with just its key (DynamoDB's UpdateItem
-    /// creates missing items the same way).
-    fn current(&self, key: &Key) -> Map<String, Value> {
-        self.items.get(key).cloned().unwrap_or_else(|| {
-            let mut m = Map::new();
-            m.insert(PK.into(), json!(key.pk));
-            m.insert(SK.into(), json!(key.sk));
-            m
-        })
-    }
-
-    fn push_changes(&self, w: &PushWrite) -> Vec<(Key, Map<String, Value>)> {
-        let mut changed = Vec::with_capacity(3);
-        let mut receipt = self.current(&w.receipt_key);
-        receipt.extend(w.receipt.clone());
-        changed.push((w.receipt_key.clone(), receipt));
-
-        if let Some(img) = &w.image {
-            let mut item = self.current(&img.key);
-            item.insert("type".into(), json!("image"));
-            item.insert("registry".into(), json!(img.registry));
-            item.insert("repository".into(), json!(img.repository));
-            item.insert("digest".into(), json!(img.digest));
-            item.entry("first_seen")
-                .or_insert(json!(img.pushed_at.as_str()));
-            item.entry("status").or_insert(json!("active"));
-            if img.move_last_pushed {
-                item.insert("last_pushed_at".into(), json!(img.pushed_at.as_str()));
-            }
-            if let Some(mt) = &img.media_type {
-                item.insert("media_type".into(), json!(mt));
-            }
-            if let Some(size) = img.size {
-                item.insert("size".into(), json!(size));
-            }
-            increment(&mut item, "push_count");
-            increment(&mut item, "version");
-            if let Some(tag) = &img.tag {
-                let mut tags: Vec<String> = item
-                    .get("tags")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|t| t.as_str().map(str::to_owned))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if !tags.contains(tag) {
-                    tags.push(tag.clone());
-                    tags.sort();
-                }
-                item.insert("tags".into(), json!(tags));
-            }
-            changed.push((img.key.clone(), item));
-        }
-
-        if let Some(tag) = &w.tag {
-            let mut item = self.current(&tag.key);
-            let previous = item.get("digest").cloned().unwrap_or(json!(""));
-            item.insert("type".into(), json!("tag"));
-            item.insert("registry".into(), json!(tag.registry));
-            item.insert("repository".into(), json!(tag.repository));
-            item.insert("tag".into(), json!(tag.tag));
-            item.insert("updated_at".into(), json!(tag.updated_at.as_str()));
-            item.insert("event_id".into(), json!(tag.event_id));
-            item.insert("previous_digest".into(), previous);
-            match &tag.digest {
-                Some(d) => {
-                    item.insert("digest".into(), json!(d));
-                    item.remove("unpinned");
-                }
-                None => {
-                    item.insert("unpinned".into(), json!(true));
-                    item.remove("digest");
-                }
-            }
-            increment(&mut item, "version");
-            changed.push((tag.key.clone(), item));
-        }
-        changed
-    }
-
-    fn tag_is_newer(&self, w: &PushWrite) -> bool {
-        w.tag.as_ref().is_some_and(|t| {
-            self.items
-                .get(&t.key)
-                .and_then(|i| i.get("updated_at"))
-                .and_then(Value::as_str)
-                .is_some_and(|current| current > t.updated_at.as_str())
-        })
+fn holds(cond: &Cond, item: Option<&Item>) -> bool {
+    let attr = |a: &str| item.and_then(|i| i.get(a));
+    match cond {
+        Cond::ItemAbsent => item.is_none(),
+        Cond::ItemPresent => item.is_some(),
+        Cond::Missing(a) => attr(a).is_none(),
+        Cond::Present(a) => attr(a).is_some(),
+        Cond::Eq(a, v) => attr(a).is_some_and(|x| x == v),
+        Cond::Ne(a, v) => attr(a).is_some_and(|x| x != v),
+        Cond::Le(a, v) => attr(a).is_some_and(|x| compare(x, v).is_some_and(Ordering::is_le)),
+        Cond::Lt(a, v) => attr(a).is_some_and(|x| compare(x, v).is_some_and(Ordering::is_lt)),
+        Cond::And(cs) => cs.iter().all(|c| holds(c, item)),
+        Cond::Or(cs) => cs.iter().any(|c| holds(c, item)),
     }
 }
 
-fn increment(item: &mut Map<String, Value>, field: &str) {
-    let n = item.get(field).and_then(Value::as_u64).unwrap_or(0);
-    item.insert(field.into(), json!(n + 1));
+/// DynamoDB compares strings by bytes and numbers by value; other pairs do not compare.
+fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
+        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        _ => None,
+    }
+}
+
+fn with_key(key: &Key, mut item: Item) -> Item {
+    item.insert(PK.into(), json!(key.pk));
+    item.insert(SK.into(), json!(key.sk));
+    item
+}
+
+/// The item after an update; every right-hand side reads `old`.
+fn apply(u: &Update, old: Option<&Item>) -> Item {
+    let before = old.cloned().unwrap_or_default();
+    let mut item = with_key(&u.key, before.clone());
+    for (a, v) in &u.set {
+        item.insert((*a).into(), v.clone());
+    }
+    for (a, v) in &u.set_if_absent {
+        item.insert(
+            (*a).into(),
+            before.get(*a).cloned().unwrap_or_else(|| v.clone()),
+        );
+    }
+    for (to, from, default) in &u.copy {
+        item.insert(
+            (*to).into(),
+            before
+                .get(*from)
+                .cloned()
+                .unwrap_or_else(|| default.clone()),
+        );
+    }
+    for (a, n) in &u.add {
+        let cur = before.get(*a).and_then(Value::as_i64).unwrap_or(0);
+        item.insert((*a).into(), json!(cur + n));
+    }
+    for (a, v) in &u.add_to_set {
+        let mut set = string_set(item.get(*a));
+        if !set.contains(v) {
+            set.push(v.clone());
+            set.sort();
+        }
+        item.insert((*a).into(), json!(set));
+    }
+    for (a, v) in &u.delete_from_set {
+        let mut set = string_set(item.get(*a));
+        set.retain(|x| x != v);
+        // DynamoDB has no empty sets: removing the last element removes the attribute.
+        if set.is_empty() {
+            item.remove(*a);
+        } else {
+            item.insert((*a).into(), json!(set));
+        }
+    }
+    for (a, v) in &u.append {
+        let mut list = before
+            .get(*a)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        list.push(v.clone());
+        item.insert((*a).into(), Value::Array(list));
+    }
+    for a in &u.remove {
+        item.remove(*a);
+    }
+    item
+}
+
+fn string_set(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn record_push(&self, write: &PushWrite) -> Result<PushOutcome, StoreError> {
+    async fn transact(&self, ops: Vec<Op>) -> Result<Result<(), Cancelled>, StoreError> {
         self.with(|inner| {
-            if let Some(existing) = inner.items.get(&write.receipt_key) {
-                let pending =
-                    existing.get("status").and_then(Value::as_str) == Some(RECEIPT_PENDING);
-                return Ok(PushOutcome::Duplicate { pending });
+            let mut failed = Vec::new();
+            for (i, op) in ops.iter().enumerate() {
+                let cond = match op {
+                    Op::Put { cond, .. } | Op::Delete { cond, .. } => cond.as_ref(),
+                    Op::Update(u) => u.cond.as_ref(),
+                };
+                let old = inner.items.get(op.key());
+                if cond.is_some_and(|c| !holds(c, old)) {
+                    failed.push((i, old.cloned()));
+                }
             }
-            if inner.tag_is_newer(write) {
-                let changes = inner.push_changes(&write.as_stale());
-                inner.commit(changes)?;
-                return Ok(PushOutcome::Stale);
+            if !failed.is_empty() {
+                return Ok(Err(Cancelled { failed }));
             }
-            let changes = inner.push_changes(write);
+            let changes: Vec<Change> = ops
+                .iter()
+                .map(|op| match op {
+                    Op::Put { key, item, .. } => (key.clone(), Some(with_key(key, item.clone()))),
+                    Op::Update(u) => (u.key.clone(), Some(apply(u, inner.items.get(&u.key)))),
+                    Op::Delete { key, .. } => (key.clone(), None),
+                })
+                .collect();
             inner.commit(changes)?;
-            Ok(PushOutcome::Applied)
+            Ok(Ok(()))
         })
     }
 
-    async fn record_deployments(&self, w: &DeploymentsWrite) -> Result<(), StoreError> {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.with(|inner| Ok(inner.items.get(key).cloned()))
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
         self.with(|inner| {
-            let mut changed = Vec::new();
-            for (key, item) in &w.deployments {
-                let mut full = item.clone();
-                full.insert(PK.into(), json!(key.pk));
-                full.insert(SK.into(), json!(key.sk));
-                changed.push((key.clone(), full));
-            }
-            for svc in &w.services {
-                let mut item = inner.current(&svc.key);
-                item.extend(svc.item.clone());
-                increment(&mut item, "version");
-                changed.push((svc.key.clone(), item));
-            }
-            let mut receipt = inner.current(&w.receipt_key);
-            receipt.insert("status".into(), json!(RECEIPT_DONE));
-            receipt.insert("deployed_at".into(), json!(w.at.as_str()));
-            changed.push((w.receipt_key.clone(), receipt));
-            inner.commit(changed)
+            Ok(inner
+                .items
+                .range(Key::new(pk, sk_prefix)..)
+                .take_while(|(k, _)| k.pk == pk && k.sk.starts_with(sk_prefix))
+                .map(|(_, v)| v.clone())
+                .collect())
         })
     }
 
-    async fn dump(&self) -> Result<Vec<Map<String, Value>>, StoreError> {
+    async fn running(&self, image: &str) -> Result<Vec<Item>, StoreError> {
+        self.with(|inner| {
+            Ok(inner
+                .items
+                .values()
+                .filter(|i| i.get("running").and_then(Value::as_str) == Some(image))
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn dump(&self) -> Result<Vec<Item>, StoreError> {
         self.with(|inner| Ok(inner.items.values().cloned().collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_follow_dynamodb_semantics() {
+        let item: Item =
+            serde_json::from_value(json!({"PK": "a", "SK": "b", "t": "2026", "n": 3})).unwrap();
+        assert!(holds(&Cond::ItemPresent, Some(&item)));
+        assert!(holds(&Cond::ItemAbsent, None));
+        assert!(holds(&Cond::Le("t", json!("2026")), Some(&item)));
+        assert!(!holds(&Cond::Lt("t", json!("2026")), Some(&item)));
+        // A comparison with a missing attribute is false, even `<>`.
+        assert!(!holds(&Cond::Ne("missing", json!("x")), Some(&item)));
+        assert!(!holds(&Cond::Le("missing", json!("x")), Some(&item)));
+        assert!(holds(
+            &Cond::Or(vec![Cond::Missing("missing"), Cond::Eq("n", json!(4))]),
+            Some(&item)
+        ));
+        assert!(!holds(
+            &Cond::And(vec![Cond::Present("t"), Cond::Eq("n", json!(4))]),
+            Some(&item)
+        ));
+    }
+
+    #[test]
+    fn updates_read_the_old_item() {
+        let old: Item =
+            serde_json::from_value(json!({"PK": "p", "SK": "s", "digest": "a", "tags": ["x"]}))
+                .unwrap();
+        let u = Update::new(Key::new("p", "s"))
+            .copy("previous_digest", "digest", "")
+            .set("digest", "b")
+            .add("version", 1)
+            .delete_from_set("tags", "x")
+            .append("history", json!({"change": "moved"}));
+        let new = apply(&u, Some(&old));
+        assert_eq!(new["previous_digest"], "a");
+        assert_eq!(new["digest"], "b");
+        assert_eq!(new["version"], 1);
+        assert!(new.get("tags").is_none());
+        assert_eq!(new["history"], json!([{"change": "moved"}]));
     }
 }

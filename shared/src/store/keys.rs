@@ -33,3 +33,14 @@ pub fn service_pk(cluster: &str, service: &str) -> String {
 pub fn deployment_sk(at: &str, what: &str) -> String {
     format!("DEP#{at}#{what}")
 }
+
+/// A deployment held back because the digest was quarantined or deleted, one per service.
+pub fn blocked_sk(digest: &str, cluster: &str, service: &str) -> String {
+    format!("B#{digest}#{cluster}/{service}")
+}
+
+pub fn blocked_prefix(digest: &str) -> String {
+    format!("B#{digest}#")
+}
+
+pub const TAG_PREFIX: &str = "T#";
