@@ -1,7 +1,8 @@
-//! End-to-end suite: the push handler against moto's DynamoDB and ECS through the real SDK
+//! End-to-end suite: the push, delete and quarantine handlers against moto's DynamoDB and ECS through the real SDK
 //! clients, driven by the API Gateway events in `events/`.
 #![allow(clippy::unwrap_used)]
 
 mod contract;
 mod faults;
+mod lifecycle;
 mod push;

@@ -194,6 +194,14 @@ pub struct AppSpec<'a> {
 }
 
 pub fn app(spec: AppSpec<'_>) -> App {
+    app_with_policy(spec, imagehook_core::config::QuarantinePolicy::default())
+}
+
+/// `app` with a QUARANTINE_SEVERITY policy of the test's choosing.
+pub fn app_with_policy(
+    spec: AppSpec<'_>,
+    quarantine: imagehook_core::config::QuarantinePolicy,
+) -> App {
     let verifier = Verifier::new(
         spec.auth,
         None,
@@ -206,7 +214,7 @@ pub fn app(spec: AppSpec<'_>) -> App {
         rules: Rules::parse(spec.rules).expect("rules"),
         deploy_mode: spec.deploy_mode,
         receipt_ttl_days: 7,
-        quarantine: Default::default(),
+        quarantine,
     };
     let store: Arc<dyn Store> = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(spec.dynamo_sdk),

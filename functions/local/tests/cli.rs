@@ -65,6 +65,17 @@ fn invoke_prints_the_api_gateway_response_and_state_keeps_the_records() {
     assert_eq!(state["tags"][0]["tag"], "v1.4.2");
     assert_eq!(state["deployments"][0]["outcome"], "planned");
     assert_eq!(state["receipts"][0]["status"], "done");
+
+    // The delete function on its sample leaves a tombstone that `state` shows.
+    let out = imagehook(dir.path())
+        .args(["invoke", "delete", "events/acr-delete.json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = imagehook(dir.path()).arg("state").output().unwrap();
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["images"][0]["status"], "deleted");
+    assert_eq!(state["tags"], serde_json::json!([]));
 }
 
 #[test]

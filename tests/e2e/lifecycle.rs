@@ -1,0 +1,382 @@
+//! The image lifecycle across the three functions, against moto: quarantine blocks deploys and
+//! release applies them, deletes leave tombstones and warn about running services, pushes
+//! revive, and every redelivery changes nothing.
+
+use aws_config::SdkConfig;
+use imagehook_core::auth::AuthMode;
+use imagehook_core::config::{DeployMode, QuarantinePolicy};
+use imagehook_core::{App, Function};
+use imagehook_tests::*;
+use serde_json::{Value, json};
+
+const REPO: &str = "contoso.azurecr.io/shop/api";
+
+struct World {
+    sdk: SdkConfig,
+    table: String,
+    fx: EcsFixture,
+    app: App,
+}
+
+async fn world_with(policy: QuarantinePolicy) -> World {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let fx = create_service(&sdk, &format!("{REPO}:v1.4.1")).await;
+    let rules = json!([{"repository": REPO, "tags": "v*", "cluster": fx.cluster,
+                        "service": fx.service, "container": "api"}])
+    .to_string();
+    let app = app_with_policy(
+        AppSpec {
+            table: &table,
+            rules: &rules,
+            auth: AuthMode::None,
+            secrets: &[],
+            deploy_mode: DeployMode::Apply,
+            dynamo_sdk: &sdk,
+            ecs_sdk: &sdk,
+        },
+        policy,
+    );
+    World {
+        sdk,
+        table,
+        fx,
+        app,
+    }
+}
+
+async fn world() -> World {
+    world_with(QuarantinePolicy::default()).await
+}
+
+fn digest() -> String {
+    body_of(&event_file("acr-push.json"))["target"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+impl World {
+    async fn send(&self, function: Function, event: &str) -> Value {
+        let reply = invoke(&self.app, function, event).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.body["events"][0].clone()
+    }
+
+    /// The ACR push sample with another id, tag and time.
+    async fn push(&self, id: &str, tag: &str, at: &str) -> Value {
+        let event = event_file("acr-push.json");
+        let mut body = body_of(&event);
+        body["id"] = json!(id);
+        body["target"]["tag"] = json!(tag);
+        body["timestamp"] = json!(at);
+        self.send(Function::Push, &with_body(&event, &body)).await
+    }
+
+    async fn generic(&self, function: Function, body: Value) -> Value {
+        self.send(
+            function,
+            &with_body(&event_file("generic-quarantine.json"), &body),
+        )
+        .await
+    }
+
+    async fn image(&self) -> Value {
+        get_item(
+            &self.sdk,
+            &self.table,
+            &format!("IMG#{REPO}"),
+            &format!("D#{}", digest()),
+        )
+        .await
+        .expect("image item")
+    }
+
+    async fn runs(&self) -> String {
+        container_image(&running(&self.sdk, &self.fx).await.task_definition, "api")
+    }
+
+    async fn items(&self) -> Vec<serde_json::Map<String, Value>> {
+        all_items(&self.sdk, &self.table).await
+    }
+}
+
+#[tokio::test]
+async fn quarantine_blocks_the_push_and_release_deploys_it_once() {
+    let w = world().await;
+    // Recorded under a tag no rule follows, then quarantined.
+    assert_eq!(
+        w.push("a-1", "rc-1", "2026-11-20T10:00:00Z").await["outcome"],
+        "applied"
+    );
+    let q = w
+        .send(Function::Quarantine, &event_file("acr-quarantine.json"))
+        .await;
+    assert_eq!(q["outcome"], "applied");
+    assert_eq!(w.image().await["status"], "quarantined");
+
+    let blocked = w.push("a-2", "v1.4.2", "2026-11-20T10:20:00Z").await;
+    assert_eq!(blocked["outcome"], "blocked");
+    assert!(
+        blocked["reason"].as_str().unwrap().contains("quarantined"),
+        "{blocked}"
+    );
+    assert_eq!(blocked["deployments"][0]["outcome"], "blocked");
+    assert_eq!(w.runs().await, format!("{REPO}:v1.4.1"));
+    let tag = get_item(&w.sdk, &w.table, &format!("IMG#{REPO}"), "T#v1.4.2")
+        .await
+        .unwrap();
+    assert_eq!(
+        tag["digest"],
+        digest().as_str(),
+        "the tag moves even while the digest is blocked"
+    );
+    let held = w
+        .items()
+        .await
+        .into_iter()
+        .filter(|i| i["type"] == "blocked")
+        .count();
+    assert_eq!(held, 1);
+    // A second tag for the same digest holds the same service once.
+    assert_eq!(
+        w.push("a-3", "v1.4", "2026-11-20T10:21:00Z").await["outcome"],
+        "blocked"
+    );
+    assert_eq!(
+        w.items()
+            .await
+            .into_iter()
+            .filter(|i| i["type"] == "blocked")
+            .count(),
+        1
+    );
+
+    let release = json!({"image": format!("{REPO}@{}", digest()), "quarantine": false, "reason": "false positive"});
+    let r = w.generic(Function::Quarantine, release.clone()).await;
+    assert_eq!(r["outcome"], "applied");
+    assert_eq!(r["action"], "release");
+    assert_eq!(r["deployments"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(r["deployments"][0]["outcome"], "updated");
+    assert_eq!(w.runs().await, format!("{REPO}@{}", digest()));
+    let image = w.image().await;
+    assert_eq!(image["status"], "active");
+    assert!(image.get("quarantine_reason").is_none());
+    let changes: Vec<_> = image["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["change"].clone())
+        .collect();
+    assert_eq!(changes, vec![json!("quarantined"), json!("released")]);
+    assert!(!w.items().await.iter().any(|i| i["type"] == "blocked"));
+
+    // Redelivered release: nothing changes, no second deployment.
+    let before = w.items().await;
+    let again = w.generic(Function::Quarantine, release).await;
+    assert_eq!(again["outcome"], "duplicate");
+    assert_eq!(again["deployments"], json!([]));
+    assert_eq!(w.items().await, before);
+}
+
+#[tokio::test]
+async fn a_released_digest_is_not_deployed_where_its_tag_moved_on() {
+    let w = world().await;
+    w.send(Function::Quarantine, &event_file("acr-quarantine.json"))
+        .await;
+    assert_eq!(
+        w.push("b-1", "v1.4.2", "2026-11-20T10:20:00Z").await["outcome"],
+        "blocked"
+    );
+    // The tag moves to another digest (deployed), then the old digest is released.
+    let event = event_file("acr-push.json");
+    let mut newer = body_of(&event);
+    newer["id"] = json!("b-2");
+    newer["timestamp"] = json!("2026-11-20T10:30:00Z");
+    let other = format!("sha256:{}", "cd".repeat(32));
+    newer["target"]["digest"] = json!(other);
+    let pushed = w.send(Function::Push, &with_body(&event, &newer)).await;
+    assert_eq!(pushed["deployments"][0]["outcome"], "updated");
+    let release = json!({"image": format!("{REPO}@{}", digest()), "quarantine": false});
+    let r = w.generic(Function::Quarantine, release).await;
+    assert_eq!(r["deployments"], json!([]), "{r}");
+    assert_eq!(w.runs().await, format!("{REPO}@{other}"));
+    assert!(!w.items().await.iter().any(|i| i["type"] == "blocked"));
+}
+
+#[tokio::test]
+async fn deleting_a_running_digest_warns_and_names_the_service() {
+    let w = world().await;
+    let pushed = w.send(Function::Push, &event_file("acr-push.json")).await;
+    assert_eq!(pushed["deployments"][0]["outcome"], "updated");
+    let svc = format!("{}/{}", w.fx.cluster, w.fx.service);
+
+    let d = w
+        .send(Function::Delete, &event_file("acr-delete.json"))
+        .await;
+
+    assert_eq!(d["outcome"], "applied");
+    let warning = d["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains(&svc) && warning.contains("fail to pull"),
+        "{warning}"
+    );
+    let image = w.image().await;
+    assert_eq!(image["status"], "deleted");
+    assert_eq!(image["services_at_delete"], json!([svc]));
+    assert_eq!(
+        image["tags"],
+        json!(["v1.4.2"]),
+        "the tombstone keeps the tags it had"
+    );
+    assert!(image["deleted_by"].as_str().unwrap().starts_with("acr#"));
+    assert!(
+        get_item(&w.sdk, &w.table, &format!("IMG#{REPO}"), "T#v1.4.2")
+            .await
+            .is_none()
+    );
+    // Nothing is rolled back.
+    assert_eq!(w.runs().await, format!("{REPO}@{}", digest()));
+    let before = w.items().await;
+    assert_eq!(
+        w.send(Function::Delete, &event_file("acr-delete.json"))
+            .await["outcome"],
+        "duplicate"
+    );
+    assert_eq!(w.items().await, before);
+}
+
+#[tokio::test]
+async fn deleting_an_unknown_digest_leaves_a_tombstone_and_a_later_push_revives_it() {
+    let w = world().await;
+    let d = w
+        .send(Function::Delete, &event_file("acr-delete.json"))
+        .await;
+    assert_eq!(d["outcome"], "applied");
+    assert_eq!(d["warnings"], json!([]));
+    let tomb = w.image().await;
+    assert_eq!(tomb["status"], "deleted");
+    let deleted_at = tomb["deleted_at"].as_str().unwrap().to_owned();
+
+    // A push made before the delete arrives late: recorded, blocked.
+    let old = w.push("c-1", "v1.4.2", "2026-11-20T10:00:00Z").await;
+    assert_eq!(old["outcome"], "blocked");
+    assert!(old["reason"].as_str().unwrap().contains("deleted"));
+    assert_eq!(w.runs().await, format!("{REPO}:v1.4.1"));
+
+    // A push after the delete revives the digest and deploys it.
+    let new = w.push("c-2", "v1.4.3", "2026-11-21T09:00:00Z").await;
+    assert_eq!(new["outcome"], "applied");
+    assert_eq!(new["deployments"][0]["outcome"], "updated");
+    let image = w.image().await;
+    assert_eq!(image["status"], "active");
+    assert_eq!(image["deleted_at"], deleted_at.as_str(), "history kept");
+    assert_eq!(image["first_seen"], tomb["first_seen"]);
+}
+
+#[tokio::test]
+async fn delete_by_tag_removes_only_that_tag() {
+    let w = world().await;
+    w.push("t-1", "v1.4.2", "2026-11-20T10:00:00Z").await;
+    w.push("t-2", "stable", "2026-11-20T10:01:00Z").await;
+    let d = w
+        .generic(
+            Function::Delete,
+            json!({"image": format!("{REPO}:stable"), "action": "delete"}),
+        )
+        .await;
+    assert_eq!(d["outcome"], "applied", "{d}");
+    assert!(
+        get_item(&w.sdk, &w.table, &format!("IMG#{REPO}"), "T#stable")
+            .await
+            .is_none()
+    );
+    assert!(
+        get_item(&w.sdk, &w.table, &format!("IMG#{REPO}"), "T#v1.4.2")
+            .await
+            .is_some()
+    );
+    let image = w.image().await;
+    assert_eq!(image["status"], "active");
+    assert_eq!(image["tags"], json!(["v1.4.2"]));
+}
+
+#[tokio::test]
+async fn scans_quarantine_over_the_threshold_and_a_clean_scan_releases() {
+    let w = world().await;
+    let event = event_file("ecr-scan.json");
+    let repo = "210987654321.dkr.ecr.eu-central-1.amazonaws.com/shop/api";
+    let d = body_of(&event)["detail"]["image-digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let q = w.send(Function::Quarantine, &event).await;
+    assert_eq!(q["outcome"], "applied");
+    assert!(q["reason"].as_str().unwrap().contains("2 critical"), "{q}");
+    let image = get_item(&w.sdk, &w.table, &format!("IMG#{repo}"), &format!("D#{d}"))
+        .await
+        .unwrap();
+    assert_eq!(image["status"], "quarantined");
+    assert_eq!(image["quarantine_source"], "ecr-basic-scan");
+
+    let clean = w
+        .send(Function::Quarantine, &event_file("ecr-scan-clean.json"))
+        .await;
+    assert_eq!(
+        (clean["outcome"].as_str(), clean["action"].as_str()),
+        (Some("applied"), Some("release"))
+    );
+    let image = get_item(&w.sdk, &w.table, &format!("IMG#{repo}"), &format!("D#{d}"))
+        .await
+        .unwrap();
+    assert_eq!(image["status"], "active");
+    // The older, dirty scan redelivered is a duplicate and quarantines nothing again.
+    assert_eq!(
+        w.send(Function::Quarantine, &event).await["outcome"],
+        "duplicate"
+    );
+}
+
+#[tokio::test]
+async fn a_scan_under_the_threshold_quarantines_nothing() {
+    let w = world_with(QuarantinePolicy::parse("critical:5,high:10").unwrap()).await;
+    let r = w
+        .send(Function::Quarantine, &event_file("ecr-scan.json"))
+        .await;
+    assert_eq!(r["action"], "release");
+    assert!(
+        r["reason"].as_str().unwrap().contains("not quarantined"),
+        "{r}"
+    );
+    assert!(!w.items().await.iter().any(|i| i["status"] == "quarantined"));
+}
+
+#[tokio::test]
+async fn quarantining_a_running_digest_warns() {
+    let w = world().await;
+    w.send(Function::Push, &event_file("acr-push.json")).await;
+    let q = w
+        .send(Function::Quarantine, &event_file("acr-quarantine.json"))
+        .await;
+    let warning = q["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains(&w.fx.service) && warning.contains("quarantined"),
+        "{warning}"
+    );
+}
+
+#[tokio::test]
+async fn each_function_acknowledges_the_others_events_as_ignored() {
+    let w = world().await;
+    for (function, file) in [
+        (Function::Delete, "acr-push.json"),
+        (Function::Quarantine, "acr-delete.json"),
+        (Function::Push, "acr-quarantine.json"),
+        (Function::Delete, "ecr-scan.json"),
+    ] {
+        let e = w.send(function, &event_file(file)).await;
+        assert_eq!(e["outcome"], "ignored", "{file}");
+        assert!(e["reason"].as_str().unwrap().contains("function"), "{e}");
+    }
+    assert!(w.items().await.is_empty());
+}
