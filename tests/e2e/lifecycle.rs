@@ -81,6 +81,13 @@ impl World {
         .await
     }
 
+    /// A scanner's quarantine of the sample digest (not ACR's own, which a later ACR push lifts).
+    async fn quarantine(&self) -> Value {
+        let body = json!({"image": format!("{REPO}@{}", digest()), "quarantine": true,
+                          "reason": "CVE-2026-0001", "timestamp": "2026-11-20T10:16:00Z"});
+        self.generic(Function::Quarantine, body).await
+    }
+
     async fn image(&self) -> Value {
         get_item(
             &self.sdk,
@@ -109,9 +116,7 @@ async fn quarantine_blocks_the_push_and_release_deploys_it_once() {
         w.push("a-1", "rc-1", "2026-11-20T10:00:00Z").await["outcome"],
         "applied"
     );
-    let q = w
-        .send(Function::Quarantine, &event_file("acr-quarantine.json"))
-        .await;
+    let q = w.quarantine().await;
     assert_eq!(q["outcome"], "applied");
     assert_eq!(w.image().await["status"], "quarantined");
 
@@ -182,8 +187,7 @@ async fn quarantine_blocks_the_push_and_release_deploys_it_once() {
 #[tokio::test]
 async fn a_released_digest_is_not_deployed_where_its_tag_moved_on() {
     let w = world().await;
-    w.send(Function::Quarantine, &event_file("acr-quarantine.json"))
-        .await;
+    w.quarantine().await;
     assert_eq!(
         w.push("b-1", "v1.4.2", "2026-11-20T10:20:00Z").await["outcome"],
         "blocked"
@@ -379,4 +383,27 @@ async fn each_function_acknowledges_the_others_events_as_ignored() {
         assert!(e["reason"].as_str().unwrap().contains("function"), "{e}");
     }
     assert!(w.items().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_acr_push_after_an_acr_quarantine_means_passed_and_deploys() {
+    let w = world().await;
+    w.send(Function::Quarantine, &event_file("acr-quarantine.json"))
+        .await;
+    // Another sender's push does not lift ACR's quarantine.
+    let generic = json!({"image": format!("{REPO}:v1.4.2"), "digest": digest(),
+                         "timestamp": "2026-11-20T10:30:00Z"});
+    let blocked = w.generic(Function::Push, generic).await;
+    assert_eq!(blocked["outcome"], "blocked", "{blocked}");
+
+    let passed = w.push("p-1", "v1.4.2", "2026-11-20T10:40:00Z").await;
+
+    assert_eq!(passed["outcome"], "applied", "{passed}");
+    assert!(passed["reason"].as_str().unwrap().contains("Passed"));
+    assert_eq!(passed["deployments"][0]["outcome"], "updated");
+    assert_eq!(w.runs().await, format!("{REPO}@{}", digest()));
+    let image = w.image().await;
+    assert_eq!(image["status"], "active");
+    let last = image["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["change"], "released");
 }

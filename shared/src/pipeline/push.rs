@@ -19,6 +19,8 @@ pub(super) async fn push_one(
 
     let mut result = match recorded {
         PushOutcome::Applied => EventResult::of(event, EventOutcome::Applied),
+        PushOutcome::AppliedAcrPassed => EventResult::of(event, EventOutcome::Applied)
+            .with_reason("ACR sent the push of a quarantined image, so it was marked Passed: quarantine released"),
         PushOutcome::Stale => {
             return Ok(EventResult::of(event, EventOutcome::Stale).with_reason(format!(
                 "tag {} already points at a push at least as recent as {}: recorded on the image, not deployed",

@@ -122,6 +122,9 @@ pub enum PushOutcome {
     /// Recorded, tag moved, but the digest may not be deployed (quarantined, or deleted after
     /// this push): the deployments are recorded as blocked and applied on release.
     Blocked { reason: String },
+    /// Applied, and the digest's ACR quarantine lifted: with quarantine enabled, ACR sends the
+    /// push of a quarantined image only once the image has been marked Passed.
+    AppliedAcrPassed,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -129,14 +132,21 @@ enum PushVariant {
     Normal,
     Stale,
     Blocked,
+    AcrPassed,
 }
+
+/// The quarantine source ACR's own quarantine events record.
+const ACR_SOURCE: &str = "acr";
+const ACR_PASSED: &str = "ACR sent the push of a quarantined image: it was marked Passed";
 
 fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &str) -> Vec<Op> {
     let e = r.event;
     let t = e.occurred_at.as_str();
     let (status, outcome) = match variant {
-        PushVariant::Normal if !targets.is_empty() => (RECEIPT_PENDING, "applied"),
-        PushVariant::Normal => (RECEIPT_DONE, "applied"),
+        PushVariant::Normal | PushVariant::AcrPassed if !targets.is_empty() => {
+            (RECEIPT_PENDING, "applied")
+        }
+        PushVariant::Normal | PushVariant::AcrPassed => (RECEIPT_DONE, "applied"),
         PushVariant::Stale => (RECEIPT_DONE, "stale"),
         PushVariant::Blocked => (RECEIPT_DONE, "blocked"),
     };
@@ -168,6 +178,17 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
                         Cond::Lt("deleted_at", json!(t)),
                     ]),
                 ]));
+            u.set_if_absent.retain(|(a, _)| *a != "status");
+        }
+        if variant == PushVariant::AcrPassed {
+            u = u
+                .set("status", "active")
+                .set("last_pushed_at", t)
+                .set("released_at", t)
+                .remove("quarantine_reason")
+                .remove("quarantine_source")
+                .remove("quarantined_at")
+                .append("history", r.history("released", Some(ACR_PASSED)));
             u.set_if_absent.retain(|(a, _)| *a != "status");
         }
         ops.push(Op::Update(u));
@@ -251,6 +272,7 @@ pub async fn record_push(
             Ok(()) => {
                 return Ok(match variant {
                     PushVariant::Normal => PushOutcome::Applied,
+                    PushVariant::AcrPassed => PushOutcome::AppliedAcrPassed,
                     PushVariant::Stale => PushOutcome::Stale,
                     PushVariant::Blocked => PushOutcome::Blocked { reason },
                 });
@@ -268,8 +290,14 @@ pub async fn record_push(
         }
         match image_at.and_then(|i| cancelled.failed_at(i)) {
             Some(old) => {
-                reason = blocked_reason(old);
-                variant = PushVariant::Blocked;
+                let acr_quarantine = str_of(old, "quarantine_source") == Some(ACR_SOURCE)
+                    && r.event.provider == crate::event::Provider::Acr;
+                if acr_quarantine && variant == PushVariant::Normal {
+                    variant = PushVariant::AcrPassed;
+                } else {
+                    reason = blocked_reason(old);
+                    variant = PushVariant::Blocked;
+                }
             }
             None => return Err(unexpected(&cancelled)),
         }
