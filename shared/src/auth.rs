@@ -18,6 +18,12 @@ pub const DEFAULT_TOKEN_HEADER: &str = "authorization";
 /// The header `hmac-sha256` mode reads unless `SIGNATURE_HEADER` names another (GitHub's name,
 /// which most HMAC senders copy).
 pub const DEFAULT_HMAC_HEADER: &str = "x-hub-signature-256";
+/// Standard Webhooks: how far a signature's timestamp may be from now, either way.
+pub const SIGNATURE_TOLERANCE_SECS: i64 = 5 * 60;
+const STANDARD_ID: &str = "webhook-id";
+const STANDARD_TIMESTAMP: &str = "webhook-timestamp";
+const STANDARD_SIGNATURE: &str = "webhook-signature";
+const STANDARD_KEY_PREFIX: &str = "whsec_";
 
 /// A webhook secret. Its `Debug` never shows the value, so it cannot reach a log by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,8 +53,14 @@ pub enum AuthMode {
     Token,
     /// `Authorization: Basic base64(user:password)`; each secret is `user:password`.
     Basic,
-    /// `sha256=<hex>` HMAC-SHA256 of the raw body.
+    /// `sha256=<hex>` HMAC-SHA256 of the raw body (bare `<hex>` too, as Gitea sends it).
     HmacSha256,
+    /// Standard Webhooks: `webhook-signature: v1,<base64>` over `id.timestamp.body`, with a
+    /// `whsec_` key and a five-minute tolerance.
+    StandardWebhooks,
+    /// A secret segment in the URL (`/hooks/<token>/push`), for senders that set no headers.
+    /// A wrong token is answered exactly like an unknown path.
+    PathToken,
     /// No check. Only when set explicitly (e.g. IAM authorization in front).
     None,
 }
@@ -59,6 +71,8 @@ impl AuthMode {
             "token" => Some(Self::Token),
             "basic" => Some(Self::Basic),
             "hmac-sha256" => Some(Self::HmacSha256),
+            "standard-webhooks" => Some(Self::StandardWebhooks),
+            "path-token" => Some(Self::PathToken),
             "none" => Some(Self::None),
             _ => None,
         }
@@ -69,6 +83,8 @@ impl AuthMode {
             Self::Token => "token",
             Self::Basic => "basic",
             Self::HmacSha256 => "hmac-sha256",
+            Self::StandardWebhooks => "standard-webhooks",
+            Self::PathToken => "path-token",
             Self::None => "none",
         }
     }
@@ -89,6 +105,8 @@ pub struct Verifier {
     /// What is compared: for token and basic modes the SHA-256 of the expected credential, so
     /// that the comparison length never depends on the secret.
     expected: Vec<[u8; 32]>,
+    /// HMAC keys: the secrets' bytes, or for Standard Webhooks their base64-decoded `whsec_` keys.
+    keys: Vec<Vec<u8>>,
     secrets: Vec<Secret>,
 }
 
@@ -100,6 +118,17 @@ pub enum AuthConfigError {
     Header(String),
     #[error("WEBHOOK_SECRETS entries must be user:password for AUTH_MODE=basic")]
     BasicFormat,
+    #[error("WEBHOOK_SECRETS entries must be whsec_<base64> keys for AUTH_MODE=standard-webhooks")]
+    StandardKey,
+}
+
+/// What a request offers besides its body and headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Presented<'a> {
+    /// The `{token}` segment of `/hooks/{token}/...`, for `path-token`.
+    pub path_token: Option<&'a str>,
+    /// The current Unix time, for `standard-webhooks`' tolerance.
+    pub now: i64,
 }
 
 impl fmt::Debug for Verifier {
@@ -139,10 +168,22 @@ impl Verifier {
             .iter()
             .map(|s| sha256(s.expose().as_bytes()))
             .collect();
+        let keys = match mode {
+            AuthMode::StandardWebhooks => secrets
+                .iter()
+                .map(|s| standard_key(s.expose()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or(AuthConfigError::StandardKey)?,
+            _ => secrets
+                .iter()
+                .map(|s| s.expose().as_bytes().to_vec())
+                .collect(),
+        };
         Ok(Self {
             mode,
             header,
             expected,
+            keys,
             secrets,
         })
     }
@@ -151,10 +192,20 @@ impl Verifier {
         self.mode
     }
 
-    /// Checks the raw body and headers. Pure: no I/O, no clock, no logging of inputs.
-    pub fn verify(&self, body: &[u8], headers: &HeaderMap) -> Result<(), AuthError> {
+    /// Checks the raw body, headers and path. Pure: no I/O, no clock (the caller passes the
+    /// time), no logging of inputs.
+    pub fn verify(
+        &self,
+        body: &[u8],
+        headers: &HeaderMap,
+        presented: Presented<'_>,
+    ) -> Result<(), AuthError> {
         match self.mode {
             AuthMode::None => Ok(()),
+            AuthMode::PathToken => {
+                self.matches_any(presented.path_token.ok_or(AuthError)?.as_bytes())
+            }
+            AuthMode::StandardWebhooks => self.verify_standard(body, headers, presented.now),
             AuthMode::Token => {
                 let value = header_str(headers, &self.header)?;
                 let token = if self.header == http::header::AUTHORIZATION {
@@ -171,19 +222,55 @@ impl Verifier {
                 self.matches_any(&decoded)
             }
             AuthMode::HmacSha256 => {
-                let value = header_str(headers, &self.header)?;
-                let hex_sig = value.trim().strip_prefix("sha256=").ok_or(AuthError)?;
+                let value = header_str(headers, &self.header)?.trim();
+                let hex_sig = value.strip_prefix("sha256=").unwrap_or(value);
                 let sig = hex::decode(hex_sig).map_err(|_| AuthError)?;
                 let mut ok = false;
-                for secret in &self.secrets {
+                for key in &self.keys {
                     // Every secret is tried, so the time taken does not tell which one matched.
-                    ok |= hmac_sha256(secret.expose().as_bytes(), body)
-                        .verify_slice(&sig)
-                        .is_ok();
+                    ok |= hmac_sha256(key, body).verify_slice(&sig).is_ok();
                 }
                 if ok { Ok(()) } else { Err(AuthError) }
             }
         }
+    }
+
+    fn verify_standard(&self, body: &[u8], headers: &HeaderMap, now: i64) -> Result<(), AuthError> {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .ok_or(AuthError)
+        };
+        let (id, ts, signatures) = (
+            get(STANDARD_ID)?,
+            get(STANDARD_TIMESTAMP)?,
+            get(STANDARD_SIGNATURE)?,
+        );
+        let sent: i64 = ts.parse().map_err(|_| AuthError)?;
+        // checked_sub: a crafted timestamp near i64::MIN or MAX must not overflow.
+        let skew = now.checked_sub(sent).ok_or(AuthError)?;
+        if skew.unsigned_abs() > SIGNATURE_TOLERANCE_SECS.unsigned_abs() {
+            return Err(AuthError);
+        }
+        let candidates: Vec<Vec<u8>> = signatures
+            .split_whitespace()
+            .filter_map(|entry| entry.strip_prefix("v1,"))
+            .filter_map(|b64| BASE64.decode(b64).ok())
+            .collect();
+        let mut ok = false;
+        for key in &self.keys {
+            let mut mac = hmac_sha256(key, id.as_bytes());
+            mac.update(b".");
+            mac.update(ts.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            for sig in &candidates {
+                ok |= mac.clone().verify_slice(sig).is_ok();
+            }
+        }
+        if ok { Ok(()) } else { Err(AuthError) }
     }
 
     fn matches_any(&self, presented: &[u8]) -> Result<(), AuthError> {
@@ -215,6 +302,31 @@ fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Result<&'a str, AuthError> 
     } else {
         Err(AuthError)
     }
+}
+
+/// `whsec_<base64>` -> key bytes (padding optional, as the reference libraries accept).
+fn standard_key(secret: &str) -> Option<Vec<u8>> {
+    let b64 = secret
+        .strip_prefix(STANDARD_KEY_PREFIX)?
+        .trim_end_matches('=');
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(b64)
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
+/// `v1,<base64>` for a Standard Webhooks message, as a sender computes it.
+pub fn sign_standard_webhooks(
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Option<String> {
+    let key = standard_key(secret)?;
+    let mut mac = hmac_sha256(&key, id.as_bytes());
+    mac.update(format!(".{timestamp}.").as_bytes());
+    mac.update(body);
+    Some(format!("v1,{}", BASE64.encode(mac.finalize().into_bytes())))
 }
 
 fn sha256(b: &[u8]) -> [u8; 32] {
@@ -252,6 +364,11 @@ mod tests {
         h
     }
 
+    const P0: Presented<'static> = Presented {
+        path_token: None,
+        now: 0,
+    };
+
     fn verifier(mode: AuthMode, header: Option<&str>, secrets: &[&str]) -> Verifier {
         Verifier::new(
             mode,
@@ -271,8 +388,8 @@ mod tests {
         );
         let v = verifier(AuthMode::HmacSha256, None, &["It's a Secret to Everybody"]);
         let h = headers(&[("X-Hub-Signature-256", &sig)]);
-        assert_eq!(v.verify(b"Hello, World!", &h), Ok(()));
-        assert_eq!(v.verify(b"Hello, World?", &h), Err(AuthError));
+        assert_eq!(v.verify(b"Hello, World!", &h, P0), Ok(()));
+        assert_eq!(v.verify(b"Hello, World?", &h, P0), Err(AuthError));
     }
 
     #[test]
@@ -280,36 +397,45 @@ mod tests {
         let v = verifier(AuthMode::HmacSha256, Some("X-Signature"), &["right"]);
         let body = b"{}";
         let wrong = headers(&[("x-signature", &sign_hmac_sha256("wrong", body))]);
-        assert_eq!(v.verify(body, &wrong), Err(AuthError));
-        assert_eq!(v.verify(body, &HeaderMap::new()), Err(AuthError));
+        assert_eq!(v.verify(body, &wrong, P0), Err(AuthError));
+        assert_eq!(v.verify(body, &HeaderMap::new(), P0), Err(AuthError));
         let bare_hex = sign_hmac_sha256("right", body).replace("sha256=", "");
+        // Gitea sends the bare hex digest: accepted, still checked.
         assert_eq!(
-            v.verify(body, &headers(&[("x-signature", &bare_hex)])),
+            v.verify(body, &headers(&[("x-signature", &bare_hex)]), P0),
+            Ok(())
+        );
+        assert_eq!(
+            v.verify(
+                body,
+                &headers(&[("x-signature", &bare_hex.replace('a', "b"))]),
+                P0
+            ),
             Err(AuthError)
         );
         let ok = headers(&[("x-signature", &sign_hmac_sha256("right", body))]);
-        assert_eq!(v.verify(body, &ok), Ok(()));
+        assert_eq!(v.verify(body, &ok, P0), Ok(()));
     }
 
     #[test]
     fn a_second_secret_is_accepted_during_rotation() {
         let v = verifier(AuthMode::Token, None, &["old-token", "new-token"]);
         assert_eq!(
-            v.verify(b"", &headers(&[("authorization", "Bearer new-token")])),
+            v.verify(b"", &headers(&[("authorization", "Bearer new-token")]), P0),
             Ok(())
         );
         assert_eq!(
-            v.verify(b"", &headers(&[("authorization", "bearer old-token")])),
+            v.verify(b"", &headers(&[("authorization", "bearer old-token")]), P0),
             Ok(())
         );
         assert_eq!(
-            v.verify(b"", &headers(&[("authorization", "Bearer other")])),
+            v.verify(b"", &headers(&[("authorization", "Bearer other")]), P0),
             Err(AuthError)
         );
         let h = verifier(AuthMode::HmacSha256, None, &["s1", "s2"]);
         let sig = sign_hmac_sha256("s2", b"x");
         assert_eq!(
-            h.verify(b"x", &headers(&[("x-hub-signature-256", &sig)])),
+            h.verify(b"x", &headers(&[("x-hub-signature-256", &sig)]), P0),
             Ok(())
         );
     }
@@ -318,16 +444,16 @@ mod tests {
     fn token_in_authorization_needs_the_bearer_scheme() {
         let v = verifier(AuthMode::Token, None, &["t0k"]);
         assert_eq!(
-            v.verify(b"", &headers(&[("authorization", "t0k")])),
+            v.verify(b"", &headers(&[("authorization", "t0k")]), P0),
             Err(AuthError)
         );
         assert_eq!(
-            v.verify(b"", &headers(&[("authorization", "Basic t0k")])),
+            v.verify(b"", &headers(&[("authorization", "Basic t0k")]), P0),
             Err(AuthError)
         );
-        assert_eq!(v.verify(b"", &HeaderMap::new()), Err(AuthError));
+        assert_eq!(v.verify(b"", &HeaderMap::new(), P0), Err(AuthError));
         assert_eq!(
-            v.verify(b"", &headers(&[("authorization", "Bearer t0k")])),
+            v.verify(b"", &headers(&[("authorization", "Bearer t0k")]), P0),
             Ok(())
         );
     }
@@ -335,13 +461,13 @@ mod tests {
     #[test]
     fn token_in_a_custom_header_is_the_raw_value() {
         let v = verifier(AuthMode::Token, Some("x-api-key"), &["k3y"]);
-        assert_eq!(v.verify(b"", &headers(&[("x-api-key", "k3y")])), Ok(()));
+        assert_eq!(v.verify(b"", &headers(&[("x-api-key", "k3y")]), P0), Ok(()));
         assert_eq!(
-            v.verify(b"", &headers(&[("x-api-key", "k3y ")])),
+            v.verify(b"", &headers(&[("x-api-key", "k3y ")]), P0),
             Err(AuthError)
         );
         assert_eq!(
-            v.verify(b"", &headers(&[("authorization", "Bearer k3y")])),
+            v.verify(b"", &headers(&[("authorization", "Bearer k3y")]), P0),
             Err(AuthError)
         );
     }
@@ -351,16 +477,19 @@ mod tests {
         let v = verifier(AuthMode::Basic, None, &["eventbridge:s3cret"]);
         let good = format!("Basic {}", BASE64.encode("eventbridge:s3cret"));
         let bad = format!("Basic {}", BASE64.encode("eventbridge:wrong"));
-        assert_eq!(v.verify(b"", &headers(&[("authorization", &good)])), Ok(()));
         assert_eq!(
-            v.verify(b"", &headers(&[("authorization", &bad)])),
+            v.verify(b"", &headers(&[("authorization", &good)]), P0),
+            Ok(())
+        );
+        assert_eq!(
+            v.verify(b"", &headers(&[("authorization", &bad)]), P0),
             Err(AuthError)
         );
         assert_eq!(
-            v.verify(b"", &headers(&[("authorization", "Basic !!notbase64")])),
+            v.verify(b"", &headers(&[("authorization", "Basic !!notbase64")]), P0),
             Err(AuthError)
         );
-        assert_eq!(v.verify(b"", &HeaderMap::new()), Err(AuthError));
+        assert_eq!(v.verify(b"", &HeaderMap::new(), P0), Err(AuthError));
     }
 
     #[test]
@@ -378,6 +507,119 @@ mod tests {
             Err(AuthConfigError::Header(_))
         ));
         assert!(Verifier::new(AuthMode::None, None, vec![]).is_ok());
+    }
+
+    // The Standard Webhooks reference libraries' vector (libraries/go webhook_test.go).
+    const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const SW_ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const SW_TS: i64 = 1_614_265_330;
+    const SW_BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const SW_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+
+    fn sw_headers(ts: &str, sig: &str) -> HeaderMap {
+        headers(&[
+            ("webhook-id", SW_ID),
+            ("webhook-timestamp", ts),
+            ("webhook-signature", sig),
+        ])
+    }
+
+    fn at(now: i64) -> Presented<'static> {
+        Presented {
+            path_token: None,
+            now,
+        }
+    }
+
+    #[test]
+    fn standard_webhooks_spec_vector_verifies() {
+        assert_eq!(
+            sign_standard_webhooks(SW_SECRET, SW_ID, SW_TS, SW_BODY).as_deref(),
+            Some(SW_SIG)
+        );
+        let v = verifier(AuthMode::StandardWebhooks, None, &[SW_SECRET]);
+        let h = sw_headers(&SW_TS.to_string(), SW_SIG);
+        assert_eq!(v.verify(SW_BODY, &h, at(SW_TS)), Ok(()));
+        assert_eq!(v.verify(SW_BODY, &h, at(SW_TS + 299)), Ok(()));
+        assert_eq!(
+            v.verify(br#"{"test": 2432232315}"#, &h, at(SW_TS)),
+            Err(AuthError)
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_refuses_replays_outside_five_minutes_either_way() {
+        let v = verifier(AuthMode::StandardWebhooks, None, &[SW_SECRET]);
+        let h = sw_headers(&SW_TS.to_string(), SW_SIG);
+        assert_eq!(v.verify(SW_BODY, &h, at(SW_TS + 301)), Err(AuthError));
+        assert_eq!(v.verify(SW_BODY, &h, at(SW_TS - 301)), Err(AuthError));
+        // Crafted timestamps must not overflow the arithmetic.
+        for ts in [
+            i64::MIN.to_string(),
+            i64::MAX.to_string(),
+            "99999999999999999999".into(),
+            "x".into(),
+        ] {
+            assert_eq!(
+                v.verify(SW_BODY, &sw_headers(&ts, SW_SIG), at(SW_TS)),
+                Err(AuthError)
+            );
+        }
+        assert_eq!(
+            v.verify(
+                SW_BODY,
+                &sw_headers(&SW_TS.to_string(), SW_SIG),
+                at(i64::MIN)
+            ),
+            Err(AuthError)
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_accepts_any_listed_signature_and_rotated_keys() {
+        let other = "whsec_c2Vjb25kLWtleS1mb3ItdGhlLXJvdGF0aW9u";
+        let v = verifier(AuthMode::StandardWebhooks, None, &[other, SW_SECRET]);
+        let list = format!("v1a,bm90LWNoZWNrZWQ= v1,AAAA {SW_SIG}");
+        assert_eq!(
+            v.verify(SW_BODY, &sw_headers(&SW_TS.to_string(), &list), at(SW_TS)),
+            Ok(())
+        );
+        let wrong = verifier(AuthMode::StandardWebhooks, None, &[other]);
+        assert_eq!(
+            wrong.verify(SW_BODY, &sw_headers(&SW_TS.to_string(), SW_SIG), at(SW_TS)),
+            Err(AuthError)
+        );
+        assert_eq!(
+            wrong.verify(SW_BODY, &HeaderMap::new(), at(SW_TS)),
+            Err(AuthError)
+        );
+        assert_eq!(
+            Verifier::new(
+                AuthMode::StandardWebhooks,
+                None,
+                vec![Secret::new("not-whsec")]
+            )
+            .unwrap_err(),
+            AuthConfigError::StandardKey
+        );
+    }
+
+    #[test]
+    fn path_token_compares_the_url_segment() {
+        let v = verifier(AuthMode::PathToken, None, &["s3cr3t-segment"]);
+        let with = |t| Presented {
+            path_token: t,
+            now: 0,
+        };
+        assert_eq!(
+            v.verify(b"", &HeaderMap::new(), with(Some("s3cr3t-segment"))),
+            Ok(())
+        );
+        assert_eq!(
+            v.verify(b"", &HeaderMap::new(), with(Some("s3cr3t-segmenT"))),
+            Err(AuthError)
+        );
+        assert_eq!(v.verify(b"", &HeaderMap::new(), with(None)), Err(AuthError));
     }
 
     #[test]

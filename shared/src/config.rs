@@ -136,7 +136,8 @@ impl Config {
             });
         }
 
-        const AUTH_HINT: &str = "one of token, basic, hmac-sha256, none";
+        const AUTH_HINT: &str =
+            "one of token, basic, hmac-sha256, standard-webhooks, path-token, none";
         let auth_mode = match (var("AUTH_MODE"), defaults.auth_mode) {
             (Some(v), _) => AuthMode::parse(&v).ok_or(ConfigError::Invalid {
                 name: "AUTH_MODE",

@@ -14,17 +14,54 @@ use crate::reference::ImageRef;
 #[serde(rename_all = "kebab-case")]
 pub enum Provider {
     Acr,
+    AcrEventGrid,
     EcrEventbridge,
+    Distribution,
+    Harbor,
+    DockerHub,
+    Quay,
+    GitHubPackages,
+    Gitea,
+    ArtifactRegistry,
+    Angos,
     Generic,
 }
 
 impl Provider {
+    pub const ALL: &'static [Provider] = &[
+        Provider::Acr,
+        Provider::AcrEventGrid,
+        Provider::EcrEventbridge,
+        Provider::Distribution,
+        Provider::Harbor,
+        Provider::DockerHub,
+        Provider::Quay,
+        Provider::GitHubPackages,
+        Provider::Gitea,
+        Provider::ArtifactRegistry,
+        Provider::Angos,
+        Provider::Generic,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Acr => "acr",
+            Provider::AcrEventGrid => "acr-eventgrid",
             Provider::EcrEventbridge => "ecr-eventbridge",
+            Provider::Distribution => "distribution",
+            Provider::Harbor => "harbor",
+            Provider::DockerHub => "dockerhub",
+            Provider::Quay => "quay",
+            Provider::GitHubPackages => "github",
+            Provider::Gitea => "gitea",
+            Provider::ArtifactRegistry => "gar",
+            Provider::Angos => "angos",
             Provider::Generic => "generic",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|p| p.as_str() == s)
     }
 }
 
@@ -224,6 +261,9 @@ pub struct IgnoredEvent {
 pub enum Parsed {
     Image(ImageEvent),
     Ignored(IgnoredEvent),
+    /// A handshake the sender expects answered with this JSON body and nothing recorded
+    /// (Azure Event Grid's SubscriptionValidation).
+    Handshake(serde_json::Value),
 }
 
 /// A stable id for senders that give none: the hash of the fields that identify the event.

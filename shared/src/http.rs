@@ -3,14 +3,14 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, header};
-use lambda_http::{Body, Response};
+use lambda_http::{Body, RequestExt, Response};
 use serde_json::json;
 
 use crate::PipelineError;
 use crate::app::{App, Function};
-use crate::auth::AuthError;
+use crate::auth::{AuthError, AuthMode, Presented};
 use crate::config::MAX_BODY_BYTES;
-use crate::event::Timestamp;
+use crate::event::{Parsed, Provider, Timestamp};
 use crate::outcome::Receipt;
 use crate::pipeline::{self, Deps};
 use crate::providers::{self, ParseContext, ParseError};
@@ -82,8 +82,10 @@ impl ApiError {
         let body = json!({"error": self.code(), "message": self.to_string()});
         let mut resp = json_response(self.status(), &body);
         if matches!(self, Self::MethodNotAllowed(_)) {
-            resp.headers_mut()
-                .insert(header::ALLOW, http::HeaderValue::from_static("POST"));
+            resp.headers_mut().insert(
+                header::ALLOW,
+                http::HeaderValue::from_static("POST, OPTIONS"),
+            );
         }
         if matches!(self, Self::Unavailable(_)) {
             resp.headers_mut()
@@ -123,9 +125,17 @@ pub fn body_bytes(body: &Body) -> Bytes {
     Bytes::copy_from_slice(body.as_ref())
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+/// How the body is encoded, from its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    /// `payload=<json>`, as GitHub and Gitea send when configured for form encoding.
+    Form,
+}
+
+fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     let Some(v) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Ok(Encoding::Json);
     };
     let raw = v.to_str().unwrap_or("");
     let essence = raw
@@ -135,7 +145,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         .trim()
         .to_ascii_lowercase();
     if essence.is_empty() || essence == "application/json" || essence.ends_with("+json") {
-        Ok(())
+        Ok(Encoding::Json)
+    } else if essence == "application/x-www-form-urlencoded" {
+        Ok(Encoding::Form)
     } else {
         Err(ApiError::UnsupportedMediaType(
             raw.chars().take(100).collect(),
@@ -143,22 +155,100 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// The JSON document of a form-encoded delivery: its `payload` field.
+fn form_payload(body: &[u8]) -> Result<Bytes, ApiError> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| Bytes::from(v.into_owned()))
+        .ok_or(ApiError::Parse(ParseError::MissingFormPayload))
+}
+
+/// Event Grid's CloudEvents abuse protection: an OPTIONS request naming the sender's origin is
+/// answered with that origin allowed. It carries no event and no credentials, and reveals
+/// nothing.
+fn abuse_protection(req: &lambda_http::Request) -> Response<Body> {
+    let origin = req
+        .headers()
+        .get("webhook-request-origin")
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| !o.is_empty() && o.len() <= 255)
+        .unwrap_or("*");
+    let mut resp = Response::new(Body::Empty);
+    let headers = resp.headers_mut();
+    if let Ok(v) = http::HeaderValue::from_str(origin) {
+        headers.insert("webhook-allowed-origin", v);
+    }
+    headers.insert("webhook-allowed-rate", http::HeaderValue::from_static("*"));
+    headers.insert(
+        header::ALLOW,
+        http::HeaderValue::from_static("POST, OPTIONS"),
+    );
+    resp
+}
+
+/// The request's headers, plus the registry host from `?registry=` for senders whose events do
+/// not name it (copied only when the query has one).
+fn with_registry_hint(req: &lambda_http::Request) -> std::borrow::Cow<'_, HeaderMap> {
+    let hint = req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("registry"))
+        .and_then(|r| http::HeaderValue::from_str(r).ok());
+    match hint {
+        None => std::borrow::Cow::Borrowed(req.headers()),
+        Some(v) => {
+            let mut h = req.headers().clone();
+            h.insert(providers::REGISTRY_HINT_HEADER, v);
+            std::borrow::Cow::Owned(h)
+        }
+    }
+}
+
+/// The sender named by `?provider=` or a `{provider}` route segment, if any.
+fn provider_override(req: &lambda_http::Request) -> Result<Option<Provider>, ApiError> {
+    let named = req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("provider").map(str::to_owned))
+        .or_else(|| {
+            req.path_parameters_ref()
+                .and_then(|p| p.first("provider").map(str::to_owned))
+        });
+    match named {
+        None => Ok(None),
+        Some(name) => Provider::parse(&name).map(Some).ok_or_else(|| {
+            ApiError::Parse(ParseError::UnknownProvider {
+                name: name.chars().take(40).collect(),
+            })
+        }),
+    }
+}
+
 /// Runs one request through a function: the single entry point of every binary.
 pub async fn handle(app: &App, function: Function, req: lambda_http::Request) -> Response<Body> {
     match handle_inner(app, function, req).await {
-        Ok(receipt) => json_response(
+        Ok(Reply::Receipt(receipt)) => json_response(
             StatusCode::OK,
             &serde_json::to_value(&receipt).unwrap_or_else(|_| json!({})),
         ),
+        Ok(Reply::Handshake(body)) => json_response(StatusCode::OK, &body),
+        Ok(Reply::Raw(resp)) => resp,
         Err(e) => e.into_response(),
     }
+}
+
+enum Reply {
+    Receipt(Receipt),
+    Handshake(serde_json::Value),
+    Raw(Response<Body>),
 }
 
 async fn handle_inner(
     app: &App,
     function: Function,
     req: lambda_http::Request,
-) -> Result<Receipt, ApiError> {
+) -> Result<Reply, ApiError> {
+    if req.method() == Method::OPTIONS {
+        return Ok(Reply::Raw(abuse_protection(&req)));
+    }
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed(req.method().clone()));
     }
@@ -166,17 +256,39 @@ async fn handle_inner(
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge(body.len()));
     }
-    check_content_type(req.headers())?;
-    app.config().verifier.verify(&body, req.headers())?;
+    let encoding = encoding(req.headers())?;
+    let verifier = &app.config().verifier;
+    let presented = Presented {
+        path_token: req.path_parameters_ref().and_then(|p| p.first("token")),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    match verifier.verify(&body, req.headers(), presented) {
+        Ok(()) => {}
+        // A wrong path token must look exactly like a path that does not exist.
+        Err(_) if verifier.mode() == AuthMode::PathToken => return Err(ApiError::NotFound),
+        Err(e) => return Err(e.into()),
+    }
+    let provider = provider_override(&req)?;
+    let body = match encoding {
+        Encoding::Json => body,
+        Encoding::Form => form_payload(&body)?,
+    };
 
     let received_at = Timestamp::now();
+    let headers = with_registry_hint(&req);
     let events = providers::parse(
         &body,
         &ParseContext {
-            headers: req.headers(),
+            headers: &headers,
             received_at: &received_at,
+            provider,
         },
     )?;
+    if let Some(Parsed::Handshake(body)) = events.iter().find(|e| matches!(e, Parsed::Handshake(_)))
+    {
+        tracing::info!("handshake answered");
+        return Ok(Reply::Handshake(body.clone()));
+    }
     let deps = Deps {
         store: app.store(),
         deployer: app.deployer(),
@@ -185,8 +297,8 @@ async fn handle_inner(
         receipt_ttl_days: app.config().receipt_ttl_days,
     };
     let results = pipeline::handle(&deps, function, events, &received_at).await?;
-    Ok(Receipt {
+    Ok(Reply::Receipt(Receipt {
         received: results.len(),
         events: results,
-    })
+    }))
 }

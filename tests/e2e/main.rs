@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod contract;
+mod edge;
 mod faults;
 mod lifecycle;
 mod push;

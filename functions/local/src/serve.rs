@@ -1,6 +1,7 @@
 //! The functions behind a loopback HTTP server, so curl or a local registry can send real
 //! deliveries. Requests go through exactly the handler the Lambda runs.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,15 +46,30 @@ pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
     }
 }
 
+/// The routes of the template: `/<function>`, `/<function>/<provider>` and
+/// `/hooks/<token>/<function>`; anything else is the one 404.
+fn route_of(path: &str) -> Option<(Function, HashMap<String, String>)> {
+    let function = |name: &str| Function::ALL.iter().copied().find(|f| f.name() == name);
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [f] => Some((function(f)?, HashMap::new())),
+        [f, provider] => Some((
+            function(f)?,
+            HashMap::from([("provider".to_owned(), (*provider).to_owned())]),
+        )),
+        ["hooks", token, f] => Some((
+            function(f)?,
+            HashMap::from([("token".to_owned(), (*token).to_owned())]),
+        )),
+        _ => None,
+    }
+}
+
 async fn route(app: &App, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let function = Function::ALL
-        .iter()
-        .copied()
-        .find(|f| f.route() == req.uri().path());
-    let resp = match function {
+    let resp = match route_of(req.uri().path()) {
         None => ApiError::NotFound.into_response(),
-        Some(function) => match to_lambda(req).await {
-            Ok(req) => handle(app, function, req).await,
+        Some((function, params)) => match to_lambda(req).await {
+            Ok(req) => handle(app, function, req.with_path_parameters(params)).await,
             Err(e) => e.into_response(),
         },
     };
@@ -69,16 +85,10 @@ async fn to_lambda(req: hyper::Request<Incoming>) -> Result<lambda_http::Request
         Ok(c) => c.to_bytes(),
         Err(_) => return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES + 1)),
     };
-    let query: std::collections::HashMap<String, String> = parts
+    let query: HashMap<String, String> = parts
         .uri
         .query()
-        .map(|q| {
-            q.split('&')
-                .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-                .filter(|(k, _)| !k.is_empty())
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        })
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let body = if bytes.is_empty() {
         lambda_http::Body::Empty

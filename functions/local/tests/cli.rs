@@ -202,10 +202,22 @@ fn serve_answers_the_routes_with_the_function_responses() {
         (status, reply["error"].as_str()),
         (405, Some("method_not_allowed"))
     );
-    let (status, unknown) = request(port, "POST", "/hooks/secret/push", &[json, auth], body);
+    let (status, unknown) = request(port, "POST", "/v2/shop/push", &[json, auth], body);
     assert_eq!(
         (status, unknown["error"].as_str()),
         (404, Some("not_found"))
+    );
+    // The provider named by route or query.
+    let (status, reply) = request(port, "POST", "/push/acr", &[json, auth], body);
+    assert_eq!(
+        (status, reply["events"][0]["outcome"].as_str()),
+        (200, Some("duplicate"))
+    );
+    let (status, reply) = request(port, "POST", "/push?provider=nexus", &[json, auth], body);
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (400, Some("invalid_event")),
+        "{reply}"
     );
     let big = "x".repeat(1024 * 1024 + 10);
     let (status, reply) = request(port, "POST", "/push", &[json, auth], &big);

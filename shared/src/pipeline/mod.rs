@@ -59,6 +59,8 @@ pub async fn handle(
     for parsed in events {
         let result = match parsed {
             Parsed::Ignored(i) => EventResult::ignored(i),
+            // Answered at the edge before any event is handled; never mixed with events.
+            Parsed::Handshake(_) => continue,
             Parsed::Image(e) if function_for(e.action) != function => {
                 let reason = format!(
                     "{} events are handled by the {} function",

@@ -35,25 +35,27 @@ struct Body {
     request: Option<Request>,
 }
 
+/// ACR's `target`, the same in its webhooks and in its Event Grid events' `data`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Target {
+pub(super) struct Target {
     #[serde(default)]
-    media_type: Option<String>,
+    pub(super) media_type: Option<String>,
     #[serde(default)]
-    size: Option<u64>,
+    pub(super) size: Option<u64>,
     #[serde(default)]
-    digest: Option<String>,
+    pub(super) digest: Option<String>,
     #[serde(default)]
-    repository: Option<String>,
+    pub(super) repository: Option<String>,
     #[serde(default)]
-    tag: Option<String>,
+    pub(super) tag: Option<String>,
 }
 
+/// ACR's `request`: its `host` is the registry.
 #[derive(Deserialize)]
-struct Request {
+pub(super) struct Request {
     #[serde(default)]
-    host: Option<String>,
+    pub(super) host: Option<String>,
 }
 
 pub(super) fn parse(v: &Value, _ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
@@ -112,16 +114,34 @@ fn ignored(body: &Body, action: &str) -> IgnoredEvent {
         "chart_push" | "chart_delete" => "Helm chart events are not container images".to_owned(),
         other => format!("ACR action {other:?} is not handled"),
     };
-    let t = body.target.as_ref();
+    ignored_event(
+        P,
+        &body.id,
+        action,
+        reason,
+        body.target.as_ref(),
+        body.request.as_ref(),
+    )
+}
+
+/// An ignored ACR event (webhook or Event Grid), with what it named of the image.
+pub(super) fn ignored_event(
+    provider: Provider,
+    id: &str,
+    action: &str,
+    reason: String,
+    target: Option<&Target>,
+    request: Option<&Request>,
+) -> IgnoredEvent {
     IgnoredEvent {
-        id: Some(body.id.clone()),
-        provider: P,
+        id: Some(id.to_owned()),
+        provider,
         action: action.to_owned(),
         reason,
-        registry: body.request.as_ref().and_then(|r| r.host.clone()),
-        repository: t.and_then(|t| t.repository.clone()),
-        tag: t.and_then(|t| t.tag.clone()),
-        digest: t.and_then(|t| t.digest.clone()),
+        registry: request.and_then(|r| r.host.clone()),
+        repository: target.and_then(|t| t.repository.clone()),
+        tag: target.and_then(|t| t.tag.clone()),
+        digest: target.and_then(|t| t.digest.clone()),
     }
 }
 

@@ -1,6 +1,11 @@
 //! The generic form for CI scripts and anything else that can POST JSON:
 //! `{"image": "registry/org/app:tag", "digest": "sha256:...", "id": "...", "timestamp": "...",
 //!   "action": "push" | "delete"}`; only `image` is required.
+//!
+//! Standard Webhooks senders wrap the same object as the `data` of their envelope
+//! (`{"type": "image.pushed", "timestamp": "...", "data": {...}}`); the `webhook-id` header is
+//! then the event id, and the type's last word (`pushed`, `deleted`, `quarantined`, `released`)
+//! the action when `data` names none.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -12,7 +17,55 @@ use crate::reference::{Digest, ImageRef};
 const P: Provider = Provider::Generic;
 
 pub(super) fn body_shape(v: &Value) -> bool {
-    v.get("image").is_some_and(Value::is_string)
+    v.get("image").is_some_and(Value::is_string) || envelope_data(v).is_some()
+}
+
+/// The `data` of a Standard Webhooks envelope that carries the generic form.
+fn envelope_data(v: &Value) -> Option<&Value> {
+    v.get("type")?.as_str()?;
+    let data = v.get("data")?;
+    data.get("image")?.as_str()?;
+    Some(data)
+}
+
+/// The generic form inside a Standard Webhooks envelope, with its id, time and action filled in
+/// from the envelope where `data` leaves them out.
+fn unwrap_envelope(v: &Value, ctx: &ParseContext<'_>) -> Result<Value, ParseError> {
+    let Some(data) = envelope_data(v) else {
+        return Ok(v.clone());
+    };
+    let mut data = data.clone();
+    let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    let action = match kind.rsplit('.').next().unwrap_or_default() {
+        "pushed" | "push" | "created" => "push",
+        "deleted" | "delete" => "delete",
+        "quarantined" | "quarantine" => "quarantine",
+        "released" | "release" => "release",
+        other => {
+            return Err(ParseError::malformed(
+                P,
+                format!(
+                    "event type {kind:?} ends in {other:?}: expected pushed, deleted, quarantined or released"
+                ),
+            ));
+        }
+    };
+    let Some(obj) = data.as_object_mut() else {
+        return Err(ParseError::malformed(P, "`data` must be an object"));
+    };
+    if !obj.contains_key("action") && !obj.contains_key("quarantine") {
+        obj.insert("action".into(), action.into());
+    }
+    if let (false, Some(id)) = (
+        obj.contains_key("id"),
+        ctx.headers.get("webhook-id").and_then(|h| h.to_str().ok()),
+    ) {
+        obj.insert("id".into(), id.into());
+    }
+    if let (false, Some(t)) = (obj.contains_key("timestamp"), v.get("timestamp")) {
+        obj.insert("timestamp".into(), t.clone());
+    }
+    Ok(data)
 }
 
 #[derive(Deserialize)]
@@ -39,7 +92,7 @@ struct Body {
 }
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
-    let body: Body = typed(P, v)?;
+    let body: Body = typed(P, &unwrap_envelope(v, ctx)?)?;
     let action = match (body.action.as_deref(), body.quarantine) {
         (None, Some(true)) | (Some("quarantine"), None | Some(true)) => Action::Quarantine,
         (None, Some(false)) | (Some("release"), None | Some(false)) => Action::Release,
@@ -170,5 +223,59 @@ mod tests {
             run(serde_json::json!({"image": "r.example.com/a:1", "extra": 1})),
             Err(ParseError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn quarantine_and_release_forms() {
+        let out = run(serde_json::json!({"image": format!("r.example.com/a@{D}"), "quarantine": true, "reason": "CVE-2026-1"})).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (e.action, e.reason.as_deref()),
+            (Action::Quarantine, Some("CVE-2026-1"))
+        );
+        let out =
+            run(serde_json::json!({"image": format!("r.example.com/a@{D}"), "quarantine": false}))
+                .unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.action, Action::Release);
+        let out =
+            run(serde_json::json!({"image": format!("r.example.com/a:1@{D}"), "action": "delete"}))
+                .unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.action, Action::Delete);
+        // A quarantine needs a digest, and `action` must agree with `quarantine`.
+        assert!(matches!(
+            run(serde_json::json!({"image": "r.example.com/a:1", "quarantine": true})),
+            Err(ParseError::Malformed { .. })
+        ));
+        assert!(matches!(
+            run(
+                serde_json::json!({"image": format!("r.example.com/a@{D}"), "action": "push", "quarantine": true})
+            ),
+            Err(ParseError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn standard_webhooks_envelopes_carry_the_generic_form() {
+        let v = serde_json::json!({"type": "image.deleted", "timestamp": "2026-03-01T10:00:00Z",
+            "data": {"image": format!("r.example.com/a@{D}")}});
+        let out = run(v).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.action, Action::Delete);
+        assert_eq!(e.occurred_at.as_str(), "2026-03-01T10:00:00.000000000Z");
+        let bad =
+            serde_json::json!({"type": "image.scanned", "data": {"image": "r.example.com/a:1"}});
+        assert!(matches!(run(bad), Err(ParseError::Malformed { .. })));
+        let other = serde_json::json!({"type": "contact.created", "data": {"id": "x"}});
+        assert!(!body_shape(&other));
     }
 }

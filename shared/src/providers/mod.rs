@@ -5,9 +5,18 @@
 //! then the body's shape. Parsers never see a sender they were not picked for.
 
 mod acr;
+mod angos;
+mod distribution;
+mod dockerhub;
 mod ecr;
 mod ecr_scan;
+mod eventgrid;
+mod gar;
 mod generic;
+mod gitea;
+mod github;
+mod harbor;
+mod quay;
 
 use http::HeaderMap;
 use serde::de::DeserializeOwned;
@@ -21,6 +30,10 @@ use crate::reference::ReferenceError;
 pub enum ParseError {
     #[error("the body is not valid JSON: {0}")]
     Json(#[source] serde_json::Error),
+    #[error("a form-encoded delivery needs a `payload` field holding the JSON event")]
+    MissingFormPayload,
+    #[error("unknown provider {name:?}: expected one of {}", provider_names())]
+    UnknownProvider { name: String },
     #[error("unrecognised body: expected one of {}", .tried.join(", "))]
     UnknownShape { tried: Vec<&'static str> },
     #[error("{provider}: {message}")]
@@ -39,6 +52,14 @@ pub enum ParseError {
     },
 }
 
+fn provider_names() -> String {
+    Provider::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl ParseError {
     pub(crate) fn malformed(provider: Provider, message: impl Into<String>) -> Self {
         Self::Malformed {
@@ -48,11 +69,17 @@ impl ParseError {
     }
 }
 
+/// Where a sender whose events name no registry host (Angos) finds it: the edge fills this
+/// header from the webhook URL's `?registry=<host>`, or the sender sets it.
+pub const REGISTRY_HINT_HEADER: &str = "x-imagehook-registry";
+
 /// Context a parser needs besides the body.
 pub struct ParseContext<'a> {
     pub headers: &'a HeaderMap,
     /// When the request arrived: the event time for senders that give none.
     pub received_at: &'a Timestamp,
+    /// The sender named by the route or `?provider=`: detection is skipped.
+    pub provider: Option<Provider>,
 }
 
 type ParseFn = fn(&Value, &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError>;
@@ -67,33 +94,121 @@ struct Detector {
     parse: ParseFn,
 }
 
+/// Every sender, most specific body shape first: a header hint picks a sender outright (when its
+/// body shape agrees), otherwise the first shape that matches wins.
 const DETECTORS: &[Detector] = &[
-    Detector {
-        provider: Provider::EcrEventbridge,
-        format: "Amazon EventBridge event (ECR)",
-        header_hint: ecr::header_hint,
-        body_shape: ecr::body_shape,
-        parse: ecr::parse,
-    },
-    Detector {
-        provider: Provider::Acr,
-        format: "Azure Container Registry webhook",
-        header_hint: acr::header_hint,
-        body_shape: acr::body_shape,
-        parse: acr::parse,
-    },
-    Detector {
-        provider: Provider::Generic,
-        format: "generic {\"image\": ...}",
-        header_hint: |_| false,
-        body_shape: generic::body_shape,
-        parse: generic::parse,
-    },
+    detector(
+        Provider::AcrEventGrid,
+        "Azure Event Grid (Event Grid or CloudEvents schema)",
+        eventgrid::header_hint,
+        eventgrid::body_shape,
+        eventgrid::parse,
+    ),
+    detector(
+        Provider::EcrEventbridge,
+        "Amazon EventBridge event (ECR, Inspector)",
+        ecr::header_hint,
+        ecr::body_shape,
+        ecr::parse,
+    ),
+    detector(
+        Provider::Distribution,
+        "CNCF Distribution notification envelope",
+        distribution::header_hint,
+        distribution::body_shape,
+        distribution::parse,
+    ),
+    detector(
+        Provider::Harbor,
+        "Harbor webhook (Default or CloudEvents)",
+        harbor::header_hint,
+        harbor::body_shape,
+        harbor::parse,
+    ),
+    detector(
+        Provider::ArtifactRegistry,
+        "Google Artifact Registry via Pub/Sub push",
+        gar::header_hint,
+        gar::body_shape,
+        gar::parse,
+    ),
+    detector(
+        Provider::Gitea,
+        "Gitea/Forgejo package webhook",
+        gitea::header_hint,
+        gitea::body_shape,
+        gitea::parse,
+    ),
+    detector(
+        Provider::GitHubPackages,
+        "GitHub package / registry_package webhook",
+        github::header_hint,
+        github::body_shape,
+        github::parse,
+    ),
+    detector(
+        Provider::Quay,
+        "Quay repo_push notification",
+        quay::header_hint,
+        quay::body_shape,
+        quay::parse,
+    ),
+    detector(
+        Provider::DockerHub,
+        "Docker Hub webhook",
+        dockerhub::header_hint,
+        dockerhub::body_shape,
+        dockerhub::parse,
+    ),
+    detector(
+        Provider::Angos,
+        "Angos registry event",
+        angos::header_hint,
+        angos::body_shape,
+        angos::parse,
+    ),
+    detector(
+        Provider::Acr,
+        "Azure Container Registry webhook",
+        acr::header_hint,
+        acr::body_shape,
+        acr::parse,
+    ),
+    detector(
+        Provider::Generic,
+        "generic {\"image\": ...}",
+        |_| false,
+        generic::body_shape,
+        generic::parse,
+    ),
 ];
+
+const fn detector(
+    provider: Provider,
+    format: &'static str,
+    header_hint: fn(&HeaderMap) -> bool,
+    body_shape: fn(&Value) -> bool,
+    parse: ParseFn,
+) -> Detector {
+    Detector {
+        provider,
+        format,
+        header_hint,
+        body_shape,
+        parse,
+    }
+}
 
 /// Parses a verified body into events, one entry per event in the request, in order.
 pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(ParseError::Json)?;
+    if let Some(provider) = ctx.provider {
+        let d = DETECTORS.iter().find(|d| d.provider == provider);
+        return match d {
+            Some(d) => (d.parse)(&value, ctx),
+            None => Err(ParseError::UnknownShape { tried: Vec::new() }),
+        };
+    }
     let by_header = DETECTORS.iter().find(|d| (d.header_hint)(ctx.headers));
     let detector = by_header
         .filter(|d| (d.body_shape)(&value))
@@ -143,6 +258,24 @@ pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
 
+/// The single image event a parse gave (tests).
+#[cfg(test)]
+fn only_image(out: &[Parsed]) -> &crate::event::ImageEvent {
+    match out {
+        [Parsed::Image(e)] => e,
+        other => panic!("expected one image event, got {other:?}"),
+    }
+}
+
+/// The single ignored event a parse gave (tests).
+#[cfg(test)]
+fn only_ignored(out: &[Parsed]) -> &crate::event::IgnoredEvent {
+    match out {
+        [Parsed::Ignored(i)] => i,
+        other => panic!("expected one ignored event, got {other:?}"),
+    }
+}
+
 /// Runs one parser on a JSON value with no headers and a fixed arrival time.
 #[cfg(test)]
 fn run_parser(parse: ParseFn, v: &Value) -> Result<Vec<Parsed>, ParseError> {
@@ -153,6 +286,7 @@ fn run_parser(parse: ParseFn, v: &Value) -> Result<Vec<Parsed>, ParseError> {
         &ParseContext {
             headers: &headers,
             received_at: &now,
+            provider: None,
         },
     )
 }
@@ -168,6 +302,7 @@ mod tests {
             &ParseContext {
                 headers: &headers,
                 received_at: &now,
+                provider: None,
             },
         )
     }
@@ -178,7 +313,10 @@ mod tests {
         let msg = err.to_string();
         assert!(matches!(err, ParseError::UnknownShape { .. }));
         assert!(msg.contains("Azure Container Registry webhook"), "{msg}");
-        assert!(msg.contains("Amazon EventBridge event (ECR)"), "{msg}");
+        assert!(
+            msg.contains("Amazon EventBridge event (ECR, Inspector)"),
+            "{msg}"
+        );
         assert!(msg.contains("generic"), "{msg}");
     }
 

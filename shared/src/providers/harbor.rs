@@ -1,0 +1,759 @@
+//! Harbor (2.x) webhooks in either payload format of a webhook policy:
+//! - Default: `{"type": "PUSH_ARTIFACT", "occur_at": <unix seconds>, "operator": ..,
+//!   "event_data": {"resources": [{"digest", "tag", "resource_url"}], "repository": {..}}}`;
+//! - CloudEvents (structured mode): `{"specversion": "1.0", "id", "type": "harbor.artifact.pushed",
+//!   "time", "data": {<the same event_data>}}`.
+//!
+//! One event per resource. The registry host is the first component of `resource_url`
+//! (`<host>/<project>/<repo>:<tag>` or `...@sha256:..`), the repository `repository.repo_full_name`.
+//! A push by digest repeats the digest in `tag`: that is an untagged push. `DELETE_ARTIFACT`
+//! removes the whole artifact (Harbor refuses deletes by tag), so it is a delete by digest.
+//! `SCANNING_COMPLETED` carries the vulnerability counts and becomes a quarantine candidate.
+//! Harbor signs nothing and sends no delivery id: the policy's Auth Header is sent verbatim as
+//! `Authorization`.
+
+use std::collections::BTreeMap;
+
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use crate::event::{
+    Action, IgnoredEvent, ImageEvent, Parsed, Provider, ScanSummary, Timestamp, content_id,
+};
+use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
+
+const P: Provider = Provider::Harbor;
+
+/// Every CloudEvents `type` Harbor sends starts with this.
+const CE_TYPE_PREFIX: &str = "harbor.";
+
+pub(super) fn header_hint(h: &HeaderMap) -> bool {
+    // Harbor sends CloudEvents in structured mode; a binary-mode relay would move the type here.
+    h.get("ce-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(CE_TYPE_PREFIX))
+}
+
+pub(super) fn body_shape(v: &Value) -> bool {
+    let ty = v.get("type").and_then(Value::as_str);
+    let default = ty.is_some()
+        && v.get("occur_at").is_some_and(Value::is_number)
+        && v.get("event_data").is_some_and(Value::is_object);
+    let cloudevents = v.get("specversion").is_some_and(Value::is_string)
+        && ty.is_some_and(|t| t.starts_with(CE_TYPE_PREFIX))
+        && v.get("data").is_some_and(Value::is_object);
+    default || cloudevents
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(rename = "type")]
+    kind: String,
+    /// CloudEvents only: Harbor formats the payload once per delivery, so retries repeat it.
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    specversion: Option<String>,
+    /// CloudEvents only, RFC 3339.
+    #[serde(default)]
+    time: Option<String>,
+    /// Default only, Unix seconds.
+    #[serde(default)]
+    occur_at: Option<i64>,
+    #[serde(default)]
+    event_data: Option<Data>,
+    #[serde(default)]
+    data: Option<Data>,
+}
+
+#[derive(Deserialize, Default)]
+struct Data {
+    #[serde(default)]
+    resources: Option<Vec<Resource>>,
+    #[serde(default)]
+    repository: Option<RepositoryInfo>,
+}
+
+#[derive(Deserialize, Default)]
+struct Resource {
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    resource_url: Option<String>,
+    /// Scan events: reports keyed by their MIME type.
+    #[serde(default)]
+    scan_overview: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RepositoryInfo {
+    #[serde(default)]
+    repo_full_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Report {
+    #[serde(default)]
+    scan_status: Option<String>,
+    #[serde(default)]
+    severity: Option<String>,
+    #[serde(default)]
+    summary: Option<ReportSummary>,
+    #[serde(default)]
+    scanner: Option<Scanner>,
+}
+
+#[derive(Deserialize)]
+struct ReportSummary {
+    /// Counts by severity: `Critical`, `High`, `Medium`, `Low`, `Negligible`, `Unknown`.
+    #[serde(default)]
+    summary: Option<BTreeMap<String, u32>>,
+}
+
+#[derive(Deserialize)]
+struct Scanner {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+enum Kind {
+    Push,
+    Delete,
+    Scan,
+    Ignore(&'static str),
+}
+
+/// Default types, their CloudEvents names, and Harbor 1.x's names for the image events.
+fn kind_of(ty: &str) -> Kind {
+    match ty {
+        "PUSH_ARTIFACT" | "harbor.artifact.pushed" | "pushImage" => Kind::Push,
+        "DELETE_ARTIFACT" | "harbor.artifact.deleted" | "deleteImage" => Kind::Delete,
+        "SCANNING_COMPLETED" | "harbor.scan.completed" => Kind::Scan,
+        "SCANNING_FAILED" | "harbor.scan.failed" => {
+            Kind::Ignore("scan failed: no result to act on")
+        }
+        "SCANNING_STOPPED" | "harbor.scan.stopped" => {
+            Kind::Ignore("scan stopped: no result to act on")
+        }
+        "PULL_ARTIFACT" | "harbor.artifact.pulled" | "pullImage" => {
+            Kind::Ignore("pulls are not tracked")
+        }
+        "QUOTA_EXCEED" | "QUOTA_WARNING" | "harbor.quota.exceeded" | "harbor.quota.warned" => {
+            Kind::Ignore("project quota notices are not image events")
+        }
+        "REPLICATION" | "harbor.replication.status.changed" => Kind::Ignore(
+            "replication status is not an image event: the destination registry reports its own pushes",
+        ),
+        "TAG_RETENTION" | "harbor.tag_retention.finished" => Kind::Ignore(
+            "tag retention summary: each artifact it deletes arrives as its own DELETE_ARTIFACT event",
+        ),
+        "UPLOAD_CHART" | "DOWNLOAD_CHART" | "DELETE_CHART" => {
+            Kind::Ignore("Helm chart events are not container images")
+        }
+        _ => Kind::Ignore("this Harbor event type is not handled"),
+    }
+}
+
+pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
+    let body: Body = typed(P, v)?;
+    let cloudevents = body.specversion.is_some();
+    let data = if cloudevents {
+        body.data.as_ref()
+    } else {
+        body.event_data.as_ref()
+    };
+    let empty = Data::default();
+    let data = data.unwrap_or(&empty);
+    let resources = data.resources.as_deref().unwrap_or_default();
+    let repo_name = data
+        .repository
+        .as_ref()
+        .and_then(|r| non_empty(&r.repo_full_name));
+    let kind = kind_of(&body.kind);
+    if let Kind::Ignore(reason) = kind {
+        if resources.is_empty() {
+            return Ok(vec![Parsed::Ignored(ignored(
+                &body, None, 0, 1, repo_name, reason,
+            ))]);
+        }
+        return Ok(resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Parsed::Ignored(ignored(
+                    &body,
+                    Some(r),
+                    i,
+                    resources.len(),
+                    repo_name,
+                    reason,
+                ))
+            })
+            .collect());
+    }
+    let field = if cloudevents { "data" } else { "event_data" };
+    if resources.is_empty() {
+        return Err(ParseError::malformed(
+            P,
+            format!("{} event without `{field}.resources`", body.kind),
+        ));
+    }
+    let occurred_at = occurred_at(&body, ctx)?;
+    let mut out = Vec::with_capacity(resources.len());
+    for (i, r) in resources.iter().enumerate() {
+        let at = |name: &str| format!("`{field}.resources[{i}].{name}`");
+        let url = non_empty(&r.resource_url).ok_or_else(|| {
+            ParseError::malformed(
+                P,
+                format!(
+                    "{} without {}: the registry is unknown",
+                    body.kind,
+                    at("resource_url")
+                ),
+            )
+        })?;
+        let (host, url_repo) = split_resource_url(url);
+        let repository = repo_name.or(url_repo).ok_or_else(|| {
+            ParseError::malformed(
+                P,
+                format!("{} without `{field}.repository.repo_full_name`", body.kind),
+            )
+        })?;
+        let digest = non_empty(&r.digest)
+            .map(|d| reference(P, Digest::parse(d)))
+            .transpose()?;
+        let tag = match kind {
+            // The artifact goes with every tag it had.
+            Kind::Delete | Kind::Scan => None,
+            _ => real_tag(r)
+                .map(|t| reference(P, Tag::parse(t)))
+                .transpose()?,
+        };
+        let image = ImageRef {
+            registry: reference(P, Registry::parse(host))?,
+            repository: reference(P, Repository::parse(repository))?,
+            tag,
+            digest,
+        };
+        if image.digest.is_none() && (image.tag.is_none() || matches!(kind, Kind::Scan)) {
+            return Err(ParseError::malformed(
+                P,
+                format!("{} without {}", body.kind, at("digest")),
+            ));
+        }
+        let (action, scan, reason) = match kind {
+            Kind::Push => (Action::Push, None, None),
+            Kind::Delete => (Action::Delete, None, None),
+            _ => match scan_result(r) {
+                Ok((scan, reason)) => (Action::Quarantine, Some(scan), Some(reason)),
+                Err(reason) => {
+                    out.push(Parsed::Ignored(ignored(
+                        &body,
+                        Some(r),
+                        i,
+                        resources.len(),
+                        repo_name,
+                        reason,
+                    )));
+                    continue;
+                }
+            },
+        };
+        out.push(Parsed::Image(ImageEvent {
+            id: event_id(&body, r, i, resources.len(), repository),
+            provider: P,
+            action,
+            image,
+            occurred_at: occurred_at.clone(),
+            media_type: None,
+            size: None,
+            scan,
+            reason,
+        }));
+    }
+    Ok(out)
+}
+
+fn occurred_at(body: &Body, ctx: &ParseContext<'_>) -> Result<Timestamp, ParseError> {
+    if let Some(t) = non_empty(&body.time) {
+        return timestamp(P, t);
+    }
+    match body.occur_at {
+        Some(secs) => Timestamp::from_unix(secs)
+            .ok_or_else(|| ParseError::malformed(P, format!("`occur_at` {secs} is out of range"))),
+        None => Ok(ctx.received_at.clone()),
+    }
+}
+
+/// `host/project/repo:tag` or `host/project/repo@sha256:..` into the host and the repository.
+fn split_resource_url(url: &str) -> (&str, Option<&str>) {
+    let url = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let Some((host, path)) = url.split_once('/') else {
+        return (url, None);
+    };
+    let path = path.split_once('@').map_or(path, |(p, _)| p);
+    let last_slash = path.rfind('/').map_or(0, |i| i + 1);
+    let path = match path[last_slash..].find(':') {
+        Some(i) => &path[..last_slash + i],
+        None => path,
+    };
+    (host, (!path.is_empty()).then_some(path))
+}
+
+/// The tag, unless Harbor repeated the digest in it (a push or pull by digest).
+fn real_tag(r: &Resource) -> Option<&str> {
+    non_empty(&r.tag).filter(|t| !t.starts_with("sha256:") && Some(*t) != r.digest.as_deref())
+}
+
+/// The vulnerability report of a scan, as counts, or why there is nothing to act on.
+fn scan_result(r: &Resource) -> Result<(ScanSummary, String), &'static str> {
+    let report = r
+        .scan_overview
+        .iter()
+        .flatten()
+        .filter(|(mime, _)| mime.contains("vulnerability.report") || mime.contains("vuln.report"))
+        .find_map(|(_, v)| Report::deserialize(v).ok())
+        .ok_or(
+            "scan without a vulnerability report (an SBOM or other report): nothing to act on",
+        )?;
+    if !report
+        .scan_status
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("success"))
+    {
+        return Err("scan completed without a successful vulnerability report");
+    }
+    let counts = report
+        .summary
+        .and_then(|s| s.summary)
+        .ok_or("vulnerability report without a summary: nothing to act on")?;
+    let mut scan = ScanSummary {
+        scanner: "harbor-scan".into(),
+        complete: true,
+        ..ScanSummary::default()
+    };
+    for (severity, n) in &counts {
+        scan.add(severity, *n);
+    }
+    let by = report
+        .scanner
+        .map(|s| {
+            let name = s.name.unwrap_or_else(|| "unknown scanner".into());
+            match s.version {
+                Some(v) => format!("{name} {v}"),
+                None => name,
+            }
+        })
+        .unwrap_or_else(|| "Harbor's scanner".into());
+    let severity = report
+        .severity
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "None".into());
+    Ok((
+        scan,
+        format!("Harbor scan by {by}: overall severity {severity}"),
+    ))
+}
+
+/// The CloudEvents id (one per delivery, repeated on retries); Default deliveries have none, so
+/// the fields that identify the event stand in.
+fn event_id(body: &Body, r: &Resource, i: usize, n: usize, repository: &str) -> String {
+    match non_empty(&body.id) {
+        Some(id) if n == 1 => id.to_owned(),
+        Some(id) => format!("{id}#{i}"),
+        None => content_id(&[
+            &body.kind,
+            repository,
+            r.digest.as_deref().unwrap_or_default(),
+            r.tag.as_deref().unwrap_or_default(),
+            &body.occur_at.map(|t| t.to_string()).unwrap_or_default(),
+            body.time.as_deref().unwrap_or_default(),
+        ]),
+    }
+}
+
+fn ignored(
+    body: &Body,
+    r: Option<&Resource>,
+    i: usize,
+    n: usize,
+    repo_name: Option<&str>,
+    reason: &str,
+) -> IgnoredEvent {
+    let url = r.and_then(|r| non_empty(&r.resource_url));
+    let (host, url_repo) = url.map_or((None, None), |u| {
+        let (h, p) = split_resource_url(u);
+        (Some(h), p)
+    });
+    let repository = repo_name.or(url_repo);
+    let empty = Resource::default();
+    let id = event_id(
+        body,
+        r.unwrap_or(&empty),
+        i,
+        n,
+        repository.unwrap_or_default(),
+    );
+    IgnoredEvent {
+        id: Some(id),
+        provider: P,
+        action: body.kind.clone(),
+        reason: reason.to_owned(),
+        registry: host.map(str::to_owned),
+        repository: repository.map(str::to_owned),
+        tag: r.and_then(real_tag).map(str::to_owned),
+        digest: r.and_then(|r| non_empty(&r.digest)).map(str::to_owned),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:c0ffee0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+    const D2: &str = "sha256:5a5a5a5a6b6b6b6b7c7c7c7c8d8d8d8d9e9e9e9e0f0f0f0f1a1a1a1a2b2b2b2b";
+    const VULN: &str = "application/vnd.security.vulnerability.report; version=1.1";
+
+    fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
+        super::super::run_parser(parse, &v)
+    }
+
+    fn default(ty: &str, resources: Value) -> Value {
+        serde_json::json!({
+            "type": ty,
+            "occur_at": 1_770_000_000,
+            "operator": "robot$ci+builder",
+            "event_data": {
+                "resources": resources,
+                "repository": {"date_created": 1_769_990_000, "name": "checkout",
+                    "namespace": "webshop", "repo_full_name": "webshop/checkout", "repo_type": "private"}
+            }
+        })
+    }
+
+    fn cloudevent(ty: &str, resources: Value) -> Value {
+        serde_json::json!({
+            "specversion": "1.0",
+            "id": "9b0c7e52-5d7e-4b7f-a7a8-c2f1f0e1d2c3",
+            "requestid": "1f2e3d4c-0000-4000-8000-000000000001",
+            "source": "/projects/7/webhook/policies/3",
+            "type": ty,
+            "datacontenttype": "application/json",
+            "time": "2026-02-02T02:40:00Z",
+            "data": {
+                "resources": resources,
+                "repository": {"name": "checkout", "namespace": "webshop",
+                    "repo_full_name": "webshop/checkout", "repo_type": "private"}
+            },
+            "operator": "admin"
+        })
+    }
+
+    fn res(tag: &str, digest: &str, url: &str) -> Value {
+        serde_json::json!([{"digest": digest, "tag": tag, "resource_url": url}])
+    }
+
+    #[test]
+    fn default_tagged_push_maps_every_field() {
+        let v = default(
+            "PUSH_ARTIFACT",
+            res("3.2.1", D, "harbor.corp.example/webshop/checkout:3.2.1"),
+        );
+        let out = run(v.clone()).unwrap();
+        let e = super::super::only_image(&out);
+        assert_eq!(e.provider, Provider::Harbor);
+        assert_eq!(e.action, Action::Push);
+        assert_eq!(e.image.registry.as_str(), "harbor.corp.example");
+        assert_eq!(e.image.repository.as_str(), "webshop/checkout");
+        assert_eq!(e.image.tag.as_ref().map(Tag::as_str), Some("3.2.1"));
+        assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
+        assert_eq!(e.occurred_at.as_str(), "2026-02-02T02:40:00.000000000Z");
+        assert_eq!(
+            (e.media_type.as_deref(), e.size, e.scan.as_ref()),
+            (None, None, None)
+        );
+        // No delivery id: a content id, the same on a retry.
+        assert!(e.id.starts_with("sha256:"), "{}", e.id);
+        assert_eq!(run(v).unwrap(), out);
+    }
+
+    #[test]
+    fn digest_in_the_tag_field_is_an_untagged_push() {
+        let out = run(default(
+            "PUSH_ARTIFACT",
+            res(D, D, &format!("harbor.corp.example/webshop/checkout@{D}")),
+        ))
+        .unwrap();
+        let e = super::super::only_image(&out);
+        assert_eq!(e.image.tag, None);
+        assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
+    }
+
+    #[test]
+    fn cloudevents_push_uses_its_id_and_time() {
+        let out = run(cloudevent(
+            "harbor.artifact.pushed",
+            res(
+                "3.2.1",
+                D,
+                "harbor.corp.example:8443/webshop/checkout:3.2.1",
+            ),
+        ))
+        .unwrap();
+        let e = super::super::only_image(&out);
+        assert_eq!(e.id, "9b0c7e52-5d7e-4b7f-a7a8-c2f1f0e1d2c3");
+        assert_eq!(e.image.registry.as_str(), "harbor.corp.example:8443");
+        assert_eq!(e.occurred_at.as_str(), "2026-02-02T02:40:00.000000000Z");
+        assert_eq!(e.action, Action::Push);
+    }
+
+    #[test]
+    fn several_resources_give_several_events_with_distinct_ids() {
+        let resources = serde_json::json!([
+            {"digest": D, "tag": "3.2.1", "resource_url": "harbor.corp.example/webshop/checkout:3.2.1"},
+            {"digest": D, "tag": "stable", "resource_url": "harbor.corp.example/webshop/checkout:stable"}
+        ]);
+        for v in [
+            default("PUSH_ARTIFACT", resources.clone()),
+            cloudevent("harbor.artifact.pushed", resources.clone()),
+        ] {
+            let out = run(v).unwrap();
+            let [Parsed::Image(a), Parsed::Image(b)] = out.as_slice() else {
+                panic!("{out:?}")
+            };
+            assert_eq!(a.image.tag.as_ref().map(Tag::as_str), Some("3.2.1"));
+            assert_eq!(b.image.tag.as_ref().map(Tag::as_str), Some("stable"));
+            assert_ne!(a.id, b.id);
+        }
+    }
+
+    #[test]
+    fn delete_is_by_digest_even_when_a_tag_is_named() {
+        let out = run(default(
+            "DELETE_ARTIFACT",
+            res("3.2.1", D, "harbor.corp.example/webshop/checkout:3.2.1"),
+        ))
+        .unwrap();
+        let e = super::super::only_image(&out);
+        assert_eq!(e.action, Action::Delete);
+        assert_eq!(e.image.tag, None);
+        assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
+    }
+
+    fn scanned(status: &str, summary: Value) -> Value {
+        serde_json::json!([{
+            "digest": D2,
+            "resource_url": format!("harbor.corp.example/webshop/checkout@{D2}"),
+            "scan_overview": {
+                "application/vnd.security.sbom.report+json; version=1.0": {"scan_status": "Success"},
+                VULN: {
+                    "report_id": "r-1", "scan_status": status, "severity": "Critical",
+                    "duration": 12, "summary": summary,
+                    "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "v0.58.1"},
+                    "complete_percent": 100
+                }
+            }
+        }])
+    }
+
+    #[test]
+    fn completed_scan_is_a_quarantine_candidate_with_its_counts() {
+        let summary = serde_json::json!({"total": 17, "fixable": 9,
+            "summary": {"Critical": 2, "High": 4, "Medium": 6, "Low": 3, "Negligible": 1, "Unknown": 1}});
+        for v in [
+            default("SCANNING_COMPLETED", scanned("Success", summary.clone())),
+            cloudevent("harbor.scan.completed", scanned("Success", summary.clone())),
+        ] {
+            let out = run(v).unwrap();
+            let e = super::super::only_image(&out);
+            assert_eq!(e.action, Action::Quarantine);
+            assert_eq!(e.image.tag, None);
+            assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D2));
+            assert_eq!(
+                e.scan,
+                Some(ScanSummary {
+                    scanner: "harbor-scan".into(),
+                    complete: true,
+                    critical: 2,
+                    high: 4,
+                    medium: 6,
+                    low: 3
+                })
+            );
+            assert_eq!(
+                e.reason.as_deref(),
+                Some("Harbor scan by Trivy v0.58.1: overall severity Critical")
+            );
+        }
+    }
+
+    #[test]
+    fn clean_scan_carries_zero_counts() {
+        let summary = serde_json::json!({"total": 0, "fixable": 0, "summary": {}});
+        let out = run(default("SCANNING_COMPLETED", scanned("Success", summary))).unwrap();
+        let s = super::super::only_image(&out).scan.clone().unwrap();
+        assert_eq!(
+            (s.critical, s.high, s.medium, s.low, s.complete),
+            (0, 0, 0, 0, true)
+        );
+    }
+
+    #[test]
+    fn scans_without_a_usable_report_are_ignored() {
+        let out = run(default("SCANNING_COMPLETED", scanned("Error", Value::Null))).unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(i.reason.contains("successful"), "{}", i.reason);
+        assert_eq!(i.digest.as_deref(), Some(D2));
+        let mut only_sbom = scanned("Success", Value::Null);
+        only_sbom[0]["scan_overview"]
+            .as_object_mut()
+            .unwrap()
+            .remove(VULN);
+        let out = run(default("SCANNING_COMPLETED", only_sbom)).unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(i.reason.contains("SBOM"), "{}", i.reason);
+        for ty in ["SCANNING_FAILED", "harbor.scan.stopped"] {
+            let out = run(default(ty, scanned("Error", Value::Null))).unwrap();
+            let [Parsed::Ignored(i)] = out.as_slice() else {
+                panic!("{out:?}")
+            };
+            assert_eq!(i.action, ty);
+            assert!(i.reason.starts_with("scan "), "{}", i.reason);
+        }
+    }
+
+    #[test]
+    fn other_types_are_ignored_with_what_they_name() {
+        let out = run(cloudevent(
+            "harbor.artifact.pulled",
+            res(D, D, &format!("harbor.corp.example/webshop/checkout@{D}")),
+        ))
+        .unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(i.action, "harbor.artifact.pulled");
+        assert_eq!(i.reason, "pulls are not tracked");
+        assert_eq!(i.registry.as_deref(), Some("harbor.corp.example"));
+        assert_eq!(i.repository.as_deref(), Some("webshop/checkout"));
+        assert_eq!((i.tag.as_deref(), i.digest.as_deref()), (None, Some(D)));
+        assert_eq!(
+            i.id.as_deref(),
+            Some("9b0c7e52-5d7e-4b7f-a7a8-c2f1f0e1d2c3")
+        );
+
+        let replication = serde_json::json!({"type": "REPLICATION", "occur_at": 1_770_000_000,
+            "operator": "MANUAL", "event_data": {"replication": {"job_status": "Success"}}});
+        let out = run(replication).unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(i.action, "REPLICATION");
+        assert!(i.reason.contains("replication"));
+        let out = run(default("QUOTA_WARNING", serde_json::json!([{"digest": D}]))).unwrap();
+        let [Parsed::Ignored(i)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(i.reason.contains("quota"));
+        let out = run(default("SOMETHING_NEW", serde_json::json!([]))).unwrap();
+        assert!(matches!(out.as_slice(), [Parsed::Ignored(_)]));
+    }
+
+    #[test]
+    fn invalid_or_missing_fields_are_refused() {
+        let bad_digest = default(
+            "PUSH_ARTIFACT",
+            res("1", "sha256:abc", "harbor.corp.example/webshop/checkout:1"),
+        );
+        assert!(matches!(run(bad_digest), Err(ParseError::Reference { .. })));
+        let mut upper = default(
+            "PUSH_ARTIFACT",
+            res("1", D, "harbor.corp.example/webshop/checkout:1"),
+        );
+        upper["event_data"]["repository"]["repo_full_name"] = "WebShop/Checkout".into();
+        assert!(matches!(run(upper), Err(ParseError::Reference { .. })));
+        let no_url = default(
+            "PUSH_ARTIFACT",
+            serde_json::json!([{"digest": D, "tag": "1"}]),
+        );
+        let err = run(no_url).unwrap_err();
+        assert!(
+            err.to_string().contains("resources[0].resource_url"),
+            "{err}"
+        );
+        let none = default("PUSH_ARTIFACT", serde_json::json!([]));
+        let err = run(none).unwrap_err();
+        assert!(err.to_string().contains("event_data.resources"), "{err}");
+        let mut bad_time = cloudevent("harbor.artifact.pushed", res("1", D, "h.example/a/b:1"));
+        bad_time["time"] = "soon".into();
+        assert!(matches!(run(bad_time), Err(ParseError::Timestamp { .. })));
+    }
+
+    #[test]
+    fn repository_falls_back_to_the_resource_url() {
+        let mut v = default(
+            "PUSH_ARTIFACT",
+            res("1.0", D, "localhost:8080/library/app/api:1.0"),
+        );
+        v["event_data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("repository");
+        let out = run(v).unwrap();
+        let e = super::super::only_image(&out);
+        assert_eq!(e.image.registry.as_str(), "localhost:8080");
+        assert_eq!(e.image.repository.as_str(), "library/app/api");
+    }
+
+    #[test]
+    fn resource_urls_split_into_host_and_repository() {
+        assert_eq!(
+            split_resource_url("h.example:5000/p/r:1"),
+            ("h.example:5000", Some("p/r"))
+        );
+        assert_eq!(
+            split_resource_url(&format!("h.example/p/r@{D}")),
+            ("h.example", Some("p/r"))
+        );
+        assert_eq!(split_resource_url("h.example"), ("h.example", None));
+    }
+
+    #[test]
+    fn header_hint_and_body_shape() {
+        let mut h = HeaderMap::new();
+        assert!(!header_hint(&h));
+        h.insert("ce-type", "harbor.artifact.pushed".parse().unwrap());
+        assert!(header_hint(&h));
+        h.insert(
+            "ce-type",
+            "Microsoft.ContainerRegistry.ImagePushed".parse().unwrap(),
+        );
+        assert!(!header_hint(&h));
+
+        assert!(body_shape(&default("PUSH_ARTIFACT", serde_json::json!([]))));
+        assert!(body_shape(&cloudevent(
+            "harbor.scan.completed",
+            serde_json::json!([])
+        )));
+        // Event Grid's CloudEvents and the ACR webhook are someone else's.
+        assert!(!body_shape(
+            &serde_json::json!({"specversion": "1.0", "id": "1",
+            "type": "Microsoft.ContainerRegistry.ImagePushed", "data": {}})
+        ));
+        assert!(!body_shape(
+            &serde_json::json!({"id": "1", "timestamp": "t",
+            "action": "push", "target": {}})
+        ));
+        assert!(!body_shape(&serde_json::json!({"type": "PUSH_ARTIFACT"})));
+    }
+}

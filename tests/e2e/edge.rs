@@ -1,0 +1,213 @@
+//! The HTTP edge shared by every sender: the auth schemes end to end, the handshakes, path
+//! tokens, provider overrides and body encodings, through the real handler with the embedded
+//! store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use imagehook_core::auth::{AuthMode, Secret, Verifier, sign_standard_webhooks};
+use imagehook_core::config::{Config, DeployMode};
+use imagehook_core::deploy::DryRunDeployer;
+use imagehook_core::rules::Rules;
+use imagehook_core::store::EmbeddedStore;
+use imagehook_core::{App, Function};
+use imagehook_tests::*;
+use lambda_http::RequestExt;
+use serde_json::{Value, json};
+
+fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
+    let config = Config {
+        table_name: None,
+        verifier: Verifier::new(
+            mode,
+            None,
+            secrets.iter().map(|s| Secret::new(*s)).collect(),
+        )
+        .unwrap(),
+        rules: Rules::default(),
+        deploy_mode: DeployMode::DryRun,
+        receipt_ttl_days: 7,
+        quarantine: Default::default(),
+    };
+    App::new(
+        config,
+        Arc::new(EmbeddedStore::in_memory()),
+        Arc::new(DryRunDeployer),
+    )
+}
+
+async fn send(app: &App, req: lambda_http::Request) -> (u16, http::HeaderMap, Vec<u8>) {
+    let resp = imagehook_core::http::handle(app, Function::Push, req).await;
+    (
+        resp.status().as_u16(),
+        resp.headers().clone(),
+        resp.body().as_ref().to_vec(),
+    )
+}
+
+fn request(event: &str) -> lambda_http::Request {
+    lambda_http::request::from_str(event).unwrap()
+}
+
+fn generic_event(body: &Value) -> String {
+    with_body(&event_file("generic-push.json"), body)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn a_wrong_path_token_gets_the_same_404_as_an_unknown_path() {
+    let app = app_with(AuthMode::PathToken, &["9f3b6c1e-path-secret"]);
+    let event = event_file("generic-push.json");
+    let with_token = |t: &str| {
+        request(&event).with_path_parameters(HashMap::from([("token".to_owned(), t.to_owned())]))
+    };
+    let (ok, _, body) = send(&app, with_token("9f3b6c1e-path-secret")).await;
+    assert_eq!(ok, 200, "{}", String::from_utf8_lossy(&body));
+
+    let (status, headers, wrong) = send(&app, with_token("9f3b6c1e-path-secreT")).await;
+    let (_, _, missing) = send(&app, request(&event)).await;
+    let unknown = imagehook_core::http::ApiError::NotFound.into_response();
+    assert_eq!(status, 404);
+    assert_eq!(wrong, unknown.body().as_ref());
+    assert_eq!(missing, wrong);
+    assert_eq!(headers, *unknown.headers());
+}
+
+#[tokio::test]
+async fn standard_webhooks_signatures_are_checked_with_their_tolerance() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let app = app_with(AuthMode::StandardWebhooks, &[secret]);
+    let body = json!({"image": "registry.example.com/shop/api:2.0.0"}).to_string();
+    let signed = |id: &str, ts: i64| {
+        let mut v: Value =
+            serde_json::from_str(&generic_event(&serde_json::from_str(&body).unwrap())).unwrap();
+        let h = v["headers"].as_object_mut().unwrap();
+        h.remove("authorization");
+        h.insert("webhook-id".into(), json!(id));
+        h.insert("webhook-timestamp".into(), json!(ts.to_string()));
+        h.insert(
+            "webhook-signature".into(),
+            json!(sign_standard_webhooks(secret, id, ts, body.as_bytes()).unwrap()),
+        );
+        v.to_string()
+    };
+    let (status, _, out) = send(&app, request(&signed("msg_1", now()))).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    let (status, _, out) = send(&app, request(&signed("msg_2", now() - 600))).await;
+    assert_eq!(
+        status,
+        401,
+        "a replayed delivery outside the tolerance: {}",
+        String::from_utf8_lossy(&out)
+    );
+    let (status, _, _) = send(&app, request(&signed("msg_3", now() + 600))).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn event_grid_abuse_protection_handshake_is_answered() {
+    let app = app_with(AuthMode::Token, &["sample-webhook-token"]);
+    let mut v: Value = serde_json::from_str(&event_file("acr-push.json")).unwrap();
+    v["requestContext"]["http"]["method"] = json!("OPTIONS");
+    v["body"] = json!("");
+    v["headers"] = json!({"webhook-request-origin": "eventgrid.azure.net"});
+    let (status, headers, _) = send(&app, request(&v.to_string())).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["webhook-allowed-origin"], "eventgrid.azure.net");
+    assert_eq!(headers["webhook-allowed-rate"], "*");
+}
+
+#[tokio::test]
+async fn form_encoded_and_base64_bodies_are_decoded() {
+    let app = app_with(AuthMode::None, &[]);
+    let json_body =
+        json!({"image": "registry.example.com/shop/api:3.1.0", "id": "form-1"}).to_string();
+    let mut v: Value = serde_json::from_str(&event_file("generic-push.json")).unwrap();
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &json_body)
+        .finish();
+    v["headers"]["content-type"] = json!("application/x-www-form-urlencoded");
+    v["headers"]["content-length"] = json!(form.len().to_string());
+    v["body"] = json!(form);
+    let (status, _, out) = send(&app, request(&v.to_string())).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    let reply: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(reply["events"][0]["id"], "form-1");
+
+    v["body"] = json!("nothing=here");
+    let (status, _, out) = send(&app, request(&v.to_string())).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&out));
+
+    let mut b: Value = serde_json::from_str(&event_file("generic-push.json")).unwrap();
+    let plain = json!({"image": "registry.example.com/shop/api:3.2.0", "id": "b64-1"}).to_string();
+    b["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&plain));
+    b["isBase64Encoded"] = json!(true);
+    let (status, _, out) = send(&app, request(&b.to_string())).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    let reply: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(reply["events"][0]["id"], "b64-1");
+}
+
+#[tokio::test]
+async fn the_provider_can_be_named_by_query_or_route() {
+    let app = app_with(AuthMode::None, &[]);
+    let event = event_file("acr-push.json");
+    let query = |p: &str| {
+        request(&event)
+            .with_query_string_parameters(HashMap::from([("provider".to_owned(), p.to_owned())]))
+    };
+    let (status, _, out) = send(&app, query("acr")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    // Forced to parse as another sender's format, the body is refused by that parser.
+    let (status, _, _) = send(&app, query("generic")).await;
+    assert_eq!(status, 400);
+    let (status, _, out) = send(&app, query("nexus")).await;
+    assert_eq!(status, 400);
+    let err: Value = serde_json::from_slice(&out).unwrap();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown provider"),
+        "{err}"
+    );
+    let route = request(&event)
+        .with_path_parameters(HashMap::from([("provider".to_owned(), "acr".to_owned())]));
+    assert_eq!(send(&app, route).await.0, 200);
+}
+
+/// Every shipped sample event is a valid API Gateway event that its function answers 200 with
+/// the token the samples carry, so the files in `events/` keep working for users.
+#[tokio::test]
+async fn every_sample_event_is_answered_by_its_function() {
+    let dir = workspace_root().join("events");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".json") || name == "deploy-rules.json" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let route = v["rawPath"].as_str().or(v["path"].as_str()).unwrap();
+        let function = Function::ALL
+            .iter()
+            .copied()
+            .find(|f| route.ends_with(f.route()))
+            .unwrap_or_else(|| panic!("{name}: no function for {route}"));
+        let app = app_with(AuthMode::Token, &["sample-webhook-token"]);
+        let resp = imagehook_core::http::handle(&app, function, request(&text)).await;
+        let body = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
+        assert_eq!(resp.status(), 200, "{name}: {body}");
+        checked += 1;
+    }
+    assert!(checked >= 35, "{checked}");
+}
