@@ -294,6 +294,7 @@ fn run_parser(parse: ParseFn, v: &Value) -> Result<Vec<Parsed>, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn ctx_parse(body: &str, headers: HeaderMap) -> Result<Vec<Parsed>, ParseError> {
         let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
@@ -344,5 +345,90 @@ mod tests {
         );
         let generic = serde_json::json!({"image": "a/b:1"});
         assert_eq!(detect(&generic, &HeaderMap::new()), Some(Provider::Generic));
+    }
+
+    /// Keys the parsers look for, so random documents reach deep into every parser.
+    const KEYS: &[&str] = &[
+        "id",
+        "action",
+        "timestamp",
+        "target",
+        "repository",
+        "tag",
+        "digest",
+        "request",
+        "host",
+        "detail-type",
+        "source",
+        "detail",
+        "account",
+        "region",
+        "time",
+        "result",
+        "action-type",
+        "repository-name",
+        "image-digest",
+        "image-tag",
+        "events",
+        "type",
+        "occur_at",
+        "event_data",
+        "resources",
+        "resource_url",
+        "push_data",
+        "repo_name",
+        "pushed_at",
+        "docker_url",
+        "updated_tags",
+        "namespace",
+        "name",
+        "package",
+        "package_version",
+        "container_metadata",
+        "message",
+        "data",
+        "eventType",
+        "eventTime",
+        "specversion",
+        "image",
+        "quarantine",
+        "scan-status",
+        "finding-severity-counts",
+        "mediaType",
+        "url",
+    ];
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[a-zA-Z0-9:./@_-]{0,80}".prop_map(serde_json::Value::from),
+            "[0-9a-f]{64}".prop_map(|h| serde_json::Value::from(format!("sha256:{h}"))),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..8).prop_map(|kv| {
+                    serde_json::Value::Object(
+                        kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// No body, however odd, makes a parser panic: it parses or it is refused.
+        #[test]
+        fn parsing_never_panics(v in json_value(), forced in prop::option::of(prop::sample::select(Provider::ALL))) {
+            let headers = HeaderMap::new();
+            let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
+            let body = serde_json::to_vec(&v).unwrap();
+            let ctx = ParseContext { headers: &headers, received_at: &now, provider: forced };
+            let _ = parse(&body, &ctx);
+        }
     }
 }
