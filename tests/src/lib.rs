@@ -359,3 +359,56 @@ pub fn container_image(td: &aws_sdk_ecs::types::TaskDefinition, name: &str) -> S
         .unwrap_or_else(|| panic!("no container {name}"))
         .to_owned()
 }
+
+/// Every AWS call a client makes, by operation name, in order: the round-trip budget test counts
+/// them. Recorded before each transmission, so a retried call counts again.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl CallLog {
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("call log"))
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        // Both APIs speak JSON-RPC: the operation is the last part of X-Amz-Target.
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        self.0.lock().expect("call log").push(target);
+        Ok(())
+    }
+}
+
+/// DynamoDB and ECS clients that log their calls.
+pub fn counted_clients(
+    sdk: &SdkConfig,
+    dynamo: &CallLog,
+    ecs: &CallLog,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_ecs::Client) {
+    let d = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .interceptor(dynamo.clone())
+        .build();
+    let e = aws_sdk_ecs::config::Builder::from(sdk)
+        .interceptor(ecs.clone())
+        .build();
+    (
+        aws_sdk_dynamodb::Client::from_conf(d),
+        aws_sdk_ecs::Client::from_conf(e),
+    )
+}

@@ -1,0 +1,83 @@
+//! The AWS round trips each kind of event costs (DESIGN §7), counted on the real clients:
+//! one DynamoDB write to record an event, one more to record its deployments; ECS at most one
+//! batched DescribeServices plus three calls per updated service.
+
+use std::sync::Arc;
+
+use imagehook_core::auth::{AuthMode, Verifier};
+use imagehook_core::config::{Config, DeployMode};
+use imagehook_core::deploy::EcsDeployer;
+use imagehook_core::rules::Rules;
+use imagehook_core::store::DynamoStore;
+use imagehook_core::{App, Function};
+use imagehook_tests::*;
+use serde_json::json;
+
+const REPO: &str = "contoso.azurecr.io/shop/api";
+
+#[tokio::test]
+async fn each_event_stays_within_its_round_trip_budget() {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let fx = create_service(&sdk, &format!("{REPO}:v1.4.1")).await;
+    let (dynamo_log, ecs_log) = (CallLog::default(), CallLog::default());
+    let (dynamo, ecs) = counted_clients(&sdk, &dynamo_log, &ecs_log);
+    let rules =
+        json!([{"repository": REPO, "tags": "v*", "cluster": fx.cluster, "service": fx.service}]);
+    let config = Config {
+        table_name: Some(table.clone()),
+        verifier: Verifier::new(AuthMode::None, None, vec![]).unwrap(),
+        rules: Rules::parse(&rules.to_string()).unwrap(),
+        deploy_mode: DeployMode::Apply,
+        receipt_ttl_days: 7,
+        quarantine: Default::default(),
+    };
+    let app = App::new(
+        config,
+        Arc::new(DynamoStore::new(dynamo, &table)),
+        Arc::new(EcsDeployer::new(ecs)),
+    );
+    let event = event_file("acr-push.json");
+    let run = async |function: Function, event: &str| {
+        let reply = invoke(&app, function, event).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        (dynamo_log.take(), ecs_log.take())
+    };
+    let calls = |names: &[&str]| names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+
+    // A push that updates one service.
+    let (d, e) = run(Function::Push, &event).await;
+    assert_eq!(d, calls(&["TransactWriteItems", "TransactWriteItems"]));
+    assert_eq!(
+        e,
+        calls(&[
+            "DescribeServices",
+            "DescribeTaskDefinition",
+            "RegisterTaskDefinition",
+            "UpdateService"
+        ])
+    );
+
+    // The same delivery again: one conditional write, no ECS call.
+    let (d, e) = run(Function::Push, &event).await;
+    assert_eq!((d, e), (calls(&["TransactWriteItems"]), calls(&[])));
+
+    // Another tag of the same digest: the service already runs it, so nothing is registered.
+    let mut body = body_of(&event);
+    body["id"] = json!("budget-2");
+    body["target"]["tag"] = json!("v1.4");
+    let (d, e) = run(Function::Push, &with_body(&event, &body)).await;
+    assert_eq!(d, calls(&["TransactWriteItems", "TransactWriteItems"]));
+    assert_eq!(e, calls(&["DescribeServices", "DescribeTaskDefinition"]));
+
+    // A push no rule matches: one write.
+    body["id"] = json!("budget-3");
+    body["target"]["tag"] = json!("rc-1");
+    let (d, e) = run(Function::Push, &with_body(&event, &body)).await;
+    assert_eq!((d, e), (calls(&["TransactWriteItems"]), calls(&[])));
+
+    // A delete by digest reads who runs it and which tags point at it, then writes once.
+    let (d, e) = run(Function::Delete, &event_file("acr-delete.json")).await;
+    assert_eq!(d, calls(&["Query", "Query", "TransactWriteItems"]));
+    assert!(e.is_empty());
+}
