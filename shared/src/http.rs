@@ -246,6 +246,18 @@ async fn handle_inner(
     function: Function,
     req: lambda_http::Request,
 ) -> Result<Reply, ApiError> {
+    let verifier = &app.config().verifier;
+    let presented = Presented {
+        path_token: req.path_parameters_ref().and_then(|p| p.first("token")),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    // With path tokens the URL is the secret: a wrong one must look exactly like a path that
+    // does not exist, whatever else is wrong with the request, so it is checked first.
+    if verifier.mode() == AuthMode::PathToken
+        && verifier.verify(&[], req.headers(), presented).is_err()
+    {
+        return Err(ApiError::NotFound);
+    }
     if req.method() == Method::OPTIONS {
         return Ok(Reply::Raw(abuse_protection(&req)));
     }
@@ -257,17 +269,7 @@ async fn handle_inner(
         return Err(ApiError::PayloadTooLarge(body.len()));
     }
     let encoding = encoding(req.headers())?;
-    let verifier = &app.config().verifier;
-    let presented = Presented {
-        path_token: req.path_parameters_ref().and_then(|p| p.first("token")),
-        now: time::OffsetDateTime::now_utc().unix_timestamp(),
-    };
-    match verifier.verify(&body, req.headers(), presented) {
-        Ok(()) => {}
-        // A wrong path token must look exactly like a path that does not exist.
-        Err(_) if verifier.mode() == AuthMode::PathToken => return Err(ApiError::NotFound),
-        Err(e) => return Err(e.into()),
-    }
+    verifier.verify(&body, req.headers(), presented)?;
     let provider = provider_override(&req)?;
     let body = match encoding {
         Encoding::Json => body,

@@ -78,6 +78,16 @@ async fn a_wrong_path_token_gets_the_same_404_as_an_unknown_path() {
     assert_eq!(wrong, unknown.body().as_ref());
     assert_eq!(missing, wrong);
     assert_eq!(headers, *unknown.headers());
+    // Nothing else about the request shows through a wrong token: not the method, the size or
+    // the content type.
+    let mut odd: Value = serde_json::from_str(&event).unwrap();
+    odd["requestContext"]["http"]["method"] = json!("GET");
+    odd["headers"]["content-type"] = json!("application/xml");
+    odd["body"] = json!("x".repeat(2 * 1024 * 1024));
+    let odd = request(&odd.to_string())
+        .with_path_parameters(HashMap::from([("token".to_owned(), "nope".to_owned())]));
+    let (status, _, body) = send(&app, odd).await;
+    assert_eq!((status, body), (404, wrong));
 }
 
 #[tokio::test]
