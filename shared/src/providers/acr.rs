@@ -6,9 +6,8 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
 use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
-use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
 const P: Provider = Provider::Acr;
 
@@ -78,22 +77,14 @@ pub(super) fn parse(v: &Value, _ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, P
         })?;
     let repository = non_empty(&target.repository)
         .ok_or_else(|| ParseError::malformed(P, "event without `target.repository`"))?;
-    let image = ImageRef {
-        registry: reference(P, Registry::parse(host))?,
-        repository: reference(P, Repository::parse(repository))?,
-        tag: non_empty(&target.tag)
-            .map(|t| reference(P, Tag::parse(t)))
-            .transpose()?,
-        digest: non_empty(&target.digest)
-            .map(|d| reference(P, Digest::parse(d)))
-            .transpose()?,
-    };
-    if image.digest.is_none() && image.tag.is_none() {
-        return Err(ParseError::malformed(
-            P,
-            "event with neither `target.tag` nor `target.digest`",
-        ));
-    }
+    let image = image_ref(
+        P,
+        host,
+        repository,
+        non_empty(&target.tag),
+        non_empty(&target.digest),
+        ("target.tag", "target.digest"),
+    )?;
     Ok(vec![Parsed::Image(ImageEvent {
         id: body.id.clone(),
         provider: P,
@@ -148,6 +139,7 @@ pub(super) fn ignored_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::{Digest, Tag};
 
     const D: &str = "sha256:3f1c6f5b0e3a4d2f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f";
 

@@ -13,9 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::acr::{Request, Target, ignored_event};
-use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
 use crate::event::{Action, ImageEvent, Parsed, Provider};
-use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
 const P: Provider = Provider::AcrEventGrid;
 
@@ -170,22 +169,14 @@ fn parse_one(v: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, ParseError> {
         })?;
     let repository = non_empty(&target.repository)
         .ok_or_else(|| ParseError::malformed(P, "event without `data.target.repository`"))?;
-    let image = ImageRef {
-        registry: reference(P, Registry::parse(host))?,
-        repository: reference(P, Repository::parse(repository))?,
-        tag: non_empty(&target.tag)
-            .map(|t| reference(P, Tag::parse(t)))
-            .transpose()?,
-        digest: non_empty(&target.digest)
-            .map(|d| reference(P, Digest::parse(d)))
-            .transpose()?,
-    };
-    if image.tag.is_none() && image.digest.is_none() {
-        return Err(ParseError::malformed(
-            P,
-            "event with neither `data.target.tag` nor `data.target.digest`",
-        ));
-    }
+    let image = image_ref(
+        P,
+        host,
+        repository,
+        non_empty(&target.tag),
+        non_empty(&target.digest),
+        ("data.target.tag", "data.target.digest"),
+    )?;
     let occurred_at = match env.time().or_else(|| non_empty(&data.timestamp)) {
         Some(t) => timestamp(P, t)?,
         None => ctx.received_at.clone(),
@@ -253,6 +244,7 @@ fn ignored(env: &Envelope, kind: &str) -> Result<Parsed, ParseError> {
 mod tests {
     use super::*;
     use crate::event::Timestamp;
+    use crate::reference::{Digest, Tag};
 
     const D: &str = "sha256:9c4e2a7b1f3d5e6c8a0b2d4f6e8a1c3e5b7d9f0a2c4e6b8d1f3a5c7e9b0d2f4a";
 

@@ -255,7 +255,6 @@ fn url_host(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Timestamp;
 
     const D: &str = "sha256:7d1c0b2a3f4e5d6c7b8a99887766554433221100ffeeddccbbaa998877665544";
 
@@ -264,19 +263,7 @@ mod tests {
     }
 
     fn run_with(v: Value, headers: &[(&'static str, &str)]) -> Result<Vec<Parsed>, ParseError> {
-        let mut h = HeaderMap::new();
-        for (k, val) in headers {
-            h.insert(*k, val.parse().unwrap());
-        }
-        let now = Timestamp::parse("2026-02-03T04:05:06Z").unwrap();
-        parse(
-            &v,
-            &ParseContext {
-                headers: &h,
-                received_at: &now,
-                provider: None,
-            },
-        )
+        super::super::run_parser_with(parse, &v, headers)
     }
 
     fn body(action: &str, kind: &str, version: &str) -> Value {

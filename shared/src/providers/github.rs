@@ -362,19 +362,7 @@ mod tests {
     }
 
     fn run_with(v: Value, headers: &[(&'static str, &str)]) -> Result<Vec<Parsed>, ParseError> {
-        let mut h = HeaderMap::new();
-        for (k, val) in headers {
-            h.insert(*k, val.parse().unwrap());
-        }
-        let now = Timestamp::parse("2026-02-03T04:05:06Z").unwrap();
-        parse(
-            &v,
-            &ParseContext {
-                headers: &h,
-                received_at: &now,
-                provider: None,
-            },
-        )
+        super::super::run_parser_with(parse, &v, headers)
     }
 
     fn body(key: &str, action: &str, tag: &str) -> Value {

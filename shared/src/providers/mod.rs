@@ -253,6 +253,36 @@ pub(crate) fn reference<T>(
     r.map_err(|source| ParseError::Reference { provider, source })
 }
 
+/// An image reference from the parts an event names. `field` is how the sender's format spells
+/// the tag and digest fields, for the error when it names neither.
+pub(crate) fn image_ref(
+    provider: Provider,
+    registry: &str,
+    repository: &str,
+    tag: Option<&str>,
+    digest: Option<&str>,
+    fields: (&str, &str),
+) -> Result<crate::reference::ImageRef, ParseError> {
+    use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
+    let image = ImageRef {
+        registry: reference(provider, Registry::parse(registry))?,
+        repository: reference(provider, Repository::parse(repository))?,
+        tag: tag
+            .map(|t| reference(provider, Tag::parse(t)))
+            .transpose()?,
+        digest: digest
+            .map(|d| reference(provider, Digest::parse(d)))
+            .transpose()?,
+    };
+    if image.tag.is_none() && image.digest.is_none() {
+        return Err(ParseError::malformed(
+            provider,
+            format!("event with neither `{}` nor `{}`", fields.0, fields.1),
+        ));
+    }
+    Ok(image)
+}
+
 /// An empty string means "absent" in several senders' formats (ACR's untagged pushes).
 pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
@@ -274,6 +304,30 @@ fn only_ignored(out: &[Parsed]) -> &crate::event::IgnoredEvent {
         [Parsed::Ignored(i)] => i,
         other => panic!("expected one ignored event, got {other:?}"),
     }
+}
+
+/// Runs one parser on a JSON value with these headers and a fixed arrival time.
+#[cfg(test)]
+fn run_parser_with(
+    parse: ParseFn,
+    v: &Value,
+    headers: &[(&'static str, &str)],
+) -> Result<Vec<Parsed>, ParseError> {
+    let mut h = HeaderMap::new();
+    for (k, val) in headers {
+        if let Ok(val) = http::HeaderValue::from_str(val) {
+            h.insert(*k, val);
+        }
+    }
+    let now = Timestamp::parse("2026-02-03T04:05:06Z").unwrap_or_else(|_| Timestamp::now());
+    parse(
+        v,
+        &ParseContext {
+            headers: &h,
+            received_at: &now,
+            provider: None,
+        },
+    )
 }
 
 /// Runs one parser on a JSON value with no headers and a fixed arrival time.
