@@ -83,7 +83,7 @@ pub(super) fn parse(v: &Value, _ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, P
         repository,
         non_empty(&target.tag),
         non_empty(&target.digest),
-        ("target.tag", "target.digest"),
+        || "event with neither `target.tag` nor `target.digest`".to_owned(),
     )?;
     Ok(vec![Parsed::Image(ImageEvent {
         id: body.id.clone(),

@@ -6,9 +6,8 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
 use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
-use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
 const P: Provider = Provider::EcrEventbridge;
 
@@ -108,22 +107,14 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     };
     let repository = non_empty(&detail.repository_name)
         .ok_or_else(|| ParseError::malformed(P, "event without `detail.repository-name`"))?;
-    let image = ImageRef {
-        registry: reference(P, Registry::parse(&registry_host(account, region)))?,
-        repository: reference(P, Repository::parse(repository))?,
-        tag: non_empty(&detail.image_tag)
-            .map(|t| reference(P, Tag::parse(t)))
-            .transpose()?,
-        digest: non_empty(&detail.image_digest)
-            .map(|d| reference(P, Digest::parse(d)))
-            .transpose()?,
-    };
-    if image.digest.is_none() && image.tag.is_none() {
-        return Err(ParseError::malformed(
-            P,
-            "event with neither `image-tag` nor `image-digest`",
-        ));
-    }
+    let image = image_ref(
+        P,
+        &registry_host(account, region),
+        repository,
+        non_empty(&detail.image_tag),
+        non_empty(&detail.image_digest),
+        || "event with neither `image-tag` nor `image-digest`".to_owned(),
+    )?;
     let occurred_at = match non_empty(&env.time) {
         Some(t) => timestamp(P, t)?,
         None => ctx.received_at.clone(),
@@ -177,6 +168,7 @@ pub(super) fn ignored(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::{Digest, Tag};
 
     const D: &str = "sha256:9b2e0c6f1d8a7e5c4b3a291807f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c";
 

@@ -175,7 +175,7 @@ fn parse_one(v: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, ParseError> {
         repository,
         non_empty(&target.tag),
         non_empty(&target.digest),
-        ("data.target.tag", "data.target.digest"),
+        || "event with neither `data.target.tag` nor `data.target.digest`".to_owned(),
     )?;
     let occurred_at = match env.time().or_else(|| non_empty(&data.timestamp)) {
         Some(t) => timestamp(P, t)?,

@@ -11,9 +11,8 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
 use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
-use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
 const P: Provider = Provider::Gitea;
 const EVENT_HEADERS: &[&str] = &["x-gitea-event", "x-forgejo-event", "x-gogs-event"];
@@ -139,26 +138,14 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             "event with an empty `package.name`",
         ));
     }
-    let image = ImageRef {
-        registry: reference(P, Registry::parse(host))?,
-        repository: reference(P, Repository::parse(repository))?,
-        tag: found
-            .tag
-            .as_deref()
-            .map(|t| reference(P, Tag::parse(t)))
-            .transpose()?,
-        digest: found
-            .digest
-            .as_deref()
-            .map(|d| reference(P, Digest::parse(d)))
-            .transpose()?,
-    };
-    if image.tag.is_none() && image.digest.is_none() {
-        return Err(ParseError::malformed(
-            P,
-            "event with an empty `package.version`",
-        ));
-    }
+    let image = image_ref(
+        P,
+        host,
+        repository,
+        found.tag.as_deref(),
+        found.digest.as_deref(),
+        || "event with an empty `package.version`".to_owned(),
+    )?;
 
     // `created_at` is the version's creation: the time of a push, not of a deletion.
     let occurred_at = match (action, non_empty(&pkg.created_at)) {
@@ -255,6 +242,7 @@ fn url_host(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::{Digest, Tag};
 
     const D: &str = "sha256:7d1c0b2a3f4e5d6c7b8a99887766554433221100ffeeddccbbaa998877665544";
 

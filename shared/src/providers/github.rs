@@ -12,9 +12,8 @@
 use http::HeaderMap;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, reference, timestamp};
+use super::{ParseContext, ParseError, image_ref, timestamp};
 use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, Timestamp, content_id};
-use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
 const P: Provider = Provider::GitHubPackages;
 const EVENT_HEADER: &str = "x-github-event";
@@ -133,28 +132,18 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             ),
         )
     })?;
-    let image = ImageRef {
-        registry: reference(P, Registry::parse(host))?,
-        repository: reference(P, Repository::parse(repository))?,
-        tag: found
-            .tag
-            .as_deref()
-            .map(|t| reference(P, Tag::parse(t)))
-            .transpose()?,
-        digest: found
-            .digest
-            .as_deref()
-            .map(|d| reference(P, Digest::parse(d)))
-            .transpose()?,
-    };
-    if image.tag.is_none() && image.digest.is_none() {
-        return Err(ParseError::malformed(
-            P,
+    let image = image_ref(
+        P,
+        host,
+        repository,
+        found.tag.as_deref(),
+        found.digest.as_deref(),
+        || {
             format!(
                 "{key} with neither `package_version.container_metadata.tag.name` nor a digest (`package_version.name`, `container_metadata.tag.digest`)"
-            ),
-        ));
-    }
+            )
+        },
+    )?;
 
     // The payload's times describe the version, not its removal: a delete happened on arrival.
     let occurred_at = match action_kind {
@@ -353,6 +342,7 @@ fn sender_time(candidates: &[Option<&str>]) -> Result<Option<Timestamp>, ParseEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::{Digest, Tag};
 
     const D: &str = "sha256:5e8f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7";
     const D2: &str = "sha256:a0b1c2d3e4f5061728394a5b6c7d8e9f00112233445566778899aabbccddeeff";

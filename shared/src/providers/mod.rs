@@ -253,15 +253,15 @@ pub(crate) fn reference<T>(
     r.map_err(|source| ParseError::Reference { provider, source })
 }
 
-/// An image reference from the parts an event names. `field` is how the sender's format spells
-/// the tag and digest fields, for the error when it names neither.
+/// An image reference from the parts an event names; `neither` is the error, in the sender's
+/// own field names, for an event that names neither a tag nor a digest.
 pub(crate) fn image_ref(
     provider: Provider,
     registry: &str,
     repository: &str,
     tag: Option<&str>,
     digest: Option<&str>,
-    fields: (&str, &str),
+    neither: impl FnOnce() -> String,
 ) -> Result<crate::reference::ImageRef, ParseError> {
     use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
     let image = ImageRef {
@@ -275,10 +275,7 @@ pub(crate) fn image_ref(
             .transpose()?,
     };
     if image.tag.is_none() && image.digest.is_none() {
-        return Err(ParseError::malformed(
-            provider,
-            format!("event with neither `{}` nor `{}`", fields.0, fields.1),
-        ));
+        return Err(ParseError::malformed(provider, neither()));
     }
     Ok(image)
 }
