@@ -63,19 +63,12 @@ impl App {
         }
     }
 
-    /// The Lambda wiring: configuration from the environment, DynamoDB, and ECS (or dry-run).
-    /// The SDK configuration is loaded once; clients are built only for what is used.
+    /// The Lambda wiring: configuration from the environment, DynamoDB (or the embedded store
+    /// under STATE_DIR), and ECS (or dry-run).
     pub async fn from_env(function: Function) -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::LAMBDA)?;
-        let sdk = aws_config::load_from_env().await;
-        let table = config.table_name.clone().unwrap_or_default();
-        let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table));
-        // The delete function never deploys (its role cannot), so it gets no ECS client.
-        let deployer = match function {
-            Function::Delete => Arc::new(DryRunDeployer) as Arc<dyn Deployer>,
-            Function::Push | Function::Quarantine => deployer_for(&config, &sdk),
-        };
-        Ok(Self::log_init(Self::new(config, store, deployer)))
+        let state_dir = config.state_dir.clone().unwrap_or_default();
+        Self::wire(config, function, &state_dir).await
     }
 
     /// The local binary's wiring: the embedded store under `state_dir` unless TABLE_NAME names a
@@ -83,9 +76,17 @@ impl App {
     /// dry-run unless DEPLOY_MODE=apply.
     pub async fn local(state_dir: &Path) -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::LOCAL)?;
-        let needs_sdk = config.table_name.is_some() || config.deploy_mode == DeployMode::Apply;
-        let sdk = if needs_sdk {
-            Some(aws_config::load_from_env().await)
+        Self::wire(config, Function::Push, state_dir).await
+    }
+
+    /// The SDK configuration is loaded only when DynamoDB or ECS is used, and once; clients are
+    /// built only for what the function calls. Loading it reads the trust store, a few
+    /// milliseconds of cold start that the embedded store in dry-run does without.
+    async fn wire(config: Config, function: Function, state_dir: &Path) -> Result<Self, InitError> {
+        // The delete function never deploys (its role cannot), so it gets no ECS client.
+        let deploys = config.deploy_mode == DeployMode::Apply && function != Function::Delete;
+        let sdk = if config.table_name.is_some() || deploys {
+            Some(crate::aws::sdk_loader().load().await)
         } else {
             None
         };
@@ -96,9 +97,9 @@ impl App {
             )),
             _ => Arc::new(EmbeddedStore::open(state_dir)?),
         };
-        let deployer = match &sdk {
-            Some(sdk) => deployer_for(&config, sdk),
-            None => Arc::new(DryRunDeployer) as Arc<dyn Deployer>,
+        let deployer: Arc<dyn Deployer> = match &sdk {
+            Some(sdk) if deploys => Arc::new(EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))),
+            _ => Arc::new(DryRunDeployer),
         };
         Ok(Self::log_init(Self::new(config, store, deployer)))
     }
@@ -132,20 +133,20 @@ impl App {
     }
 }
 
-fn deployer_for(config: &Config, sdk: &aws_config::SdkConfig) -> Arc<dyn Deployer> {
-    match config.deploy_mode {
-        DeployMode::Apply => Arc::new(EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))),
-        DeployMode::DryRun => Arc::new(DryRunDeployer),
-    }
-}
-
 /// A Lambda function's whole main: JSON-capable logging, init once, then one call into the
 /// shared edge per request.
-pub async fn run_lambda(function: Function) -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let app = App::from_env(function).await?;
-    lambda_http::run(lambda_http::service_fn(|req| async {
-        Ok::<_, lambda_http::Error>(crate::http::handle(&app, function, req).await)
-    }))
-    .await
+pub fn run_lambda(function: Function) -> Result<(), lambda_http::Error> {
+    // Lambda hands an environment one invocation at a time: worker threads would only add
+    // start-up time and cross-thread wake-ups.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        lambda_http::tracing::init_default_subscriber();
+        let app = App::from_env(function).await?;
+        lambda_http::run(lambda_http::service_fn(|req| async {
+            Ok::<_, lambda_http::Error>(crate::http::handle(&app, function, req).await)
+        }))
+        .await
+    })
 }

@@ -85,7 +85,8 @@ pub struct Defaults {
     /// `None`: AUTH_MODE must be set (the functions). The local binary defaults to `none`.
     pub auth_mode: Option<AuthMode>,
     pub deploy_mode: DeployMode,
-    /// Whether TABLE_NAME must be set (the functions) or is optional (local: embedded store).
+    /// Whether a store must be named (the functions: TABLE_NAME or STATE_DIR) or is optional
+    /// (local: the embedded store under --state-dir).
     pub require_table: bool,
 }
 
@@ -105,6 +106,9 @@ impl Defaults {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: Option<String>,
+    /// STATE_DIR: the embedded store's directory, for a function run without DynamoDB
+    /// (`cargo lambda watch`, the cold-start benchmark). TABLE_NAME and STATE_DIR exclude each other.
+    pub state_dir: Option<std::path::PathBuf>,
     pub verifier: Verifier,
     pub rules: Rules,
     pub deploy_mode: DeployMode,
@@ -129,11 +133,22 @@ impl Config {
         };
 
         let table_name = var("TABLE_NAME");
-        if defaults.require_table && table_name.is_none() {
-            return Err(ConfigError::Missing {
-                name: "TABLE_NAME",
-                hint: "the DynamoDB table that holds image records",
-            });
+        let state_dir = var("STATE_DIR").map(std::path::PathBuf::from);
+        match (&table_name, &state_dir) {
+            (None, None) if defaults.require_table => {
+                return Err(ConfigError::Missing {
+                    name: "TABLE_NAME",
+                    hint: "the DynamoDB table that holds image records (or STATE_DIR for the embedded store)",
+                });
+            }
+            (Some(_), Some(dir)) => {
+                return Err(ConfigError::Invalid {
+                    name: "STATE_DIR",
+                    value: dir.display().to_string(),
+                    hint: "set TABLE_NAME (DynamoDB) or STATE_DIR (embedded store), not both",
+                });
+            }
+            _ => {}
         }
 
         const AUTH_HINT: &str =
@@ -221,6 +236,7 @@ impl Config {
 
         Ok(Self {
             table_name,
+            state_dir,
             verifier,
             rules,
             deploy_mode,
@@ -260,6 +276,32 @@ mod tests {
         .unwrap();
         assert_eq!(c.deploy_mode, DeployMode::Apply);
         assert_eq!(c.receipt_ttl_days, 7);
+    }
+
+    #[test]
+    fn state_dir_stands_in_for_the_table_but_not_beside_it() {
+        let auth = [("AUTH_MODE", "token"), ("WEBHOOK_SECRETS", "s")];
+        let c = cfg(
+            Defaults::LAMBDA,
+            &[auth[0], auth[1], ("STATE_DIR", "/tmp/ih")],
+        )
+        .unwrap();
+        assert!(c.table_name.is_none());
+        assert_eq!(
+            c.state_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/ih"))
+        );
+        let e = cfg(
+            Defaults::LAMBDA,
+            &[
+                auth[0],
+                auth[1],
+                ("STATE_DIR", "/tmp/ih"),
+                ("TABLE_NAME", "t"),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ async fn each_event_stays_within_its_round_trip_budget() {
         json!([{"repository": REPO, "tags": "v*", "cluster": fx.cluster, "service": fx.service}]);
     let config = Config {
         table_name: Some(table.clone()),
+        state_dir: None,
         verifier: Verifier::new(AuthMode::None, None, vec![]).unwrap(),
         rules: Rules::parse(&rules.to_string()).unwrap(),
         deploy_mode: DeployMode::Apply,

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
     let config = Config {
         table_name: None,
+        state_dir: None,
         verifier: Verifier::new(
             mode,
             None,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType,
@@ -38,7 +38,7 @@ pub fn endpoint() -> String {
 
 pub async fn sdk() -> SdkConfig {
     let _ = endpoint();
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    imagehook_core::aws::sdk_loader().load().await
 }
 
 /// An SDK configuration whose every call fails to connect (a closed port on loopback), with
@@ -48,7 +48,7 @@ pub async fn unreachable_sdk() -> SdkConfig {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    aws_config::defaults(BehaviorVersion::latest())
+    imagehook_core::aws::sdk_loader()
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
         .load()
@@ -210,6 +210,7 @@ pub fn app_with_policy(
     .expect("verifier");
     let config = Config {
         table_name: Some(spec.table.to_owned()),
+        state_dir: None,
         verifier,
         rules: Rules::parse(spec.rules).expect("rules"),
         deploy_mode: spec.deploy_mode,

@@ -1,6 +1,5 @@
 //! The delete function: registry delete events -> tombstones and warnings for services still running the digest.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    imagehook_core::app::run_lambda(imagehook_core::Function::Delete).await
+fn main() -> Result<(), lambda_http::Error> {
+    imagehook_core::app::run_lambda(imagehook_core::Function::Delete)
 }

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 )]
 struct Cli {
     /// Where the embedded store keeps its records.
-    #[arg(long, global = true, default_value = ".imagehook")]
+    #[arg(long, global = true, env = "STATE_DIR", default_value = ".imagehook")]
     state_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -60,7 +60,10 @@ fn init_tracing() {
         .init();
 }
 
-#[tokio::main]
+// One thread: the embedded store is one lock and a request is tens of microseconds of CPU, so
+// more workers mostly add cross-thread wake-ups (measured: 22k events/s on one thread against
+// 17k on two, on 2 cores with the load generator beside it).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();

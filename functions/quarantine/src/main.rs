@@ -1,6 +1,5 @@
 //! The quarantine function: quarantines, scan results and releases -> blocked digests and deploy-on-release.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    imagehook_core::app::run_lambda(imagehook_core::Function::Quarantine).await
+fn main() -> Result<(), lambda_http::Error> {
+    imagehook_core::app::run_lambda(imagehook_core::Function::Quarantine)
 }
