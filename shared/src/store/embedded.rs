@@ -2,6 +2,10 @@
 //! DynamoDB evaluates them, and journaled to a file so that later runs of the local binary see
 //! earlier records. Each committed transaction appends one JSON line with the new state of every
 //! item it touched (`null` for a deleted one); opening the store replays and compacts the journal.
+//!
+//! Items are held as their JSON text, the same bytes the journal gets, and parsed when read: a
+//! parsed item costs about three times the memory, and a long `imagehook serve` run keeps
+//! hundreds of thousands of them.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -11,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::keys::{PK, SK};
@@ -19,7 +24,7 @@ use super::{Item, Key, Store, StoreError};
 
 const JOURNAL: &str = "store.jsonl";
 
-type Items = BTreeMap<Key, Item>;
+type Items = BTreeMap<Key, Box<RawValue>>;
 
 /// An in-process store, optionally persisted under a directory (the local binary's
 /// `--state-dir`, `.imagehook/` by default).
@@ -35,7 +40,15 @@ struct Inner {
 }
 
 /// One journal entry: an item's key and its new state (`None`: deleted).
-type Change = (Key, Option<Item>);
+type Change = (Key, Option<Box<RawValue>>);
+
+fn encode(item: &Item) -> Result<Box<RawValue>, StoreError> {
+    serde_json::value::to_raw_value(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decode(raw: &RawValue) -> Result<Item, StoreError> {
+    serde_json::from_str(raw.get()).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
 
 impl EmbeddedStore {
     /// A store that lives only as long as the process.
@@ -62,7 +75,7 @@ impl EmbeddedStore {
                 let corrupt = |what: &str| {
                     StoreError::Corrupt(format!("{}:{}: {what}", path.display(), n + 1))
                 };
-                let batch: Vec<(String, String, Option<Item>)> =
+                let batch: Vec<(String, String, Option<Box<RawValue>>)> =
                     serde_json::from_str(&line).map_err(|e| corrupt(&e.to_string()))?;
                 for (pk, sk, item) in batch {
                     let key = Key { pk, sk };
@@ -115,9 +128,9 @@ impl Inner {
     /// Journal first, then memory: a failed write to disk leaves memory unchanged too.
     fn commit(&mut self, changes: Vec<Change>) -> Result<(), StoreError> {
         if let Some(j) = &mut self.journal {
-            let batch: Vec<(&str, &str, Option<&Item>)> = changes
+            let batch: Vec<(&str, &str, Option<&RawValue>)> = changes
                 .iter()
-                .map(|(k, i)| (k.pk.as_str(), k.sk.as_str(), i.as_ref()))
+                .map(|(k, i)| (k.pk.as_str(), k.sk.as_str(), i.as_deref()))
                 .collect();
             serde_json::to_writer(&mut *j, &batch)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -238,61 +251,77 @@ fn string_set(v: Option<&Value>) -> Vec<String> {
 impl Store for EmbeddedStore {
     async fn transact(&self, ops: Vec<Op>) -> Result<Result<(), Cancelled>, StoreError> {
         self.with(|inner| {
+            let olds = ops
+                .iter()
+                .map(|op| inner.items.get(op.key()).map(|r| decode(r)).transpose())
+                .collect::<Result<Vec<_>, _>>()?;
             let mut failed = Vec::new();
-            for (i, op) in ops.iter().enumerate() {
+            for (i, (op, old)) in ops.iter().zip(&olds).enumerate() {
                 let cond = match op {
                     Op::Put { cond, .. } | Op::Delete { cond, .. } => cond.as_ref(),
                     Op::Update(u) => u.cond.as_ref(),
                 };
-                let old = inner.items.get(op.key());
-                if cond.is_some_and(|c| !holds(c, old)) {
-                    failed.push((i, old.cloned()));
+                if cond.is_some_and(|c| !holds(c, old.as_ref())) {
+                    failed.push((i, old.clone()));
                 }
             }
             if !failed.is_empty() {
                 return Ok(Err(Cancelled { failed }));
             }
-            let changes: Vec<Change> = ops
+            let changes = ops
                 .iter()
-                .map(|op| match op {
-                    Op::Put { key, item, .. } => (key.clone(), Some(with_key(key, item.clone()))),
-                    Op::Update(u) => (u.key.clone(), Some(apply(u, inner.items.get(&u.key)))),
-                    Op::Delete { key, .. } => (key.clone(), None),
+                .zip(&olds)
+                .map(|(op, old)| {
+                    Ok(match op {
+                        Op::Put { key, item, .. } => {
+                            (key.clone(), Some(encode(&with_key(key, item.clone()))?))
+                        }
+                        Op::Update(u) => (u.key.clone(), Some(encode(&apply(u, old.as_ref()))?)),
+                        Op::Delete { key, .. } => (key.clone(), None),
+                    })
                 })
-                .collect();
+                .collect::<Result<Vec<Change>, StoreError>>()?;
             inner.commit(changes)?;
             Ok(Ok(()))
         })
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.with(|inner| Ok(inner.items.get(key).cloned()))
+        self.with(|inner| inner.items.get(key).map(|r| decode(r)).transpose())
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
         self.with(|inner| {
-            Ok(inner
+            inner
                 .items
                 .range(Key::new(pk, sk_prefix)..)
                 .take_while(|(k, _)| k.pk == pk && k.sk.starts_with(sk_prefix))
-                .map(|(_, v)| v.clone())
-                .collect())
+                .map(|(_, v)| decode(v))
+                .collect()
         })
     }
 
     async fn running(&self, image: &str) -> Result<Vec<Item>, StoreError> {
+        // A scan, as the sparse GSI would be in DynamoDB; only delete warnings ask.
+        let needle =
+            serde_json::to_string(image).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.with(|inner| {
-            Ok(inner
+            inner
                 .items
                 .values()
-                .filter(|i| i.get("running").and_then(Value::as_str) == Some(image))
-                .cloned()
-                .collect())
+                .filter(|r| r.get().contains(&needle))
+                .map(|r| decode(r))
+                .filter(|i| {
+                    i.as_ref().map_or(true, |i| {
+                        i.get("running").and_then(Value::as_str) == Some(image)
+                    })
+                })
+                .collect()
         })
     }
 
     async fn dump(&self) -> Result<Vec<Item>, StoreError> {
-        self.with(|inner| Ok(inner.items.values().cloned().collect()))
+        self.with(|inner| inner.items.values().map(|r| decode(r)).collect())
     }
 }
 
