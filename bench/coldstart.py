@@ -9,7 +9,9 @@ turns run by run, so drift on the machine hits both alike.
 
 After init the figure is mostly the DynamoDB endpoint's latency. moto's TransactWriteItems
 slows as its table grows (each run adds a receipt), so give every harness run a fresh table
-(bench/make_table.py) and compare figures taken at the same run count.
+(bench/make_table.py) and compare figures taken at the same run count. With --embedded the
+bootstrap also runs a third contender without TABLE_NAME, on the embedded store (STATE_DIR, new
+for each run as a new environment's /tmp is): the function's own cost without a network store.
 
     TABLE_NAME=... AUTH_MODE=token WEBHOOK_SECRETS=... DEPLOY_MODE=dry-run \\
     DEPLOY_RULES_FILE=... AWS_ENDPOINT_URL=... AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \\
@@ -242,6 +244,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed runs first, so the first timed one does not pay for a cold page cache")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds a run may take")
+    ap.add_argument("--embedded", action="store_true",
+                    help="also run the bootstrap on the embedded store (STATE_DIR, a new one per run)"
+                         " instead of TABLE_NAME")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     if not (args.bootstrap or args.python_handler) or args.runs < 1:
@@ -259,40 +264,55 @@ def main():
         "AWS_DEFAULT_REGION": REGION,  # Lambda sets both; boto3 reads only this one
     })
     contenders = {}
+    state_root = tempfile.TemporaryDirectory(prefix="imagehook-coldstart-")
     if args.bootstrap:
-        contenders["rust"] = ([str(args.bootstrap.resolve())], None, env)
+        bootstrap = [str(args.bootstrap.resolve())]
+        contenders["rust"] = (bootstrap, None, lambda: env)
+        if args.embedded:
+            # A fresh environment's /tmp is empty: every run opens a new embedded store.
+            def embedded_env():
+                fresh = {k: v for k, v in env.items() if k != "TABLE_NAME"}
+                fresh["STATE_DIR"] = tempfile.mkdtemp(dir=state_root.name)
+                return fresh
+            contenders["rust-embedded"] = (bootstrap, None, embedded_env)
     if args.python_handler:
         handler = args.python_handler.resolve()
         # Lambda's task root is read-only, so the handler is compiled on every cold start there
         # too; and no __pycache__ is left beside it.
         py_env = dict(env, PYTHONDONTWRITEBYTECODE="1")
         contenders["python"] = ([args.python, "-m", "awslambdaric", f"{handler.stem}.handler"],
-                                str(handler.parent), py_env)
+                                str(handler.parent), lambda: py_env)
 
     samples = {name: ([], [], []) for name in contenders}
     for i in range(args.warmup + args.runs):
         for name, (cmd, cwd, cenv) in contenders.items():
-            figures = run_once(cmd, cwd, cenv, free_event(template), args.timeout)[:3]
+            figures = run_once(cmd, cwd, cenv(), free_event(template), args.timeout)[:3]
             if i >= args.warmup:
                 for sample, figure in zip(samples[name], figures):
                     sample.append(figure)
 
+    state_root.cleanup()
     result = {name: summary(*s) for name, s in samples.items()}
     if "rust" in result and "python" in result:
         result["ratio_median"] = result["python"]["median_ms"] / result["rust"]["median_ms"]
+    if "rust-embedded" in result and "python" in result:
+        result["ratio_median_embedded"] = (result["python"]["median_ms"]
+                                           / result["rust-embedded"]["median_ms"])
     if args.json:
         print(json.dumps(result))
         return
     print(f"cold start, {args.runs} runs each ({args.warmup} warm-up), event {args.event}")
-    print(f"{'':8}{'median ms':>11}{'p90 ms':>10}{'min ms':>10}{'max ms':>10}"
+    print(f"{'':14}{'median ms':>11}{'p90 ms':>10}{'min ms':>10}{'max ms':>10}"
           f"{'init ms':>10}{'peak RSS MB':>13}")
     for name in contenders:
         r = result[name]
-        print(f"{name:8}{r['median_ms']:11.1f}{r['p90_ms']:10.1f}{r['min_ms']:10.1f}"
+        print(f"{name:14}{r['median_ms']:11.1f}{r['p90_ms']:10.1f}{r['min_ms']:10.1f}"
               f"{r['max_ms']:10.1f}{r['init_median_ms']:10.1f}{r['peak_rss_mb']:13.1f}")
     print("init: exec to the first `next` (median); the rest is the first invocation")
     if "ratio_median" in result:
         print(f"ratio of medians (python / rust): {result['ratio_median']:.1f}x")
+    if "ratio_median_embedded" in result:
+        print(f"ratio of medians (python / rust-embedded): {result['ratio_median_embedded']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 -- wrk script: POST generic push events to `imagehook serve`, each with an id and a digest no
 -- other request uses (thread id + counter), so every request records a new event and a new
--- image instead of a duplicate (or one image collecting thousands of tags).
+-- image instead of a duplicate (or one image collecting thousands of tags). An optional number
+-- after `--` (wrk ... -s serve-load.lua URL -- 7) keeps consecutive runs against one server apart.
 local counter = 0
+local run = 0
 local thread_id = 0
 local threads = {}
 
@@ -12,13 +14,14 @@ end
 
 function init(args)
   counter = 0
+  run = tonumber(args[1] or "0") or 0
 end
 
 function request()
   counter = counter + 1
   local body = string.format(
-    '{"image":"registry.example.com/shop/api:1.%d.%d","digest":"sha256:%016x%016x%032x","id":"load-%d-%d"}',
-    thread_id, counter, thread_id, counter, 0, thread_id, counter)
+    '{"image":"registry.example.com/shop/api:%d.%d.%d","digest":"sha256:%016x%016x%032x","id":"load-%d-%d-%d"}',
+    run, thread_id, counter, thread_id, counter, run, run, thread_id, counter)
   return wrk.format("POST", "/push", {["Content-Type"] = "application/json"}, body)
 end
 
