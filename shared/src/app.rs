@@ -68,7 +68,16 @@ impl App {
     pub async fn from_env(function: Function) -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::LAMBDA)?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
-        Self::wire(config, function, &state_dir).await
+        // The delete function never deploys (its role cannot), so it gets no ECS client.
+        Self::wire(config, function != Function::Delete, &state_dir).await
+    }
+
+    /// The outcomes function's wiring: EventBridge invokes it (IAM, no webhook secret) and it
+    /// only records, so it needs the store and nothing else.
+    pub async fn for_rollouts() -> Result<Self, InitError> {
+        let config = Config::from_env(Defaults::EVENTS)?;
+        let state_dir = config.state_dir.clone().unwrap_or_default();
+        Self::wire(config, false, &state_dir).await
     }
 
     /// The local binary's wiring: the embedded store under `state_dir` unless TABLE_NAME names a
@@ -76,15 +85,14 @@ impl App {
     /// dry-run unless DEPLOY_MODE=apply.
     pub async fn local(state_dir: &Path) -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::LOCAL)?;
-        Self::wire(config, Function::Push, state_dir).await
+        Self::wire(config, true, state_dir).await
     }
 
     /// The SDK configuration is loaded only when DynamoDB or ECS is used, and once; clients are
     /// built only for what the function calls. Loading it reads the trust store, a few
     /// milliseconds of cold start that the embedded store in dry-run does without.
-    async fn wire(config: Config, function: Function, state_dir: &Path) -> Result<Self, InitError> {
-        // The delete function never deploys (its role cannot), so it gets no ECS client.
-        let deploys = config.deploy_mode == DeployMode::Apply && function != Function::Delete;
+    async fn wire(config: Config, may_deploy: bool, state_dir: &Path) -> Result<Self, InitError> {
+        let deploys = may_deploy && config.deploy_mode == DeployMode::Apply;
         let sdk = if config.table_name.is_some() || deploys {
             Some(crate::aws::sdk_loader().load().await)
         } else {
@@ -106,7 +114,7 @@ impl App {
 
     fn log_init(self) -> Self {
         let mode = self.config.verifier.mode();
-        if mode == crate::auth::AuthMode::None {
+        if mode == crate::auth::AuthMode::None && self.config.webhooks {
             tracing::warn!(
                 "AUTH_MODE=none: requests are NOT authenticated; put an authorizer in front or set AUTH_MODE"
             );
@@ -146,6 +154,28 @@ pub fn run_lambda(function: Function) -> Result<(), lambda_http::Error> {
         let app = App::from_env(function).await?;
         lambda_http::run(lambda_http::service_fn(|req| async {
             Ok::<_, lambda_http::Error>(crate::http::handle(&app, function, req).await)
+        }))
+        .await
+    })
+}
+
+/// The outcomes function's whole main: one EventBridge event per invocation.
+pub fn run_rollouts() -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{LambdaEvent, run, service_fn};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        lambda_http::tracing::init_default_subscriber();
+        let app = App::for_rollouts().await?;
+        run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+            let app = &app;
+            async move {
+                let body = serde_json::to_vec(&event.payload)?;
+                crate::pipeline::rollout::handle(app.store(), &body, app.config().receipt_ttl_days)
+                    .await
+                    .map_err(lambda_http::Error::from)
+            }
         }))
         .await
     })

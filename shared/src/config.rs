@@ -88,6 +88,8 @@ pub struct Defaults {
     /// Whether a store must be named (the functions: TABLE_NAME or STATE_DIR) or is optional
     /// (local: the embedded store under --state-dir).
     pub require_table: bool,
+    /// Whether the function answers webhooks (and so must authenticate them).
+    pub webhooks: bool,
 }
 
 impl Defaults {
@@ -95,16 +97,27 @@ impl Defaults {
         auth_mode: None,
         deploy_mode: DeployMode::Apply,
         require_table: true,
+        webhooks: true,
     };
     pub const LOCAL: Self = Self {
         auth_mode: Some(AuthMode::None),
         deploy_mode: DeployMode::DryRun,
         require_table: false,
+        webhooks: true,
+    };
+    /// Functions invoked by EventBridge: AWS authenticates the caller, nothing deploys.
+    pub const EVENTS: Self = Self {
+        auth_mode: Some(AuthMode::None),
+        deploy_mode: DeployMode::DryRun,
+        require_table: true,
+        webhooks: false,
     };
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Whether this function answers webhooks (false for the outcomes function).
+    pub webhooks: bool,
     pub table_name: Option<String>,
     /// STATE_DIR: the embedded store's directory, for a function run without DynamoDB
     /// (`cargo lambda watch`, the cold-start benchmark). TABLE_NAME and STATE_DIR exclude each other.
@@ -235,6 +248,7 @@ impl Config {
         };
 
         Ok(Self {
+            webhooks: defaults.webhooks,
             table_name,
             state_dir,
             verifier,

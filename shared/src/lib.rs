@@ -13,8 +13,10 @@ pub mod event;
 pub mod http;
 pub mod outcome;
 pub mod pipeline;
+pub mod policy;
 pub mod providers;
 pub mod reference;
+pub mod rollout;
 pub mod rules;
 pub mod store;
 

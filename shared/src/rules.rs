@@ -1,13 +1,16 @@
 //! Deploy rules: which ECS services follow which images.
 //!
 //! `DEPLOY_RULES` is a JSON array; each rule maps a repository glob and a tag pattern to one ECS
-//! service (and optionally the container in it). Patterns are compiled once at init, so a bad rule
-//! stops the function from starting instead of failing on the first push.
+//! service (and optionally the container in it), with a rollout policy. Patterns are compiled once
+//! at init, so a bad rule stops the function from starting instead of failing on the first push.
+
+use std::sync::Arc;
 
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::policy::{Policy, Scheme};
 use crate::reference::ImageRef;
 
 /// A rule as written in `DEPLOY_RULES`.
@@ -16,9 +19,13 @@ use crate::reference::ImageRef;
 pub struct RuleSpec {
     /// Glob on `registry/repository` or on `repository` alone (e.g. `shop/*`).
     pub repository: String,
-    /// `glob` (the default form), `semver:<range>` or `regex:<re>`. Absent: every tag.
+    /// `glob` (the default form), `semver:<range>`, `regex:<re>` (a named group `version`
+    /// orders tags) or `force` (follow the tag the service runs). Absent: every tag.
     #[serde(default)]
     pub tags: Option<String>,
+    /// Never move the service to a lower version than the one it runs.
+    #[serde(default, alias = "newer-only")]
+    pub newer_only: bool,
     pub cluster: String,
     pub service: String,
     /// The container to update. Absent: every container whose image is that repository.
@@ -34,11 +41,16 @@ pub struct RuleSpec {
 pub enum TagPattern {
     Glob(GlobMatcher),
     Semver(semver::VersionReq),
-    Regex(Regex),
+    Regex(Arc<Regex>),
+    /// Any tag may match; the deployer keeps only the one the service runs.
+    Force,
 }
 
 impl TagPattern {
     pub fn parse(s: &str) -> Result<Self, RuleError> {
+        if s.trim() == "force" {
+            return Ok(Self::Force);
+        }
         if let Some(range) = s.strip_prefix("semver:") {
             let req = semver::VersionReq::parse(range.trim())
                 .map_err(|e| RuleError::Pattern(s.to_owned(), e.to_string()))?;
@@ -46,7 +58,7 @@ impl TagPattern {
         }
         if let Some(re) = s.strip_prefix("regex:") {
             let re = Regex::new(re).map_err(|e| RuleError::Pattern(s.to_owned(), e.to_string()))?;
-            return Ok(Self::Regex(re));
+            return Ok(Self::Regex(Arc::new(re)));
         }
         let glob = s.strip_prefix("glob:").unwrap_or(s);
         Ok(Self::Glob(compile_glob(glob)?))
@@ -61,6 +73,17 @@ impl TagPattern {
                 semver::Version::parse(v).is_ok_and(|v| req.matches(&v))
             }
             Self::Regex(re) => re.is_match(tag),
+            Self::Force => true,
+        }
+    }
+
+    /// How this pattern orders the tags it matches.
+    fn scheme(&self) -> Scheme {
+        match self {
+            Self::Regex(re) if re.capture_names().any(|n| n == Some("version")) => {
+                Scheme::Regex(re.clone())
+            }
+            _ => Scheme::Semver,
         }
     }
 }
@@ -77,6 +100,7 @@ pub struct Rule {
     pub spec: RuleSpec,
     repository: GlobMatcher,
     tags: Option<TagPattern>,
+    policy: Policy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +111,8 @@ pub enum RuleError {
     Pattern(String, String),
     #[error("DEPLOY_RULES: rule {0} has an empty {1}")]
     Empty(usize, &'static str),
+    #[error("DEPLOY_RULES: rule {0}: {1}")]
+    Conflict(usize, &'static str),
 }
 
 /// Where a matched rule sends an image.
@@ -96,6 +122,10 @@ pub struct Target {
     pub service: String,
     pub container: Option<String>,
     pub stage: Option<String>,
+    pub policy: Policy,
+    /// What imagehook last deployed to the service (digest, tag), read from its records for
+    /// policies that compare: a service pinned to `repo@digest` shows no tag in ECS.
+    pub last_deployed: Option<(String, Option<String>)>,
 }
 
 /// All rules of a deployment.
@@ -120,9 +150,23 @@ impl Rules {
                     return Err(RuleError::Empty(i, name));
                 }
             }
+            let tags = spec.tags.as_deref().map(TagPattern::parse).transpose()?;
+            let follow_tag = matches!(tags, Some(TagPattern::Force));
+            if follow_tag && spec.newer_only {
+                return Err(RuleError::Conflict(
+                    i,
+                    "force follows one tag, so newer_only has nothing to compare; use one or the other",
+                ));
+            }
+            let policy = Policy {
+                scheme: tags.as_ref().map_or(Scheme::Semver, TagPattern::scheme),
+                newer_only: spec.newer_only,
+                follow_tag,
+            };
             rules.push(Rule {
                 repository: compile_glob(&spec.repository)?,
-                tags: spec.tags.as_deref().map(TagPattern::parse).transpose()?,
+                tags,
+                policy,
                 spec,
             });
         }
@@ -157,6 +201,8 @@ impl Rules {
                 service: r.spec.service.clone(),
                 container: r.spec.container.clone(),
                 stage: r.spec.stage.clone(),
+                policy: r.policy.clone(),
+                last_deployed: None,
             })
             .collect();
         out.sort();
@@ -254,5 +300,30 @@ mod tests {
             Err(RuleError::Json(_))
         ));
         assert!(Rules::parse("").unwrap().is_empty());
+        assert!(matches!(
+            Rules::parse(
+                r#"[{"repository": "a", "tags": "force", "newer_only": true, "cluster": "c", "service": "s"}]"#
+            ),
+            Err(RuleError::Conflict(0, _))
+        ));
+    }
+
+    #[test]
+    fn rules_carry_their_policy_to_the_targets() {
+        let rules = Rules::parse(
+            r#"[{"repository": "shop/api", "tags": "regex:^main-(?P<version>[0-9]+)$", "newer-only": true, "cluster": "c", "service": "a"},
+                {"repository": "shop/api", "tags": "force", "cluster": "c", "service": "b"},
+                {"repository": "shop/api", "tags": "semver:>=1", "newer_only": true, "cluster": "c", "service": "c"}]"#,
+        )
+        .unwrap();
+        let t = rules.targets(&img("r.example.com/shop/api:main-42"));
+        assert_eq!(t.len(), 2, "main-42 is no semver: service c does not match");
+        let a = t.iter().find(|t| t.service == "a").unwrap();
+        assert!(a.policy.newer_only && matches!(a.policy.scheme, Scheme::Regex(_)));
+        assert_eq!(a.policy.scheme.version("main-42").unwrap().major, 42);
+        let b = t.iter().find(|t| t.service == "b").unwrap();
+        assert!(b.policy.follow_tag && !b.policy.newer_only);
+        let c = rules.targets(&img("r.example.com/shop/api:v1.2.0"));
+        assert!(c.iter().any(|t| t.service == "c" && t.policy.newer_only));
     }
 }

@@ -27,6 +27,7 @@ async fn each_event_stays_within_its_round_trip_budget() {
     let config = Config {
         table_name: Some(table.clone()),
         state_dir: None,
+        webhooks: true,
         verifier: Verifier::new(AuthMode::None, None, vec![]).unwrap(),
         rules: Rules::parse(&rules.to_string()).unwrap(),
         deploy_mode: DeployMode::Apply,

@@ -47,6 +47,8 @@ fn target() -> Target {
         service: "api".into(),
         container: None,
         stage: Some("prod".into()),
+        policy: Default::default(),
+        last_deployed: None,
     }
 }
 

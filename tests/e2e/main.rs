@@ -8,3 +8,4 @@ mod edge;
 mod faults;
 mod lifecycle;
 mod push;
+mod rollout;

@@ -1,24 +1,17 @@
-use aws_config::SdkConfig;
 use imagehook_core::Function;
 use imagehook_core::auth::AuthMode;
 use imagehook_core::config::DeployMode;
 use imagehook_tests::*;
 use serde_json::{Value, json};
 
-struct World {
-    sdk: SdkConfig,
-    table: String,
-    fx: EcsFixture,
+/// The push tests' view of a world: an app with one rule for its service.
+trait PushWorld {
+    fn app(&self, rules: &Value, mode: DeployMode) -> imagehook_core::App;
+    fn rule(&self, repository: &str, tags: &str) -> Value;
+    async fn revisions(&self) -> usize;
 }
 
-async fn world(running_image: &str) -> World {
-    let sdk = sdk().await;
-    let table = create_table(&sdk).await;
-    let fx = create_service(&sdk, running_image).await;
-    World { sdk, table, fx }
-}
-
-impl World {
+impl PushWorld for World {
     fn app(&self, rules: &Value, mode: DeployMode) -> imagehook_core::App {
         app(AppSpec {
             table: &self.table,
@@ -34,10 +27,6 @@ impl World {
     fn rule(&self, repository: &str, tags: &str) -> Value {
         json!([{"repository": repository, "tags": tags, "cluster": self.fx.cluster,
                 "service": self.fx.service, "container": "api", "stage": "prod"}])
-    }
-
-    async fn item(&self, pk: &str, sk: &str) -> Option<Value> {
-        get_item(&self.sdk, &self.table, pk, sk).await
     }
 
     async fn revisions(&self) -> usize {
@@ -125,8 +114,12 @@ async fn acr_push_records_the_image_and_pins_the_service_to_its_digest() {
         after.task_definition.network_mode(),
         before.task_definition.network_mode()
     );
-    assert_eq!(after.tags, before.tags);
-    assert_eq!(after.tags.len(), TD_TAGS.len());
+    // The definition's own tags are kept, and imagehook's is added.
+    let mut expected_tags = before.tags.clone();
+    expected_tags.push(("managed-by".to_owned(), "imagehook".to_owned()));
+    expected_tags.sort();
+    assert_eq!(after.tags, expected_tags);
+    assert_eq!(before.tags.len(), TD_TAGS.len());
 
     // DynamoDB: image, tag, receipt, service and deployment items.
     let pk = format!("IMG#{ACR_REPO}");

@@ -182,6 +182,37 @@ pub async fn create_service(sdk: &SdkConfig, app_image: &str) -> EcsFixture {
     }
 }
 
+/// A table and a service running `running_image`, for tests of one deployment path.
+pub struct World {
+    pub sdk: SdkConfig,
+    pub table: String,
+    pub fx: EcsFixture,
+}
+
+pub async fn world(running_image: &str) -> World {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let fx = create_service(&sdk, running_image).await;
+    World { sdk, table, fx }
+}
+
+impl World {
+    pub async fn item(&self, pk: &str, sk: &str) -> Option<Value> {
+        get_item(&self.sdk, &self.table, pk, sk).await
+    }
+
+    /// The one deployment record the table holds.
+    pub async fn only_deployment(&self) -> serde_json::Map<String, Value> {
+        let mut deps: Vec<_> = all_items(&self.sdk, &self.table)
+            .await
+            .into_iter()
+            .filter(|i| i["type"] == "deployment")
+            .collect();
+        assert_eq!(deps.len(), 1, "{deps:?}");
+        deps.remove(0)
+    }
+}
+
 /// Options for building an `App` the way a function's init would, with the pieces under test.
 pub struct AppSpec<'a> {
     pub table: &'a str,
@@ -211,6 +242,7 @@ pub fn app_with_policy(
     let config = Config {
         table_name: Some(spec.table.to_owned()),
         state_dir: None,
+        webhooks: true,
         verifier,
         rules: Rules::parse(spec.rules).expect("rules"),
         deploy_mode: spec.deploy_mode,

@@ -28,12 +28,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a function's handler on an API Gateway event file (REST v1 or HTTP API v2) and print
-    /// the response as API Gateway would receive it.
+    /// Run a function's handler on an event file and print its result: for push, delete and
+    /// quarantine an API Gateway event (REST v1 or HTTP API v2), printed back as API Gateway
+    /// would receive the response; for outcomes an EventBridge "ECS Deployment State Change".
     Invoke {
-        /// push, delete or quarantine
+        /// push, delete, quarantine or outcomes
         function: String,
-        /// The API Gateway event file.
+        /// The event file.
         event: PathBuf,
     },
     /// Answer POST /push, /delete and /quarantine on an address, with the same handler code and
@@ -97,11 +98,14 @@ async fn invoke(
     function: &str,
     path: &Path,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let function = Function::parse(function).ok_or_else(|| {
-        format!("unknown function {function:?}: expected push, delete or quarantine")
-    })?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if function == "outcomes" {
+        return invoke_outcomes(app, &text).await;
+    }
+    let function = Function::parse(function).ok_or_else(|| {
+        format!("unknown function {function:?}: expected push, delete, quarantine or outcomes")
+    })?;
     let req = lambda_http::request::from_str(&text)
         .map_err(|e| format!("{} is not an API Gateway event: {e}", path.display()))?;
     let resp = imagehook_core::http::handle(app, function, req).await;
@@ -121,10 +125,28 @@ async fn invoke(
     })
 }
 
+/// The outcomes function on an EventBridge event file: prints what it recorded.
+async fn invoke_outcomes(app: &App, text: &str) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let out = imagehook_core::pipeline::rollout::handle(
+        app.store(),
+        text.as_bytes(),
+        app.config().receipt_ttl_days,
+    )
+    .await?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if out["outcome"] == "rejected" {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// Groups raw items by what they are, in key order.
 fn group(records: Vec<Map<String, Value>>) -> Value {
-    let mut out =
-        json!({"images": [], "tags": [], "services": [], "deployments": [], "receipts": []});
+    let mut out = json!({
+        "images": [], "tags": [], "services": [], "deployments": [], "blocked": [],
+        "rollouts": [], "failed_rollouts": [], "receipts": []
+    });
     for r in records {
         let kind = match r.get("type").and_then(Value::as_str) {
             Some("image") => "images",
@@ -132,6 +154,8 @@ fn group(records: Vec<Map<String, Value>>) -> Value {
             Some("service") => "services",
             Some("deployment") => "deployments",
             Some("blocked") => "blocked",
+            Some("rollout") => "rollouts",
+            Some("failed-rollout") => "failed_rollouts",
             _ => "receipts",
         };
         if let Some(Value::Array(list)) = out.get_mut(kind) {

@@ -7,11 +7,16 @@ use async_trait::async_trait;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
-use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition, TaskDefinitionField};
+use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition, TaskDefinitionField};
 
 use super::{DeployError, DeployOutcome, Deployer, Deployment};
+use crate::policy::Decision;
 use crate::reference::{ImageRef, image_name_of};
 use crate::rules::Target;
+
+/// Every revision imagehook registers carries this tag, so it can be told from revisions that
+/// infrastructure-as-code registered.
+pub const MANAGED_BY: (&str, &str) = ("managed-by", "imagehook");
 
 /// DescribeServices takes at most this many services per call.
 const DESCRIBE_BATCH: usize = 10;
@@ -201,6 +206,14 @@ impl EcsDeployer {
             d.task_definition = Some(current_td.to_owned());
             return Ok(d.with_reason(format!("already runs {wanted}")));
         }
+        if let Some(pushed) = &image.tag {
+            let running = running_tag(td, &containers, image, target.last_deployed.as_ref());
+            if let Decision::Skip(why) = target.policy.decide(running.as_deref(), pushed.as_str()) {
+                d.outcome = DeployOutcome::Skipped;
+                d.task_definition = Some(current_td.to_owned());
+                return Ok(d.with_reason(why));
+            }
+        }
 
         let new_td = if already {
             // Same tag, no digest: the definition is right, the tasks need to pull the tag again.
@@ -212,7 +225,7 @@ impl EcsDeployer {
                 &containers,
                 &wanted,
             )
-            .set_tags(Some(described.tags().to_vec()).filter(|t| !t.is_empty()))
+            .set_tags(Some(with_managed_by(described.tags())))
             .send()
             .await
             .map_err(|e| classify("RegisterTaskDefinition", e))?;
@@ -222,7 +235,8 @@ impl EcsDeployer {
                 .ok_or_else(|| Failure::Permanent("RegisterTaskDefinition returned no ARN".into()))?
                 .to_owned()
         };
-        self.client
+        let updated = self
+            .client
             .update_service()
             .cluster(&target.cluster)
             .service(&target.service)
@@ -231,6 +245,14 @@ impl EcsDeployer {
             .send()
             .await
             .map_err(|e| classify("UpdateService", e))?;
+        d.ecs_deployment_id = updated
+            .service()
+            .map(|s| s.deployments())
+            .unwrap_or_default()
+            .iter()
+            .find(|dep| dep.status() == Some("PRIMARY"))
+            .and_then(|dep| dep.id())
+            .map(str::to_owned);
         d.outcome = DeployOutcome::Updated;
         d.task_definition = Some(new_td);
         if image.digest.is_none() {
@@ -278,6 +300,39 @@ fn select_containers(
         .into_iter()
         .filter(|n| defs.iter().any(|c| c.name() == Some(n.as_str())))
         .collect())
+}
+
+/// The tag the selected containers run: the one in the image reference, or, for a service
+/// pinned by digest, the tag imagehook deployed that digest as.
+fn running_tag(
+    td: &TaskDefinition,
+    containers: &[String],
+    image: &ImageRef,
+    last_deployed: Option<&(String, Option<String>)>,
+) -> Option<String> {
+    td.container_definitions()
+        .iter()
+        .filter(|c| c.name().is_some_and(|n| containers.iter().any(|x| x == n)))
+        .filter_map(|c| c.image())
+        .filter(|i| image_name_of(i) == image.name())
+        .filter_map(|i| ImageRef::parse(i).ok())
+        .find_map(|r| match (r.tag, r.digest, last_deployed) {
+            (Some(tag), _, _) => Some(tag.to_string()),
+            (None, Some(d), Some((digest, tag))) if d.as_str() == digest => tag.clone(),
+            _ => None,
+        })
+}
+
+/// The original definition's tags, and ours (replacing an earlier value of the same key).
+fn with_managed_by(tags: &[Tag]) -> Vec<Tag> {
+    let (key, value) = MANAGED_BY;
+    let mut out: Vec<Tag> = tags
+        .iter()
+        .filter(|t| t.key() != Some(key))
+        .cloned()
+        .collect();
+    out.push(Tag::builder().key(key).value(value).build());
+    out
 }
 
 /// Whether a container already runs the image: the same digest when there is one, else the same

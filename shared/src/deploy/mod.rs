@@ -23,6 +23,8 @@ pub enum DeployOutcome {
     Updated,
     /// The service already runs this image: nothing to do.
     Unchanged,
+    /// The rule's policy keeps the service where it is (newer-only, force); the reason says why.
+    Skipped,
     /// Dry-run: this is what would be done.
     Planned,
     /// The image may not be deployed (quarantined or deleted); applied on release.
@@ -37,6 +39,7 @@ impl DeployOutcome {
         match self {
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
+            Self::Skipped => "skipped",
             Self::Planned => "planned",
             Self::Blocked => "blocked",
             Self::Failed => "failed",
@@ -62,6 +65,10 @@ pub struct Deployment {
     pub stage: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// ECS's id of the rollout UpdateService started (`ecs-svc/...`): deployment state changes
+    /// name it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecs_deployment_id: Option<String>,
 }
 
 impl Deployment {
@@ -75,6 +82,7 @@ impl Deployment {
             previous_task_definition: None,
             stage: target.stage.clone(),
             reason: None,
+            ecs_deployment_id: None,
         }
     }
 

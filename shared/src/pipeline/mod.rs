@@ -4,6 +4,7 @@
 pub mod delete;
 pub mod push;
 pub mod quarantine;
+pub mod rollout;
 
 use crate::PipelineError;
 use crate::app::Function;

@@ -6,7 +6,9 @@ use crate::PipelineError;
 use crate::deploy::{DeployOutcome, Deployment};
 use crate::event::{ImageEvent, Timestamp};
 use crate::outcome::{EventOutcome, EventResult};
+use crate::rules::Target;
 use crate::store::ledger::{self, PushOutcome};
+use crate::store::rollouts;
 
 pub(super) async fn push_one(
     deps: &Deps<'_>,
@@ -58,7 +60,10 @@ pub(super) async fn push_one(
         return Ok(result);
     }
 
-    let deployments = deps.deployer.deploy(&event.image, &targets).await?;
+    let (targets, mut deployments) = without_failed_rollouts(deps, event, targets).await?;
+    if !targets.is_empty() {
+        deployments.extend(deps.deployer.deploy(&event.image, &targets).await?);
+    }
     ledger::record_deployments(deps.store, event, &deployments, &[], &Timestamp::now()).await?;
     if event.image.digest.is_none() {
         result.warnings.push(format!(
@@ -69,4 +74,40 @@ pub(super) async fn push_one(
     warn_failed(&mut result, &deployments);
     result.deployments = deployments;
     Ok(result)
+}
+
+/// Force and newer-only rules compare with what the service runs, and would roll a digest
+/// whose rollout failed (and was rolled back) out again on the next delivery that names it. For
+/// them the service's record is read: what imagehook last deployed there (ECS shows a pinned
+/// service as `repo@digest`, without the tag), and which digests failed. Plain rules deploy what
+/// was pushed and pay for no read.
+async fn without_failed_rollouts(
+    deps: &Deps<'_>,
+    event: &ImageEvent,
+    targets: Vec<Target>,
+) -> Result<(Vec<Target>, Vec<Deployment>), PipelineError> {
+    let mut keep = Vec::with_capacity(targets.len());
+    let mut skipped = Vec::new();
+    for mut t in targets {
+        if t.policy.newer_only || t.policy.follow_tag {
+            let record = rollouts::service_record(deps.store, &t.cluster, &t.service).await?;
+            if let Some(digest) = event
+                .image
+                .digest
+                .as_ref()
+                .filter(|d| record.failed_digests.iter().any(|f| f == d.as_str()))
+            {
+                skipped.push(
+                    Deployment::new(&t, &event.image, DeployOutcome::Skipped).with_reason(format!(
+                        "the rollout of {digest} to {}/{} failed before (see the service's last_failure): push a fix",
+                        t.cluster, t.service
+                    )),
+                );
+                continue;
+            }
+            t.last_deployed = record.digest.map(|d| (d, record.tag));
+        }
+        keep.push(t);
+    }
+    Ok((keep, skipped))
 }

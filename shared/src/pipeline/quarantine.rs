@@ -126,7 +126,7 @@ async fn release(
                 .iter()
                 .any(|t| t.cluster == b.target.cluster && t.service == b.target.service)
         {
-            targets.push(b.target.clone());
+            targets.push(with_current_policy(deps, event, b));
         }
     }
     let deployments = if targets.is_empty() {
@@ -140,4 +140,27 @@ async fn release(
     warn_failed(&mut result, &deployments);
     result.deployments = deployments;
     Ok(result)
+}
+
+/// A held deployment with the rollout policy its rule has now (rules may have changed while
+/// the digest was held); the default policy if no rule names the service any more.
+fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &ledger::Blocked) -> Target {
+    let mut image = event.image.clone();
+    if let Some(tag) = b
+        .tag
+        .as_deref()
+        .and_then(|t| crate::reference::Tag::parse(t).ok())
+    {
+        image.tag = Some(tag);
+    }
+    let mut target = b.target.clone();
+    if let Some(t) = deps
+        .rules
+        .targets(&image)
+        .into_iter()
+        .find(|t| t.cluster == target.cluster && t.service == target.service)
+    {
+        target.policy = t.policy;
+    }
+    target
 }

@@ -44,3 +44,8 @@ pub fn blocked_prefix(digest: &str) -> String {
 }
 
 pub const TAG_PREFIX: &str = "T#";
+
+/// Points from ECS's deployment id to the deployment item imagehook recorded for it.
+pub fn rollout_sk(deployment_id: &str) -> String {
+    format!("ECSDEP#{deployment_id}")
+}

@@ -101,7 +101,7 @@ fn pending(old: Option<&Item>) -> bool {
     old.and_then(|i| i.get("status")).and_then(Value::as_str) == Some(RECEIPT_PENDING)
 }
 
-fn str_of<'a>(item: Option<&'a Item>, attr: &str) -> Option<&'a str> {
+pub(super) fn str_of<'a>(item: Option<&'a Item>, attr: &str) -> Option<&'a str> {
     item.and_then(|i| i.get(attr)).and_then(Value::as_str)
 }
 
@@ -350,6 +350,7 @@ fn deployment_item(event: &ImageEvent, d: &Deployment, at: &Timestamp) -> (Key, 
         ("from_task_definition", &d.previous_task_definition),
         ("stage", &d.stage),
         ("reason", &d.reason),
+        ("ecs_deployment_id", &d.ecs_deployment_id),
     ] {
         if let Some(v) = v {
             item.insert(k.into(), json!(v));
@@ -374,6 +375,21 @@ pub async fn record_deployments(
     let mut ops = Vec::new();
     for d in deployments {
         let (key, item) = deployment_item(event, d, at);
+        if let Some(id) = &d.ecs_deployment_id {
+            // State changes name ECS's deployment id: this points them at the record.
+            let mut pointer = Map::new();
+            pointer.insert("type".into(), json!("rollout"));
+            pointer.insert("deployment_sk".into(), json!(key.sk));
+            pointer.insert("image".into(), json!(d.image));
+            if let Some(digest) = &event.image.digest {
+                pointer.insert("digest".into(), json!(digest.as_str()));
+            }
+            ops.push(Op::Put {
+                key: Key::new(key.pk.clone(), keys::rollout_sk(id)),
+                item: pointer,
+                cond: None,
+            });
+        }
         ops.push(Op::Put {
             key,
             item,
@@ -390,6 +406,10 @@ pub async fn record_deployments(
                 .set("service", d.service.as_str())
                 .set("image", d.image.as_str())
                 .set("updated_at", at.as_str())
+                // What it ran before, so a rollback can be recorded as a return to it.
+                .copy("previous_digest", "digest", "")
+                .copy("previous_tag", "tag", "")
+                .set("tag", event.image.tag.as_ref().map_or("", |t| t.as_str()))
                 .set_opt("task_definition_arn", d.task_definition.as_deref())
                 .add("version", 1);
             u = match &event.image.digest {
@@ -774,6 +794,9 @@ pub async fn blocked_deployments(
                     service: str_of(Some(&i), "service")?.to_owned(),
                     container: str_of(Some(&i), "container").map(str::to_owned),
                     stage: str_of(Some(&i), "stage").map(str::to_owned),
+                    // The policy is the rule's, looked up again when the deployment is applied.
+                    policy: Default::default(),
+                    last_deployed: None,
                 },
                 tag: str_of(Some(&i), "tag").map(str::to_owned),
                 key,

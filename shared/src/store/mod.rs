@@ -11,6 +11,7 @@ mod embedded;
 pub mod keys;
 pub mod ledger;
 pub mod ops;
+pub mod rollouts;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
