@@ -72,9 +72,9 @@ impl App {
         Self::wire(config, function != Function::Delete, &state_dir).await
     }
 
-    /// The outcomes function's wiring: EventBridge invokes it (IAM, no webhook secret) and it
-    /// only records, so it needs the store and nothing else.
-    pub async fn for_rollouts() -> Result<Self, InitError> {
+    /// The wiring of the functions AWS authenticates for us (outcomes: EventBridge; images: IAM
+    /// on the route): no webhook secret, no deploys, only the store.
+    pub async fn without_webhooks() -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::EVENTS)?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
         Self::wire(config, false, &state_dir).await
@@ -141,16 +141,25 @@ impl App {
     }
 }
 
-/// A Lambda function's whole main: JSON-capable logging, init once, then one call into the
-/// shared edge per request.
-pub fn run_lambda(function: Function) -> Result<(), lambda_http::Error> {
-    // Lambda hands an environment one invocation at a time: worker threads would only add
-    // start-up time and cross-thread wake-ups.
+/// A Lambda function's whole main: one thread, JSON-capable logging, then `main`. Lambda hands
+/// an environment one invocation at a time: worker threads would only add start-up time and
+/// cross-thread wake-ups.
+fn lambda_main<F>(main: F) -> Result<(), lambda_http::Error>
+where
+    F: std::future::Future<Output = Result<(), lambda_http::Error>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         lambda_http::tracing::init_default_subscriber();
+        main.await
+    })
+}
+
+/// The webhook functions: init once, then one call into the shared edge per request.
+pub fn run_lambda(function: Function) -> Result<(), lambda_http::Error> {
+    lambda_main(async {
         let app = App::from_env(function).await?;
         lambda_http::run(lambda_http::service_fn(|req| async {
             Ok::<_, lambda_http::Error>(crate::http::handle(&app, function, req).await)
@@ -159,15 +168,11 @@ pub fn run_lambda(function: Function) -> Result<(), lambda_http::Error> {
     })
 }
 
-/// The outcomes function's whole main: one EventBridge event per invocation.
+/// The outcomes function: one EventBridge event per invocation.
 pub fn run_rollouts() -> Result<(), lambda_http::Error> {
     use lambda_http::lambda_runtime::{LambdaEvent, run, service_fn};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        lambda_http::tracing::init_default_subscriber();
-        let app = App::for_rollouts().await?;
+    lambda_main(async {
+        let app = App::without_webhooks().await?;
         run(service_fn(|event: LambdaEvent<serde_json::Value>| {
             let app = &app;
             async move {
@@ -176,6 +181,17 @@ pub fn run_rollouts() -> Result<(), lambda_http::Error> {
                     .await
                     .map_err(lambda_http::Error::from)
             }
+        }))
+        .await
+    })
+}
+
+/// The read-only images function: GET /images/{repository}.
+pub fn run_images() -> Result<(), lambda_http::Error> {
+    lambda_main(async {
+        let app = App::without_webhooks().await?;
+        lambda_http::run(lambda_http::service_fn(|req| async {
+            Ok::<_, lambda_http::Error>(crate::images_api::handle(&app, req).await)
         }))
         .await
     })

@@ -11,6 +11,7 @@ pub mod config;
 pub mod deploy;
 pub mod event;
 pub mod http;
+pub mod images_api;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;

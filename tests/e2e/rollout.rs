@@ -403,3 +403,90 @@ async fn completed_rollouts_are_kept_against_late_progress_events() {
     let current = w.item(&w.service_pk(), "CURRENT").await.unwrap();
     assert!(current.get("failed_digests").is_none(), "{current}");
 }
+
+async fn history(app: &imagehook_core::App, repository: &str, stage: Option<&str>) -> (u16, Value) {
+    use lambda_http::RequestExt;
+    let mut req = lambda_http::Request::default().with_path_parameters(
+        std::collections::HashMap::from([("repository".to_owned(), repository.to_owned())]),
+    );
+    *req.method_mut() = lambda_http::http::Method::GET;
+    if let Some(s) = stage {
+        req = req.with_query_string_parameters(std::collections::HashMap::from([(
+            "stage".to_owned(),
+            s.to_owned(),
+        )]));
+    }
+    let resp = imagehook_core::images_api::handle(app, req).await;
+    let body = serde_json::from_slice(resp.body().as_ref()).unwrap();
+    (resp.status().as_u16(), body)
+}
+
+/// Per repository and stage, which tag and digest went out when and to which services, newest
+/// first, through the read API's handler on DynamoDB in moto.
+#[tokio::test]
+async fn history_lists_versions_per_stage_newest_first() {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let rules = json!([
+        {"repository": "shop/api", "tags": "semver:*", "cluster": "dev", "service": "api", "stage": "dev"},
+        {"repository": "shop/api", "tags": "semver:*", "cluster": "dev", "service": "worker", "stage": "dev"},
+        {"repository": "shop/api", "tags": "semver:>=1.1", "cluster": "prod", "service": "api", "stage": "prod"}
+    ]);
+    let app = app(AppSpec {
+        table: &table,
+        rules: &rules.to_string(),
+        auth: AuthMode::Token,
+        secrets: &["sample-webhook-token"],
+        deploy_mode: DeployMode::DryRun,
+        dynamo_sdk: &sdk,
+        ecs_sdk: &sdk,
+    });
+    for (i, tag) in ["1.0.0", "1.1.0"].iter().enumerate() {
+        let event = with_body(
+            &event_file("generic-push.json"),
+            &json!({"image": format!("{REPO}:{tag}"), "digest": digest(40 + i as u32),
+                    "id": unique("push"), "timestamp": format!("2026-11-2{}T10:00:00Z", i + 1)}),
+        );
+        let reply = invoke(&app, Function::Push, &event).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        // A redelivery adds nothing to the history.
+        assert_eq!(invoke(&app, Function::Push, &event).await.status, 200);
+    }
+
+    let (status, all) = history(&app, REPO, None).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["registry"], "registry.example.com");
+    assert_eq!(all["repository"], "shop/api");
+    let dev = all["stages"]["dev"].as_array().unwrap();
+    assert_eq!(dev.len(), 2, "{all}");
+    assert_eq!(dev[0]["tag"], "1.1.0");
+    assert_eq!(dev[0]["digest"], digest(41).as_str());
+    assert_eq!(dev[0]["pushed_at"], "2026-11-22T10:00:00.000000000Z");
+    assert_eq!(dev[1]["tag"], "1.0.0");
+    let services: Vec<&str> = dev[0]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(services, ["api", "worker"]);
+    assert_eq!(dev[0]["services"][0]["outcome"], "planned");
+    let prod = all["stages"]["prod"].as_array().unwrap();
+    assert_eq!(prod.len(), 1, "1.0.0 is below prod's range: {all}");
+    assert_eq!(prod[0]["tag"], "1.1.0");
+
+    let (_, only_prod) = history(&app, REPO, Some("prod")).await;
+    assert_eq!(
+        only_prod["stages"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["prod"]
+    );
+    let (status, none) = history(&app, "registry.example.com/shop/other", None).await;
+    assert_eq!((status, &none["stages"]), (200, &json!({})));
+    let (status, bad) = history(&app, &format!("{REPO}:1.0.0"), None).await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(bad["message"].as_str().unwrap().contains("without tag"));
+}

@@ -5,11 +5,13 @@
 
 mod serve;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use imagehook_core::{App, Function};
+use lambda_http::RequestExt;
 use serde_json::{Map, Value, json};
 
 #[derive(Parser)]
@@ -36,6 +38,15 @@ enum Command {
         function: String,
         /// The event file.
         event: PathBuf,
+    },
+    /// Print a repository's rollout history per stage, newest first, as GET /images/{repository}
+    /// answers it.
+    History {
+        /// The repository's full name, registry included: contoso.azurecr.io/shop/api
+        repository: String,
+        /// Only this stage (dev, staging, prod...).
+        #[arg(long)]
+        stage: Option<String>,
     },
     /// Answer POST /push, /delete and /quarantine on an address, with the same handler code and
     /// responses as in AWS.
@@ -85,6 +96,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             serve::serve(app, addr).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::History { repository, stage } => history(&app, &repository, stage).await,
         Command::State => {
             let records = app.store().dump().await?;
             println!("{}", serde_json::to_string_pretty(&group(records))?);
@@ -123,6 +135,34 @@ async fn invoke(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The images function's answer, through the same handler, for the terminal.
+async fn history(
+    app: &App,
+    repository: &str,
+    stage: Option<String>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut req = lambda_http::Request::default().with_path_parameters(HashMap::from([(
+        "repository".to_owned(),
+        repository.to_owned(),
+    )]));
+    *req.method_mut() = lambda_http::http::Method::GET;
+    if let Some(stage) = stage {
+        req = req.with_query_string_parameters(HashMap::from([("stage".to_owned(), stage)]));
+    }
+    let resp = imagehook_core::images_api::handle(app, req).await;
+    let body: Value = serde_json::from_slice(resp.body().as_ref())?;
+    if resp.status().is_success() {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "imagehook: {}",
+            body["message"].as_str().unwrap_or("failed")
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 /// The outcomes function on an EventBridge event file: prints what it recorded.

@@ -66,15 +66,38 @@ fn route_of(path: &str) -> Option<(Function, HashMap<String, String>)> {
 }
 
 async fn route(app: &App, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let resp = match route_of(req.uri().path()) {
+    let images = req
+        .uri()
+        .path()
+        .strip_prefix("/images/")
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    let resp = match (images, route_of(req.uri().path())) {
+        (Some(repository), _) => match to_lambda(req).await {
+            Ok(req) => {
+                let params = HashMap::from([("repository".to_owned(), repository)]);
+                imagehook_core::images_api::handle(app, req.with_path_parameters(params)).await
+            }
+            Err(e) => e.into_response(),
+        },
+        (None, route) => route_response(app, route, req).await,
+    };
+    let (parts, body) = resp.into_parts();
+    hyper::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
+}
+
+async fn route_response(
+    app: &App,
+    route: Option<(Function, HashMap<String, String>)>,
+    req: hyper::Request<Incoming>,
+) -> lambda_http::Response<lambda_http::Body> {
+    match route {
         None => ApiError::NotFound.into_response(),
         Some((function, params)) => match to_lambda(req).await {
             Ok(req) => handle(app, function, req.with_path_parameters(params)).await,
             Err(e) => e.into_response(),
         },
-    };
-    let (parts, body) = resp.into_parts();
-    hyper::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
+    }
 }
 
 /// The request as lambda_http hands it to a function: same method, headers, body and query.

@@ -226,3 +226,53 @@ fn serve_answers_the_routes_with_the_function_responses() {
         (413, Some("payload_too_large"))
     );
 }
+
+/// Runs the binary with `args`; returns the exit code, stdout as JSON (null if none) and stderr.
+fn run(cmd: &mut Command, args: &[&str]) -> (i32, Value, String) {
+    let out = cmd.args(args).output().unwrap();
+    let printed = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap(), printed, stderr)
+}
+
+#[test]
+fn history_prints_the_stages_and_outcomes_reads_eventbridge_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let staged = r#"[{"repository": "shop/api", "tags": "v*", "cluster": "prod", "service": "api", "stage": "prod"}]"#;
+    let (code, _, err) = run(
+        imagehook(dir.path()).env("DEPLOY_RULES", staged),
+        &["invoke", "push", "events/acr-push.json"],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let history = ["history", "contoso.azurecr.io/shop/api", "--stage", "prod"];
+    let (code, printed, err) = run(&mut imagehook(dir.path()), &history);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(printed["stages"]["prod"][0]["tag"], "v1.4.2");
+    assert_eq!(
+        printed["stages"]["prod"][0]["services"][0]["outcome"],
+        "planned"
+    );
+
+    let (code, _, err) = run(
+        &mut imagehook(dir.path()),
+        &["history", "contoso.azurecr.io/shop/api:v1"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("without tag"), "{err}");
+
+    // A state change for a rollout this store never started: acknowledged, nothing recorded.
+    let outcomes = ["invoke", "outcomes", "events/ecs-deployment-failed.json"];
+    let (code, printed, err) = run(&mut imagehook(dir.path()), &outcomes);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(printed["outcome"], "not-ours");
+    assert_eq!(printed["state"], "failed");
+    assert_eq!(printed["circuit_breaker"], true);
+    let not_a_change = ["invoke", "outcomes", "events/acr-push.json"];
+    let (code, printed, _) = run(&mut imagehook(dir.path()), &not_a_change);
+    assert_eq!(
+        code, 1,
+        "an API Gateway event is no state change: {printed}"
+    );
+    assert_eq!(printed["outcome"], "rejected");
+}

@@ -49,3 +49,16 @@ pub const TAG_PREFIX: &str = "T#";
 pub fn rollout_sk(deployment_id: &str) -> String {
     format!("ECSDEP#{deployment_id}")
 }
+
+/// One rollout of a repository to a stage: `H#<stage>#<time>#<digest or tag>`, so a stage's
+/// history reads in time order from one query.
+pub fn history_sk(stage: &str, at: &str, what: &str) -> String {
+    format!("H#{stage}#{at}#{what}")
+}
+
+pub fn history_prefix(stage: Option<&str>) -> String {
+    match stage {
+        Some(s) => format!("H#{s}#"),
+        None => "H#".to_owned(),
+    }
+}

@@ -422,6 +422,7 @@ pub async fn record_deployments(
             ops.push(Op::Update(u));
         }
     }
+    ops.extend(super::history::history_ops(event, deployments, at));
     for key in settled {
         ops.push(Op::Delete {
             key: key.clone(),

@@ -8,6 +8,7 @@
 
 mod dynamo;
 mod embedded;
+pub mod history;
 pub mod keys;
 pub mod ledger;
 pub mod ops;
