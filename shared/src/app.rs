@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, Defaults, DeployMode};
-use crate::deploy::{Deployer, DryRunDeployer, EcsDeployer};
+use crate::deploy::{Deployer, DryRunDeployer, EcsDeployer, follow};
 use crate::store::{DynamoStore, EmbeddedStore, Store, StoreError};
 
 /// The HTTP functions imagehook deploys, one Lambda each.
@@ -106,7 +106,10 @@ impl App {
             _ => Arc::new(EmbeddedStore::open(state_dir)?),
         };
         let deployer: Arc<dyn Deployer> = match &sdk {
-            Some(sdk) if deploys => Arc::new(EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))),
+            Some(sdk) if deploys => Arc::new(
+                EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))
+                    .with_discovery(config.follow_clusters.clone(), follow::DEFAULT_TTL),
+            ),
             _ => Arc::new(DryRunDeployer),
         };
         Ok(Self::log_init(Self::new(config, store, deployer)))

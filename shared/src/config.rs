@@ -127,6 +127,9 @@ pub struct Config {
     pub deploy_mode: DeployMode,
     pub receipt_ttl_days: u32,
     pub quarantine: QuarantinePolicy,
+    /// FOLLOW_CLUSTERS: clusters whose services tagged `imagehook:follow` follow their images
+    /// without a rule. Empty: no discovery.
+    pub follow_clusters: Vec<String>,
 }
 
 impl Config {
@@ -247,7 +250,18 @@ impl Config {
             })?,
         };
 
+        let follow_clusters = var("FOLLOW_CLUSTERS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+
         Ok(Self {
+            follow_clusters,
             webhooks: defaults.webhooks,
             table_name,
             state_dir,

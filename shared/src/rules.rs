@@ -78,7 +78,7 @@ impl TagPattern {
     }
 
     /// How this pattern orders the tags it matches.
-    fn scheme(&self) -> Scheme {
+    pub(crate) fn scheme(&self) -> Scheme {
         match self {
             Self::Regex(re) if re.capture_names().any(|n| n == Some("version")) => {
                 Scheme::Regex(re.clone())

@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use imagehook_core::auth::{AuthMode, Verifier};
-use imagehook_core::config::{Config, DeployMode};
+use imagehook_core::config::DeployMode;
 use imagehook_core::deploy::EcsDeployer;
-use imagehook_core::rules::Rules;
 use imagehook_core::store::DynamoStore;
 use imagehook_core::{App, Function};
 use imagehook_tests::*;
@@ -24,16 +22,7 @@ async fn each_event_stays_within_its_round_trip_budget() {
     let (dynamo, ecs) = counted_clients(&sdk, &dynamo_log, &ecs_log);
     let rules =
         json!([{"repository": REPO, "tags": "v*", "cluster": fx.cluster, "service": fx.service}]);
-    let config = Config {
-        table_name: Some(table.clone()),
-        state_dir: None,
-        webhooks: true,
-        verifier: Verifier::new(AuthMode::None, None, vec![]).unwrap(),
-        rules: Rules::parse(&rules.to_string()).unwrap(),
-        deploy_mode: DeployMode::Apply,
-        receipt_ttl_days: 7,
-        quarantine: Default::default(),
-    };
+    let config = open_config(&table, &rules.to_string(), DeployMode::Apply);
     let app = App::new(
         config,
         Arc::new(DynamoStore::new(dynamo, &table)),

@@ -21,6 +21,7 @@ fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
         table_name: None,
         state_dir: None,
         webhooks: true,
+        follow_clusters: Vec::new(),
         verifier: Verifier::new(
             mode,
             None,

@@ -6,6 +6,7 @@ mod budget;
 mod contract;
 mod edge;
 mod faults;
+mod follow;
 mod lifecycle;
 mod push;
 mod rollout;

@@ -311,7 +311,10 @@ async fn an_unmatched_repository_is_recorded_without_a_deployment() {
     assert_eq!(reply.status, 200);
     let e = &reply.body["events"][0];
     assert_eq!(e["outcome"], "applied");
-    assert_eq!(e["reason"], "no deploy rule matches this image");
+    assert_eq!(
+        e["reason"],
+        "no deploy rule or followed service matches this image"
+    );
     assert_eq!(e["deployments"], json!([]));
     let items = all_items(&w.sdk, &w.table).await;
     assert!(items.iter().any(|i| i["type"] == "image"));

@@ -224,6 +224,22 @@ pub struct AppSpec<'a> {
     pub ecs_sdk: &'a SdkConfig,
 }
 
+/// The configuration a function would read for `table` and `rules`, without authentication:
+/// for tests that wire their own clients into an `App`.
+pub fn open_config(table: &str, rules: &str, deploy_mode: DeployMode) -> Config {
+    Config {
+        table_name: Some(table.to_owned()),
+        state_dir: None,
+        webhooks: true,
+        follow_clusters: Vec::new(),
+        verifier: Verifier::new(AuthMode::None, None, vec![]).expect("verifier"),
+        rules: Rules::parse(rules).expect("rules"),
+        deploy_mode,
+        receipt_ttl_days: 7,
+        quarantine: Default::default(),
+    }
+}
+
 pub fn app(spec: AppSpec<'_>) -> App {
     app_with_policy(spec, imagehook_core::config::QuarantinePolicy::default())
 }
@@ -243,6 +259,7 @@ pub fn app_with_policy(
         table_name: Some(spec.table.to_owned()),
         state_dir: None,
         webhooks: true,
+        follow_clusters: Vec::new(),
         verifier,
         rules: Rules::parse(spec.rules).expect("rules"),
         deploy_mode: spec.deploy_mode,

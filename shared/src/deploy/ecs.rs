@@ -2,6 +2,8 @@
 //! copy with only the image changed, and move the service to it. The SDK's types stay in here.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
@@ -9,6 +11,7 @@ use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
 use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition, TaskDefinitionField};
 
+use super::follow::Discovery;
 use super::{DeployError, DeployOutcome, Deployer, Deployment};
 use crate::policy::Decision;
 use crate::reference::{ImageRef, image_name_of};
@@ -36,11 +39,23 @@ const PERMANENT_CODES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct EcsDeployer {
     client: Client,
+    discovery: Option<Arc<Discovery>>,
 }
 
 impl EcsDeployer {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            discovery: None,
+        }
+    }
+
+    /// Also deploy to services in `clusters` that carry an `imagehook:follow` tag.
+    pub fn with_discovery(mut self, clusters: Vec<String>, ttl: Duration) -> Self {
+        if !clusters.is_empty() {
+            self.discovery = Some(Arc::new(Discovery::new(self.client.clone(), clusters, ttl)));
+        }
+        self
     }
 }
 
@@ -107,6 +122,13 @@ impl Deployer for EcsDeployer {
 
     fn dry_run(&self) -> bool {
         false
+    }
+
+    async fn followers(&self, image: &ImageRef) -> Result<Vec<Target>, DeployError> {
+        match &self.discovery {
+            Some(d) => d.targets(image).await,
+            None => Ok(Vec::new()),
+        }
     }
 }
 

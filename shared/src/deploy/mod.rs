@@ -5,6 +5,7 @@
 
 mod dry_run;
 mod ecs;
+pub mod follow;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -116,4 +117,9 @@ pub trait Deployer: Send + Sync {
 
     /// Whether this deployer only plans (`DEPLOY_MODE=dry-run`).
     fn dry_run(&self) -> bool;
+
+    /// Services that follow this image by their own `imagehook:follow` tag, without a rule.
+    async fn followers(&self, _image: &ImageRef) -> Result<Vec<Target>, DeployError> {
+        Ok(Vec::new())
+    }
 }

@@ -15,7 +15,7 @@ pub(super) async fn push_one(
     event: &ImageEvent,
     received_at: &Timestamp,
 ) -> Result<EventResult, PipelineError> {
-    let targets = deps.rules.targets(&event.image);
+    let targets = targets(deps, event).await?;
     let receipt = deps.receipt(event, received_at);
     let recorded = ledger::record_push(deps.store, &receipt, &targets).await?;
 
@@ -52,7 +52,7 @@ pub(super) async fn push_one(
         let why = if event.image.tag.is_none() {
             "push without a tag: recorded, no rule applies to untagged images"
         } else {
-            "no deploy rule matches this image"
+            "no deploy rule or followed service matches this image"
         };
         if result.outcome == EventOutcome::Applied {
             result.reason = Some(why.to_owned());
@@ -110,4 +110,20 @@ async fn without_failed_rollouts(
         keep.push(t);
     }
     Ok((keep, skipped))
+}
+
+/// The services this push goes to: those rules name, then those that follow the image by their
+/// own tag. A service named by a rule and tagged too follows the rule: it is the explicit,
+/// reviewed configuration.
+async fn targets(deps: &Deps<'_>, event: &ImageEvent) -> Result<Vec<Target>, PipelineError> {
+    let mut targets = deps.rules.targets(&event.image);
+    for f in deps.deployer.followers(&event.image).await? {
+        if !targets
+            .iter()
+            .any(|t| t.cluster == f.cluster && t.service == f.service)
+        {
+            targets.push(f);
+        }
+    }
+    Ok(targets)
 }
