@@ -130,6 +130,9 @@ pub struct Config {
     /// FOLLOW_CLUSTERS: clusters whose services tagged `imagehook:follow` follow their images
     /// without a rule. Empty: no discovery.
     pub follow_clusters: Vec<String>,
+    /// The region this function (and the ECS services it deploys) runs in: AWS_REGION, which
+    /// Lambda sets. A rule's `require_region: service-region` means this one.
+    pub service_region: Option<String>,
 }
 
 impl Config {
@@ -261,6 +264,7 @@ impl Config {
             .unwrap_or_default();
 
         Ok(Self {
+            service_region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
             follow_clusters,
             webhooks: defaults.webhooks,
             table_name,

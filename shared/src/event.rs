@@ -79,6 +79,10 @@ pub enum Action {
     Delete,
     Quarantine,
     Release,
+    /// The digest arrived in a registry replica (`ImageEvent::region`).
+    Replicate,
+    /// Replicating the digest to `ImageEvent::region` failed.
+    ReplicationFailed,
 }
 
 impl Action {
@@ -88,6 +92,8 @@ impl Action {
             Action::Delete => "delete",
             Action::Quarantine => "quarantine",
             Action::Release => "release",
+            Action::Replicate => "replicate",
+            Action::ReplicationFailed => "replication-failed",
         }
     }
 }
@@ -177,6 +183,34 @@ pub struct ImageEvent {
     pub scan: Option<ScanSummary>,
     /// Why, for quarantines and releases the sender explains.
     pub reason: Option<String>,
+    /// The registry replica (region or location) the event happened in: where a push or a
+    /// replication put the digest. None when the sender does not say.
+    pub region: Option<String>,
+}
+
+impl ImageEvent {
+    /// An event with only what every event has; the optional fields are set with struct
+    /// update syntax where a sender provides them.
+    pub fn new(
+        id: String,
+        provider: Provider,
+        action: Action,
+        image: ImageRef,
+        occurred_at: Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            provider,
+            action,
+            image,
+            occurred_at,
+            media_type: None,
+            size: None,
+            scan: None,
+            reason: None,
+            region: None,
+        }
+    }
 }
 
 /// Findings of a vulnerability scan, by severity.

@@ -278,7 +278,7 @@ async fn handle_inner(
 
     let received_at = Timestamp::now();
     let headers = with_registry_hint(&req);
-    let events = providers::parse(
+    let mut events = providers::parse(
         &body,
         &ParseContext {
             headers: &headers,
@@ -286,6 +286,11 @@ async fn handle_inner(
             provider,
         },
     )?;
+    let region = req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("region"))
+        .map(str::to_owned);
+    providers::in_region(&mut events, region.as_deref())?;
     if let Some(Parsed::Handshake(body)) = events.iter().find(|e| matches!(e, Parsed::Handshake(_)))
     {
         tracing::info!("handshake answered");
@@ -297,6 +302,7 @@ async fn handle_inner(
         rules: &app.config().rules,
         quarantine: &app.config().quarantine,
         receipt_ttl_days: app.config().receipt_ttl_days,
+        service_region: app.config().service_region.as_deref(),
     };
     let results = pipeline::handle(&deps, function, events, &received_at).await?;
     Ok(Reply::Receipt(Receipt {

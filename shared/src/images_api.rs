@@ -1,4 +1,5 @@
-//! The read-only API: GET /images/{repository} answers a repository's rollout history per stage.
+//! The read-only API: GET /images/{repository} answers a repository's rollout history per stage
+//! and its digests with the regions each has reached.
 //! API Gateway authorizes callers with IAM before this runs; the function's role can only query.
 
 use lambda_http::http::{Method, StatusCode};
@@ -52,15 +53,14 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
             );
         }
     };
-    let items = match history::history(
-        app.store(),
-        image.registry.as_str(),
-        image.repository.as_str(),
-        stage.as_deref(),
-    )
-    .await
-    {
-        Ok(items) => items,
+    let (registry, repository) = (image.registry.as_str(), image.repository.as_str());
+    let found = async {
+        let items = history::history(app.store(), registry, repository, stage.as_deref()).await?;
+        let images = history::images(app.store(), registry, repository).await?;
+        Ok::<_, crate::store::StoreError>((items, images))
+    };
+    let (items, images) = match found.await {
+        Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "history query failed");
             return error(
@@ -74,6 +74,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         "registry": image.registry.as_str(),
         "repository": image.repository.as_str(),
         "stages": history::by_stage(items),
+        "images": images,
     });
     json_response(StatusCode::OK, &body)
 }

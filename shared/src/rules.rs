@@ -26,6 +26,10 @@ pub struct RuleSpec {
     /// Never move the service to a lower version than the one it runs.
     #[serde(default, alias = "newer-only")]
     pub newer_only: bool,
+    /// Deploy only once the digest has arrived in this region (registry replica), or, with
+    /// `service-region`, in the region the service runs in.
+    #[serde(default, alias = "require-region")]
+    pub require_region: Option<String>,
     pub cluster: String,
     pub service: String,
     /// The container to update. Absent: every container whose image is that repository.
@@ -126,6 +130,8 @@ pub struct Target {
     /// What imagehook last deployed to the service (digest, tag), read from its records for
     /// policies that compare: a service pinned to `repo@digest` shows no tag in ECS.
     pub last_deployed: Option<(String, Option<String>)>,
+    /// The rule's `require_region`, as written (`service-region` is resolved when deploying).
+    pub require_region: Option<String>,
 }
 
 /// All rules of a deployment.
@@ -145,6 +151,10 @@ impl Rules {
                 ("repository", &spec.repository),
                 ("cluster", &spec.cluster),
                 ("service", &spec.service),
+                (
+                    "require_region",
+                    spec.require_region.as_ref().unwrap_or(&"-".to_owned()),
+                ),
             ] {
                 if value.trim().is_empty() {
                     return Err(RuleError::Empty(i, name));
@@ -203,6 +213,7 @@ impl Rules {
                 stage: r.spec.stage.clone(),
                 policy: r.policy.clone(),
                 last_deployed: None,
+                require_region: r.spec.require_region.clone(),
             })
             .collect();
         out.sort();

@@ -16,6 +16,7 @@ const REPO: &str = "r.example.com/shop/api";
 
 fn event(id: &str, action: Action, image: &str, at: &str) -> ImageEvent {
     ImageEvent {
+        region: None,
         id: id.to_owned(),
         provider: Provider::Acr,
         action,
@@ -49,6 +50,7 @@ fn target() -> Target {
         stage: Some("prod".into()),
         policy: Default::default(),
         last_deployed: None,
+        require_region: None,
     }
 }
 

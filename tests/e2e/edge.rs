@@ -22,6 +22,7 @@ fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
         state_dir: None,
         webhooks: true,
         follow_clusters: Vec::new(),
+        service_region: Some("us-east-1".to_owned()),
         verifier: Verifier::new(
             mode,
             None,

@@ -92,15 +92,7 @@ async fn ecs_failure_keeps_the_receipt_pending_so_the_retry_deploys() {
 async fn bad_requests_get_precise_errors_and_write_nothing() {
     let sdk = sdk().await;
     let table = create_table(&sdk).await;
-    let app = app(AppSpec {
-        table: &table,
-        rules: "[]",
-        auth: AuthMode::Token,
-        secrets: &["sample-webhook-token"],
-        deploy_mode: DeployMode::DryRun,
-        dynamo_sdk: &sdk,
-        ecs_sdk: &sdk,
-    });
+    let app = sample_app(&sdk, &table, "[]", DeployMode::DryRun);
     let event = event_file("acr-push.json");
     let mut v: serde_json::Value = serde_json::from_str(&event).unwrap();
 

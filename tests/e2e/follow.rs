@@ -10,7 +10,7 @@ use imagehook_core::deploy::EcsDeployer;
 use imagehook_core::store::DynamoStore;
 use imagehook_core::{App, Function};
 use imagehook_tests::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const REPO: &str = "registry.example.com/shop/api";
 
@@ -53,23 +53,6 @@ fn push_event(tag: &str, n: u32) -> String {
         &json!({"image": format!("{REPO}:{tag}"), "digest": format!("sha256:{n:064x}"),
                 "id": unique("push")}),
     )
-}
-
-fn by_service(reply: &Value) -> Vec<(String, String, Value)> {
-    let mut out: Vec<_> = reply["events"][0]["deployments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["service"].as_str().unwrap().to_owned(),
-                d["outcome"].as_str().unwrap().to_owned(),
-                d["stage"].clone(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 #[tokio::test]
@@ -142,7 +125,12 @@ async fn tagged_services_follow_their_repository_without_rules() {
         (ruled.clone(), "updated".to_owned(), json!("from-rule")),
     ];
     expected.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(by_service(&reply.body), expected, "{}", reply.body);
+    assert_eq!(
+        deployments_by_service(&reply.body),
+        expected,
+        "{}",
+        reply.body
+    );
     let pinned = format!("{REPO}@sha256:{:064x}", 1);
     assert_eq!(running_image(&ecs, &cluster, &follows).await, pinned);
     assert_eq!(
@@ -168,7 +156,7 @@ async fn tagged_services_follow_their_repository_without_rules() {
     // cached: no second ListServices.
     let reply = invoke(&app, Function::Push, &push_event("2.0.0", 2)).await;
     assert_eq!(
-        by_service(&reply.body),
+        deployments_by_service(&reply.body),
         vec![(ruled.clone(), "updated".to_owned(), json!("from-rule"))]
     );
     assert!(!ecs_log.take().contains(&"ListServices".to_owned()));

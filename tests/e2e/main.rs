@@ -9,4 +9,5 @@ mod faults;
 mod follow;
 mod lifecycle;
 mod push;
+mod replication;
 mod rollout;

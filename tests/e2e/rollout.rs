@@ -240,15 +240,7 @@ async fn task_definition_copies_change_only_the_repository_containers() {
     // No container named: every container running shop/api follows it.
     let rules = json!([{"repository": "shop/api", "tags": "semver:^1", "cluster": cluster,
                         "service": service}]);
-    let app = app(AppSpec {
-        table: &table,
-        rules: &rules.to_string(),
-        auth: AuthMode::Token,
-        secrets: &["sample-webhook-token"],
-        deploy_mode: DeployMode::Apply,
-        dynamo_sdk: &sdk,
-        ecs_sdk: &sdk,
-    });
+    let app = sample_app(&sdk, &table, &rules.to_string(), DeployMode::Apply);
     let event = with_body(
         &event_file("generic-push.json"),
         &json!({"image": format!("{REPO}:1.4.1"), "digest": digest(7), "id": unique("push")}),
@@ -404,23 +396,6 @@ async fn completed_rollouts_are_kept_against_late_progress_events() {
     assert!(current.get("failed_digests").is_none(), "{current}");
 }
 
-async fn history(app: &imagehook_core::App, repository: &str, stage: Option<&str>) -> (u16, Value) {
-    use lambda_http::RequestExt;
-    let mut req = lambda_http::Request::default().with_path_parameters(
-        std::collections::HashMap::from([("repository".to_owned(), repository.to_owned())]),
-    );
-    *req.method_mut() = lambda_http::http::Method::GET;
-    if let Some(s) = stage {
-        req = req.with_query_string_parameters(std::collections::HashMap::from([(
-            "stage".to_owned(),
-            s.to_owned(),
-        )]));
-    }
-    let resp = imagehook_core::images_api::handle(app, req).await;
-    let body = serde_json::from_slice(resp.body().as_ref()).unwrap();
-    (resp.status().as_u16(), body)
-}
-
 /// Per repository and stage, which tag and digest went out when and to which services, newest
 /// first, through the read API's handler on DynamoDB in moto.
 #[tokio::test]
@@ -432,15 +407,7 @@ async fn history_lists_versions_per_stage_newest_first() {
         {"repository": "shop/api", "tags": "semver:*", "cluster": "dev", "service": "worker", "stage": "dev"},
         {"repository": "shop/api", "tags": "semver:>=1.1", "cluster": "prod", "service": "api", "stage": "prod"}
     ]);
-    let app = app(AppSpec {
-        table: &table,
-        rules: &rules.to_string(),
-        auth: AuthMode::Token,
-        secrets: &["sample-webhook-token"],
-        deploy_mode: DeployMode::DryRun,
-        dynamo_sdk: &sdk,
-        ecs_sdk: &sdk,
-    });
+    let app = sample_app(&sdk, &table, &rules.to_string(), DeployMode::DryRun);
     for (i, tag) in ["1.0.0", "1.1.0"].iter().enumerate() {
         let event = with_body(
             &event_file("generic-push.json"),
@@ -453,7 +420,7 @@ async fn history_lists_versions_per_stage_newest_first() {
         assert_eq!(invoke(&app, Function::Push, &event).await.status, 200);
     }
 
-    let (status, all) = history(&app, REPO, None).await;
+    let (status, all) = images_api(&app, REPO, None).await;
     assert_eq!(status, 200, "{all}");
     assert_eq!(all["registry"], "registry.example.com");
     assert_eq!(all["repository"], "shop/api");
@@ -475,7 +442,7 @@ async fn history_lists_versions_per_stage_newest_first() {
     assert_eq!(prod.len(), 1, "1.0.0 is below prod's range: {all}");
     assert_eq!(prod[0]["tag"], "1.1.0");
 
-    let (_, only_prod) = history(&app, REPO, Some("prod")).await;
+    let (_, only_prod) = images_api(&app, REPO, Some("prod")).await;
     assert_eq!(
         only_prod["stages"]
             .as_object()
@@ -484,9 +451,9 @@ async fn history_lists_versions_per_stage_newest_first() {
             .collect::<Vec<_>>(),
         ["prod"]
     );
-    let (status, none) = history(&app, "registry.example.com/shop/other", None).await;
+    let (status, none) = images_api(&app, "registry.example.com/shop/other", None).await;
     assert_eq!((status, &none["stages"]), (200, &json!({})));
-    let (status, bad) = history(&app, &format!("{REPO}:1.0.0"), None).await;
+    let (status, bad) = images_api(&app, &format!("{REPO}:1.0.0"), None).await;
     assert_eq!(status, 400, "{bad}");
     assert!(bad["message"].as_str().unwrap().contains("without tag"));
 }

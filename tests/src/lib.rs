@@ -232,12 +232,45 @@ pub fn open_config(table: &str, rules: &str, deploy_mode: DeployMode) -> Config 
         state_dir: None,
         webhooks: true,
         follow_clusters: Vec::new(),
+        service_region: Some("us-east-1".to_owned()),
         verifier: Verifier::new(AuthMode::None, None, vec![]).expect("verifier"),
         rules: Rules::parse(rules).expect("rules"),
         deploy_mode,
         receipt_ttl_days: 7,
         quarantine: Default::default(),
     }
+}
+
+/// An app the way the sample events expect it (token auth with their token), on one SDK
+/// configuration for both DynamoDB and ECS.
+pub fn sample_app(sdk: &SdkConfig, table: &str, rules: &str, deploy_mode: DeployMode) -> App {
+    app(AppSpec {
+        table,
+        rules,
+        auth: AuthMode::Token,
+        secrets: &["sample-webhook-token"],
+        deploy_mode,
+        dynamo_sdk: sdk,
+        ecs_sdk: sdk,
+    })
+}
+
+/// The first event's deployments as (service, outcome, stage), sorted by service.
+pub fn deployments_by_service(reply: &Value) -> Vec<(String, String, Value)> {
+    let mut out: Vec<_> = reply["events"][0]["deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .map(|d| {
+            (
+                d["service"].as_str().unwrap_or_default().to_owned(),
+                d["outcome"].as_str().unwrap_or_default().to_owned(),
+                d["stage"].clone(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 pub fn app(spec: AppSpec<'_>) -> App {
@@ -260,6 +293,7 @@ pub fn app_with_policy(
         state_dir: None,
         webhooks: true,
         follow_clusters: Vec::new(),
+        service_region: Some("us-east-1".to_owned()),
         verifier,
         rules: Rules::parse(spec.rules).expect("rules"),
         deploy_mode: spec.deploy_mode,
@@ -461,4 +495,22 @@ pub fn counted_clients(
         aws_sdk_dynamodb::Client::from_conf(d),
         aws_sdk_ecs::Client::from_conf(e),
     )
+}
+
+/// GET /images/{repository}[?stage=] through the images function's handler.
+pub async fn images_api(app: &App, repository: &str, stage: Option<&str>) -> (u16, Value) {
+    use lambda_http::RequestExt;
+    let mut req = lambda_http::Request::default().with_path_parameters(
+        std::collections::HashMap::from([("repository".to_owned(), repository.to_owned())]),
+    );
+    *req.method_mut() = lambda_http::http::Method::GET;
+    if let Some(s) = stage {
+        req = req.with_query_string_parameters(std::collections::HashMap::from([(
+            "stage".to_owned(),
+            s.to_owned(),
+        )]));
+    }
+    let resp = imagehook_core::images_api::handle(app, req).await;
+    let body = serde_json::from_slice(resp.body().as_ref()).expect("JSON body");
+    (resp.status().as_u16(), body)
 }

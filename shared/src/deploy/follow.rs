@@ -52,6 +52,7 @@ impl Follower {
             stage: self.stage.clone(),
             policy: self.policy.clone(),
             last_deployed: None,
+            require_region: None,
         })
     }
 }

@@ -4,6 +4,7 @@
 pub mod delete;
 pub mod push;
 pub mod quarantine;
+pub mod replicate;
 pub mod rollout;
 
 use crate::PipelineError;
@@ -13,8 +14,9 @@ use crate::deploy::{DeployOutcome, Deployer, Deployment};
 use crate::event::{Action, ImageEvent, Parsed, Timestamp};
 use crate::outcome::{EventOutcome, EventResult};
 use crate::rules::Rules;
+use crate::rules::Target;
 use crate::store::Store;
-use crate::store::ledger::Receipt;
+use crate::store::ledger::{self, Blocked, Receipt};
 
 const SECONDS_PER_DAY: i64 = 86_400;
 
@@ -25,6 +27,8 @@ pub struct Deps<'a> {
     pub rules: &'a Rules,
     pub quarantine: &'a QuarantinePolicy,
     pub receipt_ttl_days: u32,
+    /// What `require_region: service-region` stands for.
+    pub service_region: Option<&'a str>,
 }
 
 impl Deps<'_> {
@@ -41,7 +45,8 @@ impl Deps<'_> {
 /// Which function handles an action.
 pub fn function_for(action: Action) -> Function {
     match action {
-        Action::Push => Function::Push,
+        // A replica's arrival is the push's completion: it may release held deployments.
+        Action::Push | Action::Replicate | Action::ReplicationFailed => Function::Push,
         Action::Delete => Function::Delete,
         Action::Quarantine | Action::Release => Function::Quarantine,
     }
@@ -71,7 +76,10 @@ pub async fn handle(
                 EventResult::of(&e, EventOutcome::Ignored).with_reason(reason)
             }
             Parsed::Image(e) => match function {
-                Function::Push => push::push_one(deps, &e, received_at).await?,
+                Function::Push if e.action == Action::Push => {
+                    push::push_one(deps, &e, received_at).await?
+                }
+                Function::Push => replicate::replicate_one(deps, &e, received_at).await?,
                 Function::Delete => delete::delete_one(deps, &e, received_at).await?,
                 Function::Quarantine => quarantine::quarantine_one(deps, &e, received_at).await?,
             },
@@ -94,4 +102,65 @@ fn warn_failed(result: &mut EventResult, deployments: &[Deployment]) {
             ));
         }
     }
+}
+
+/// Applies held deployments of the event's digest, once per service and only where the held
+/// tag still points at the digest (a tag that moved on was deployed, or held, by the newer
+/// push), with the policy each rule has now. Then records them, settles every entry in `held`,
+/// and marks the event's receipt done, even when nothing was deployed.
+pub(crate) async fn apply_held(
+    deps: &Deps<'_>,
+    event: &ImageEvent,
+    held: &[Blocked],
+    result: &mut EventResult,
+) -> Result<(), PipelineError> {
+    let digest = event.image.digest.as_ref().map(ToString::to_string);
+    let mut targets: Vec<Target> = Vec::new();
+    for b in held {
+        let current = match &b.tag {
+            Some(tag) => ledger::tag_digest(deps.store, event, tag).await?,
+            None => digest.clone(),
+        };
+        if current == digest
+            && !targets
+                .iter()
+                .any(|t| t.cluster == b.target.cluster && t.service == b.target.service)
+        {
+            targets.push(with_current_policy(deps, event, b));
+        }
+    }
+    let deployments = if targets.is_empty() {
+        Vec::new()
+    } else {
+        deps.deployer.deploy(&event.image, &targets).await?
+    };
+    let settled: Vec<_> = held.iter().map(|b| b.key.clone()).collect();
+    ledger::record_deployments(deps.store, event, &deployments, &settled, &Timestamp::now())
+        .await?;
+    warn_failed(result, &deployments);
+    result.deployments = deployments;
+    Ok(())
+}
+
+/// A held deployment with the rollout policy its rule has now (rules may have changed while
+/// the digest was held); the default policy if no rule names the service any more.
+fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Target {
+    let mut image = event.image.clone();
+    if let Some(tag) = b
+        .tag
+        .as_deref()
+        .and_then(|t| crate::reference::Tag::parse(t).ok())
+    {
+        image.tag = Some(tag);
+    }
+    let mut target = b.target.clone();
+    if let Some(t) = deps
+        .rules
+        .targets(&image)
+        .into_iter()
+        .find(|t| t.cluster == target.cluster && t.service == target.service)
+    {
+        target.policy = t.policy;
+    }
+    target
 }

@@ -8,6 +8,7 @@ use crate::event::{ImageEvent, Timestamp};
 use crate::outcome::{EventOutcome, EventResult};
 use crate::rules::Target;
 use crate::store::ledger::{self, PushOutcome};
+use crate::store::replication;
 use crate::store::rollouts;
 
 pub(super) async fn push_one(
@@ -61,6 +62,14 @@ pub(super) async fn push_one(
     }
 
     let (targets, mut deployments) = without_failed_rollouts(deps, event, targets).await?;
+    let (targets, held) = held_for_regions(deps, event, targets).await?;
+    if !held.is_empty() {
+        replication::hold(deps.store, &receipt, &held).await?;
+        deployments.extend(held.iter().map(|(t, region)| {
+            Deployment::new(t, &event.image, DeployOutcome::Blocked)
+                .with_reason(replication::not_yet_replicated(region))
+        }));
+    }
     if !targets.is_empty() {
         deployments.extend(deps.deployer.deploy(&event.image, &targets).await?);
     }
@@ -126,4 +135,45 @@ async fn targets(deps: &Deps<'_>, event: &ImageEvent) -> Result<Vec<Target>, Pip
         }
     }
     Ok(targets)
+}
+
+/// Targets whose rule requires a region the digest has not reached yet are held (with that
+/// region) until a replication event says it arrived. The push's own region counts; otherwise
+/// the image's record says where it is, read once and only when a rule asks.
+async fn held_for_regions(
+    deps: &Deps<'_>,
+    event: &ImageEvent,
+    targets: Vec<Target>,
+) -> Result<(Vec<Target>, Vec<(Target, String)>), PipelineError> {
+    let (Some(digest), true) = (
+        &event.image.digest,
+        targets.iter().any(|t| t.require_region.is_some()),
+    ) else {
+        return Ok((targets, Vec::new()));
+    };
+    let presence = replication::presence(
+        deps.store,
+        event.image.registry.as_str(),
+        event.image.repository.as_str(),
+        digest.as_str(),
+    )
+    .await?;
+    let mut deploy = Vec::with_capacity(targets.len());
+    let mut held = Vec::new();
+    for t in targets {
+        let Some(wanted) = t.require_region.as_deref() else {
+            deploy.push(t);
+            continue;
+        };
+        let region = match wanted {
+            "service-region" => deps.service_region.unwrap_or("service-region").to_owned(),
+            r => r.to_owned(),
+        };
+        if event.region.as_deref() == Some(region.as_str()) || presence.regions.contains(&region) {
+            deploy.push(t);
+        } else {
+            held.push((t, region));
+        }
+    }
+    Ok((deploy, held))
 }

@@ -2,12 +2,12 @@
 //! explicit releases lift the block and apply the deployments that waited for it
 //! (deploy-on-release), once per service and only where the tag still points at the digest.
 
-use super::{Deps, warn_failed};
+use super::{Deps, apply_held};
 use crate::PipelineError;
 use crate::event::{Action, ImageEvent, Timestamp};
 use crate::outcome::{EventOutcome, EventResult};
-use crate::rules::Target;
 use crate::store::ledger::{self, QuarantineOutcome};
+use crate::store::replication;
 
 enum Decision {
     Quarantine { reason: String, source: String },
@@ -112,55 +112,32 @@ async fn release(
     if !deploy_now || blocked.is_empty() {
         return Ok(result);
     }
-    // Apply a held deployment only where its tag still points at this digest: a tag that moved
-    // on since has been deployed (or blocked) by the newer push.
-    let digest = event.image.digest.as_ref().map(ToString::to_string);
-    let mut targets: Vec<Target> = Vec::new();
-    for b in &blocked {
-        let current = match &b.tag {
-            Some(tag) => ledger::tag_digest(deps.store, event, tag).await?,
-            None => digest.clone(),
-        };
-        if current == digest
-            && !targets
-                .iter()
-                .any(|t| t.cluster == b.target.cluster && t.service == b.target.service)
-        {
-            targets.push(with_current_policy(deps, event, b));
+    // Deployments that wait for a region stay held until the digest has arrived there.
+    let presence = match &event.image.digest {
+        Some(d) if blocked.iter().any(|b| b.waiting_region.is_some()) => {
+            replication::presence(
+                deps.store,
+                event.image.registry.as_str(),
+                event.image.repository.as_str(),
+                d.as_str(),
+            )
+            .await?
         }
-    }
-    let deployments = if targets.is_empty() {
-        Vec::new()
-    } else {
-        deps.deployer.deploy(&event.image, &targets).await?
+        _ => Default::default(),
     };
-    let settled: Vec<_> = blocked.iter().map(|b| b.key.clone()).collect();
-    ledger::record_deployments(deps.store, event, &deployments, &settled, &Timestamp::now())
-        .await?;
-    warn_failed(&mut result, &deployments);
-    result.deployments = deployments;
+    let (ready, waiting): (Vec<_>, Vec<_>) = blocked.into_iter().partition(|b| {
+        b.waiting_region
+            .as_ref()
+            .is_none_or(|r| presence.regions.contains(r))
+    });
+    for b in &waiting {
+        result.warnings.push(format!(
+            "{}/{} still waits for the digest to arrive in {}",
+            b.target.cluster,
+            b.target.service,
+            b.waiting_region.as_deref().unwrap_or_default()
+        ));
+    }
+    apply_held(deps, event, &ready, &mut result).await?;
     Ok(result)
-}
-
-/// A held deployment with the rollout policy its rule has now (rules may have changed while
-/// the digest was held); the default policy if no rule names the service any more.
-fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &ledger::Blocked) -> Target {
-    let mut image = event.image.clone();
-    if let Some(tag) = b
-        .tag
-        .as_deref()
-        .and_then(|t| crate::reference::Tag::parse(t).ok())
-    {
-        image.tag = Some(tag);
-    }
-    let mut target = b.target.clone();
-    if let Some(t) = deps
-        .rules
-        .targets(&image)
-        .into_iter()
-        .find(|t| t.cluster == target.cluster && t.service == target.service)
-    {
-        target.policy = t.policy;
-    }
-    target
 }

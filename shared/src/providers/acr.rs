@@ -86,6 +86,7 @@ pub(super) fn parse(v: &Value, _ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, P
         || "event with neither `target.tag` nor `target.digest`".to_owned(),
     )?;
     Ok(vec![Parsed::Image(ImageEvent {
+        region: None,
         id: body.id.clone(),
         provider: P,
         action,

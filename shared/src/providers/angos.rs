@@ -156,6 +156,7 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         digest,
     };
     Ok(vec![Parsed::Image(ImageEvent {
+        region: None,
         // A fresh UUID per event, repeated on the dispatcher's retries.
         id: body.id.clone(),
         provider: P,

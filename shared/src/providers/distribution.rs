@@ -186,6 +186,7 @@ fn parse_event(e: &Event) -> Result<Parsed, ParseError> {
         None => return Err(ParseError::malformed(P, "event without `timestamp`")),
     };
     Ok(Parsed::Image(ImageEvent {
+        region: None,
         id: event_id(e),
         provider: P,
         action,

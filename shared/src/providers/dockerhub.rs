@@ -86,6 +86,7 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     let pushed_at_text = pushed_at.map(ToString::to_string).unwrap_or_default();
     let id = content_id(&["push", image.repository.as_str(), tag, &pushed_at_text]);
     Ok(vec![Parsed::Image(ImageEvent {
+        region: None,
         id,
         provider: P,
         action: Action::Push,

@@ -51,12 +51,24 @@ pub(super) struct ImageAction {
     image_tag: Option<String>,
     #[serde(default)]
     manifest_media_type: Option<String>,
+    /// Replication events: where the image came from.
+    #[serde(default)]
+    source_account: Option<String>,
+    #[serde(default)]
+    source_region: Option<String>,
+}
+
+impl ImageAction {
+    fn tag_and_digest(&self) -> (&Option<String>, &Option<String>) {
+        (&self.image_tag, &self.image_digest)
+    }
 }
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
     let env: Envelope = typed(P, v)?;
     match (env.source.as_str(), env.detail_type.as_str()) {
         ("aws.ecr", "ECR Image Action") => {}
+        ("aws.ecr", "ECR Replication Action") => return parse_replication(&env, ctx),
         ("aws.ecr", "ECR Image Scan") | ("aws.inspector2", "Inspector2 Scan") => {
             return super::ecr_scan::parse_scan(&env, ctx);
         }
@@ -105,21 +117,15 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             ));
         }
     };
-    let repository = non_empty(&detail.repository_name)
-        .ok_or_else(|| ParseError::malformed(P, "event without `detail.repository-name`"))?;
-    let image = image_ref(
-        P,
-        &registry_host(account, region),
-        repository,
-        non_empty(&detail.image_tag),
-        non_empty(&detail.image_digest),
-        || "event with neither `image-tag` nor `image-digest`".to_owned(),
+    let image = ecr_image(
+        (account, region),
+        &detail.repository_name,
+        detail.tag_and_digest(),
     )?;
-    let occurred_at = match non_empty(&env.time) {
-        Some(t) => timestamp(P, t)?,
-        None => ctx.received_at.clone(),
-    };
+    let occurred_at = event_time(env.time.as_ref(), ctx)?;
     Ok(vec![Parsed::Image(ImageEvent {
+        // A push lands in the registry of its own Region first.
+        region: Some(region.to_owned()),
         id: env.id.clone(),
         provider: P,
         action,
@@ -130,6 +136,85 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         scan: None,
         reason: None,
     })])
+}
+
+/// "ECR Replication Action": the event comes from the destination Region and account; the image
+/// it concerns is the source's, so the arrival is recorded on the source registry's image.
+fn parse_replication(env: &Envelope, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
+    let detail: ImageAction = typed(P, &env.detail)?;
+    let action = match detail.result.as_deref().unwrap_or_default() {
+        "SUCCESS" => Action::Replicate,
+        "FAILED" | "FAILURE" => Action::ReplicationFailed,
+        other => {
+            return Err(ParseError::malformed(
+                P,
+                format!("replication result {other:?}: expected SUCCESS or FAILED"),
+            ));
+        }
+    };
+    let (Some(dest_region), Some(source_account), Some(source_region)) = (
+        non_empty(&env.region),
+        non_empty(&detail.source_account).or(non_empty(&env.account)),
+        non_empty(&detail.source_region),
+    ) else {
+        return Err(ParseError::malformed(
+            P,
+            "replication event without `region` and `detail.source-region`",
+        ));
+    };
+    let image = ecr_image(
+        (source_account, source_region),
+        &detail.repository_name,
+        detail.tag_and_digest(),
+    )?;
+    if image.digest.is_none() {
+        return Err(ParseError::malformed(
+            P,
+            "replication event without `image-digest`",
+        ));
+    }
+    // A cross-account replica is named by account and Region, a same-account one by Region.
+    let region = match non_empty(&env.account) {
+        Some(a) if a != source_account => format!("{a}:{dest_region}"),
+        _ => dest_region.to_owned(),
+    };
+    let occurred_at = event_time(env.time.as_ref(), ctx)?;
+    let reason = (action == Action::ReplicationFailed)
+        .then(|| format!("ECR could not replicate the image to {region}"));
+    Ok(vec![Parsed::Image(ImageEvent {
+        region: Some(region),
+        reason,
+        ..ImageEvent::new(env.id.clone(), P, action, image, occurred_at)
+    })])
+}
+
+/// The image an ECR event names, in the registry of `(account, region)`.
+fn ecr_image(
+    (account, region): (&str, &str),
+    repository: &Option<String>,
+    (tag, digest): (&Option<String>, &Option<String>),
+) -> Result<crate::reference::ImageRef, ParseError> {
+    let repository = non_empty(repository)
+        .ok_or_else(|| ParseError::malformed(P, "event without `detail.repository-name`"))?;
+    image_ref(
+        P,
+        &registry_host(account, region),
+        repository,
+        non_empty(tag),
+        non_empty(digest),
+        || "event with neither `image-tag` nor `image-digest`".to_owned(),
+    )
+}
+
+/// The event's `time`, or when it was received if it has none.
+fn event_time(
+    time: Option<&String>,
+    ctx: &ParseContext<'_>,
+) -> Result<crate::event::Timestamp, ParseError> {
+    match time.filter(|t| !t.is_empty()) {
+        Some(t) => timestamp(P, t),
+        None => Ok(ctx.received_at.clone()),
+    }
 }
 
 pub(super) fn registry_host(account: &str, region: &str) -> String {
@@ -185,6 +270,38 @@ mod tests {
         serde_json::json!({"version": "0", "id": "0b8e4c1a-2d3f-4a5b-8c9d-0e1f2a3b4c5d",
             "detail-type": "ECR Image Action", "source": "aws.ecr", "account": "210987654321",
             "time": "2026-05-06T07:08:09Z", "region": "eu-central-1", "resources": [], "detail": detail})
+    }
+
+    #[test]
+    fn replication_marks_the_destination_on_the_source_image() {
+        let v = serde_json::json!({"version": "0", "id": "r-1", "detail-type": "ECR Replication Action",
+            "source": "aws.ecr", "account": "210987654321", "time": "2026-05-06T07:08:09Z",
+            "region": "us-east-1", "resources": [],
+            "detail": {"result": "SUCCESS", "repository-name": "shop/api", "image-digest": D,
+                       "source-account": "210987654321", "action-type": "REPLICATE",
+                       "source-region": "eu-central-1", "image-tag": "2.0.1"}});
+        let out = run(v.clone()).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.action, Action::Replicate);
+        assert_eq!(e.region.as_deref(), Some("us-east-1"));
+        assert_eq!(
+            e.image.registry.as_str(),
+            "210987654321.dkr.ecr.eu-central-1.amazonaws.com"
+        );
+        let mut failed = v.clone();
+        failed["detail"]["result"] = "FAILED".into();
+        failed["account"] = "111122223333".into();
+        let out = run(failed).unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.action, Action::ReplicationFailed);
+        assert_eq!(e.region.as_deref(), Some("111122223333:us-east-1"));
+        let mut odd = v;
+        odd["detail"]["result"] = "MAYBE".into();
+        assert!(run(odd).is_err());
     }
 
     #[test]

@@ -192,6 +192,7 @@ fn event(
     scan: ScanSummary,
 ) -> Result<ImageEvent, ParseError> {
     Ok(ImageEvent {
+        region: None,
         id: env.id.clone(),
         provider: P,
         action: Action::Quarantine,

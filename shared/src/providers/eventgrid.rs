@@ -182,6 +182,7 @@ fn parse_one(v: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, ParseError> {
         None => ctx.received_at.clone(),
     };
     Ok(Parsed::Image(ImageEvent {
+        region: None,
         id: env.id.clone(),
         provider: P,
         action,

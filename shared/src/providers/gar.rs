@@ -133,17 +133,13 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         Some(t) => timestamp(P, t)?,
         None => ctx.received_at.clone(),
     };
-    Ok(vec![Parsed::Image(ImageEvent {
+    Ok(vec![Parsed::Image(ImageEvent::new(
         id,
-        provider: P,
+        P,
         action,
         image,
         occurred_at,
-        media_type: None,
-        size: None,
-        scan: None,
-        reason: None,
-    })])
+    ))])
 }
 
 /// One image from the `digest` reference (`...@sha256:...`) and the `tag` reference (`...:tag`).

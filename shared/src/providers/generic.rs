@@ -1,6 +1,8 @@
 //! The generic form for CI scripts and anything else that can POST JSON:
 //! `{"image": "registry/org/app:tag", "digest": "sha256:...", "id": "...", "timestamp": "...",
-//!   "action": "push" | "delete"}`; only `image` is required.
+//!   "action": "push" | "delete" | "replicate" | "replication-failed", "region": "..."}`; only
+//! `image` is required. `replicate` says the digest arrived in `region` (a registry replica):
+//! how a replication that sends no digest of its own (Harbor's) is reported from a script.
 //!
 //! Standard Webhooks senders wrap the same object as the `data` of their envelope
 //! (`{"type": "image.pushed", "timestamp": "...", "data": {...}}`); the `webhook-id` header is
@@ -89,6 +91,9 @@ struct Body {
     quarantine: Option<bool>,
     #[serde(default)]
     reason: Option<String>,
+    /// Where the event happened: the replica a push landed in or a replication reached.
+    #[serde(default)]
+    region: Option<String>,
 }
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
@@ -98,6 +103,8 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         (None, Some(false)) | (Some("release"), None | Some(false)) => Action::Release,
         (None | Some("push"), None) => Action::Push,
         (Some("delete"), None) => Action::Delete,
+        (Some("replicate"), None) => Action::Replicate,
+        (Some("replication-failed"), None) => Action::ReplicationFailed,
         (Some(other), Some(q)) => {
             return Err(ParseError::malformed(
                 P,
@@ -108,7 +115,7 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             return Err(ParseError::malformed(
                 P,
                 format!(
-                    "unknown action {other:?}: expected \"push\", \"delete\", \"quarantine\" or \"release\""
+                    "unknown action {other:?}: expected \"push\", \"delete\", \"quarantine\", \"release\", \"replicate\" or \"replication-failed\""
                 ),
             ));
         }
@@ -126,6 +133,15 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     }
     if image.tag.is_none() && image.digest.is_none() {
         return Err(ParseError::malformed(P, "`image` needs a tag or a digest"));
+    }
+    let region = body.region.filter(|r| !r.is_empty());
+    if matches!(action, Action::Replicate | Action::ReplicationFailed)
+        && (image.digest.is_none() || region.is_none())
+    {
+        return Err(ParseError::malformed(
+            P,
+            "a replication names the digest and the `region` it reached",
+        ));
     }
     if matches!(action, Action::Quarantine | Action::Release) && image.digest.is_none() {
         return Err(ParseError::malformed(
@@ -148,6 +164,7 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         ]),
     };
     Ok(vec![Parsed::Image(ImageEvent {
+        region,
         id,
         provider: P,
         action,
@@ -223,6 +240,26 @@ mod tests {
             run(serde_json::json!({"image": "r.example.com/a:1", "extra": 1})),
             Err(ParseError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn replication_forms_need_a_digest_and_a_region() {
+        let img = format!("r.example.com/a:1@{D}");
+        let out =
+            run(serde_json::json!({"image": img, "action": "replicate", "region": "eu-west-1"}))
+                .unwrap();
+        let [Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            (e.action, e.region.as_deref()),
+            (Action::Replicate, Some("eu-west-1"))
+        );
+        assert!(run(serde_json::json!({"image": img, "action": "replicate"})).is_err());
+        assert!(
+            run(serde_json::json!({"image": "r.example.com/a:1", "action": "replication-failed", "region": "x"}))
+                .is_err()
+        );
     }
 
     #[test]

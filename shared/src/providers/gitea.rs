@@ -165,17 +165,13 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         ]),
     };
 
-    Ok(vec![Parsed::Image(ImageEvent {
+    Ok(vec![Parsed::Image(ImageEvent::new(
         id,
-        provider: P,
+        P,
         action,
         image,
         occurred_at,
-        media_type: None,
-        size: None,
-        scan: None,
-        reason: None,
-    })])
+    ))])
 }
 
 /// What the package says about the image, as raw strings.

@@ -190,6 +190,7 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     };
 
     Ok(vec![Parsed::Image(ImageEvent {
+        region: None,
         id,
         provider: P,
         action: action_kind,

@@ -148,7 +148,7 @@ fn kind_of(ty: &str) -> Kind {
             Kind::Ignore("project quota notices are not image events")
         }
         "REPLICATION" | "harbor.replication.status.changed" => Kind::Ignore(
-            "replication status is not an image event: the destination registry reports its own pushes",
+            "Harbor replication events name no digest (only \"<name> [n item(s) in total]\"), so they cannot say where a digest arrived: report arrivals with the generic form's \"replicate\" action",
         ),
         "TAG_RETENTION" | "harbor.tag_retention.finished" => Kind::Ignore(
             "tag retention summary: each artifact it deletes arrives as its own DELETE_ARTIFACT event",
@@ -266,6 +266,7 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             },
         };
         out.push(Parsed::Image(ImageEvent {
+            region: None,
             id: event_id(&body, r, i, resources.len(), repository),
             provider: P,
             action,

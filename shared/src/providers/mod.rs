@@ -22,7 +22,7 @@ use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::event::{Parsed, Provider, Timestamp, TimestampError};
+use crate::event::{Action, Parsed, Provider, Timestamp, TimestampError};
 use crate::reference::ReferenceError;
 
 /// Why a body could not be turned into events. Each variant maps to one status at the edge.
@@ -34,6 +34,8 @@ pub enum ParseError {
     MissingFormPayload,
     #[error("unknown provider {name:?}: expected one of {}", provider_names())]
     UnknownProvider { name: String },
+    #[error("region {value:?} is not a region name: 1 to 64 letters, digits, '-', '_', '.' or ':'")]
+    BadRegion { value: String },
     #[error("unrecognised body: expected one of {}", .tried.join(", "))]
     UnknownShape { tried: Vec<&'static str> },
     #[error("{provider}: {message}")]
@@ -219,6 +221,35 @@ pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseEr
             tried: DETECTORS.iter().map(|d| d.format).collect(),
         }),
     }
+}
+
+/// Events a replica sent, with `?region=` on its webhook URL (ACR geo-replication: one webhook
+/// per replica location). A push the sender did not place is placed there, and its id gets the
+/// region, because each replica may send the same event id for its own arrival.
+pub fn in_region(events: &mut [Parsed], region: Option<&str>) -> Result<(), ParseError> {
+    let Some(region) = region else {
+        return Ok(());
+    };
+    let valid = !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if !valid {
+        return Err(ParseError::BadRegion {
+            value: region.chars().take(64).collect(),
+        });
+    }
+    for e in events.iter_mut() {
+        if let Parsed::Image(e) = e
+            && e.action == Action::Push
+            && e.region.is_none()
+        {
+            e.region = Some(region.to_owned());
+            e.id = format!("{}@{region}", e.id);
+        }
+    }
+    Ok(())
 }
 
 /// Which provider a body would be parsed as (for logs on failure paths).

@@ -66,6 +66,7 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
                 &canonical,
             ]);
             Ok(Parsed::Image(ImageEvent {
+                region: None,
                 id,
                 provider: P,
                 action: Action::Push,

@@ -97,6 +97,37 @@ pub async fn history(
     Ok(items)
 }
 
+/// The repository's digests as the API shows them: tags, status, and where each has arrived.
+pub async fn images(
+    store: &dyn Store,
+    registry: &str,
+    repository: &str,
+) -> Result<Vec<Value>, StoreError> {
+    let items = store
+        .query(&keys::image_pk(registry, repository), "D#")
+        .await?;
+    Ok(items
+        .into_iter()
+        .map(|i| {
+            let mut out = Map::new();
+            for k in [
+                "digest",
+                "tags",
+                "status",
+                "last_pushed_at",
+                "regions",
+                "region_arrivals",
+                "replication_failures",
+            ] {
+                if let Some(v) = i.get(k) {
+                    out.insert(k.into(), v.clone());
+                }
+            }
+            Value::Object(out)
+        })
+        .collect())
+}
+
 /// The history as the API and the CLI print it: stages, each newest first.
 pub fn by_stage(items: Vec<Item>) -> Value {
     let mut stages = Map::new();

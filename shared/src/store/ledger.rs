@@ -28,15 +28,15 @@ pub struct Receipt<'a> {
 }
 
 impl Receipt<'_> {
-    fn key(&self) -> Key {
+    pub(super) fn key(&self) -> Key {
         keys::receipt(self.event.provider.as_str(), &self.event.id)
     }
 
-    fn by(&self) -> String {
+    pub(super) fn by(&self) -> String {
         format!("{}#{}", self.event.provider, self.event.id)
     }
 
-    fn put(&self, status: &str, outcome: &str, reason: Option<&str>) -> Op {
+    pub(super) fn put(&self, status: &str, outcome: &str, reason: Option<&str>) -> Op {
         let e = self.event;
         let mut item = Map::new();
         item.insert("type".into(), json!("receipt"));
@@ -68,7 +68,7 @@ impl Receipt<'_> {
         h
     }
 
-    fn image_key(&self) -> Option<Key> {
+    pub(super) fn image_key(&self) -> Option<Key> {
         let img = &self.event.image;
         img.digest.as_ref().map(|d| {
             Key::new(
@@ -78,13 +78,13 @@ impl Receipt<'_> {
         })
     }
 
-    fn image_pk(&self) -> String {
+    pub(super) fn image_pk(&self) -> String {
         let img = &self.event.image;
         keys::image_pk(img.registry.as_str(), img.repository.as_str())
     }
 
     /// The identity attributes every image item carries, created on first sight.
-    fn image_update(&self, key: Key) -> Update {
+    pub(super) fn image_update(&self, key: Key) -> Update {
         let img = &self.event.image;
         Update::new(key)
             .set("type", "image")
@@ -97,7 +97,7 @@ impl Receipt<'_> {
 }
 
 /// Whether a receipt left by an earlier delivery still waits for its deployments.
-fn pending(old: Option<&Item>) -> bool {
+pub(super) fn pending(old: Option<&Item>) -> bool {
     old.and_then(|i| i.get("status")).and_then(Value::as_str) == Some(RECEIPT_PENDING)
 }
 
@@ -165,6 +165,9 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
         if let Some(tag) = &e.image.tag {
             u = u.add_to_set("tags", tag.as_str());
         }
+        if let Some(region) = &e.region {
+            u = super::replication::arrived(u, r, region);
+        }
         if variant == PushVariant::Normal {
             // Active again unless quarantined, or deleted after this push was made.
             u = u
@@ -214,34 +217,8 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
         ops.push(Op::Update(u));
     }
     if variant == PushVariant::Blocked {
-        let digest = e.image.digest.as_ref().map_or("", |d| d.as_str());
         for target in targets {
-            let mut b = Map::new();
-            b.insert("type".into(), json!("blocked"));
-            b.insert("cluster".into(), json!(target.cluster));
-            b.insert("service".into(), json!(target.service));
-            b.insert("digest".into(), json!(digest));
-            b.insert("image".into(), json!(e.image.deployable()));
-            b.insert("event".into(), json!(r.by()));
-            b.insert("blocked_at".into(), json!(r.received_at.as_str()));
-            b.insert("reason".into(), json!(reason));
-            for (k, v) in [
-                ("tag", e.image.tag.as_ref().map(|t| t.to_string())),
-                ("container", target.container.clone()),
-                ("stage", target.stage.clone()),
-            ] {
-                if let Some(v) = v {
-                    b.insert(k.into(), json!(v));
-                }
-            }
-            ops.push(Op::Put {
-                key: Key::new(
-                    r.image_pk(),
-                    keys::blocked_sk(digest, &target.cluster, &target.service),
-                ),
-                item: b,
-                cond: None,
-            });
+            ops.push(blocked_op(r, target, reason, None));
             let dep = Deployment::new(target, &e.image, DeployOutcome::Blocked).with_reason(reason);
             let (key, item) = deployment_item(e, &dep, r.received_at);
             ops.push(Op::Put {
@@ -252,6 +229,45 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
         }
     }
     ops
+}
+
+/// A held deployment of the event's digest to `target`: released by the quarantine function, or,
+/// with `waiting_region`, applied when the digest arrives in that region.
+pub(super) fn blocked_op(
+    r: &Receipt<'_>,
+    target: &Target,
+    reason: &str,
+    waiting_region: Option<&str>,
+) -> Op {
+    let e = r.event;
+    let digest = e.image.digest.as_ref().map_or("", |d| d.as_str());
+    let mut b = Map::new();
+    b.insert("type".into(), json!("blocked"));
+    b.insert("cluster".into(), json!(target.cluster));
+    b.insert("service".into(), json!(target.service));
+    b.insert("digest".into(), json!(digest));
+    b.insert("image".into(), json!(e.image.deployable()));
+    b.insert("event".into(), json!(r.by()));
+    b.insert("blocked_at".into(), json!(r.received_at.as_str()));
+    b.insert("reason".into(), json!(reason));
+    for (k, v) in [
+        ("tag", e.image.tag.as_ref().map(|t| t.to_string())),
+        ("container", target.container.clone()),
+        ("stage", target.stage.clone()),
+        ("waiting_region", waiting_region.map(str::to_owned)),
+    ] {
+        if let Some(v) = v {
+            b.insert(k.into(), json!(v));
+        }
+    }
+    Op::Put {
+        key: Key::new(
+            r.image_pk(),
+            keys::blocked_sk(digest, &target.cluster, &target.service),
+        ),
+        item: b,
+        cond: None,
+    }
 }
 
 /// Records a push: receipt, image and tag in one transaction (DESIGN §4).
@@ -769,6 +785,9 @@ pub struct Blocked {
     pub key: Key,
     pub target: Target,
     pub tag: Option<String>,
+    /// Held until the digest arrives in this region (a rule's `require_region`), not for a
+    /// quarantine.
+    pub waiting_region: Option<String>,
 }
 
 /// The blocked deployments of a digest, one per service.
@@ -798,8 +817,10 @@ pub async fn blocked_deployments(
                     // The policy is the rule's, looked up again when the deployment is applied.
                     policy: Default::default(),
                     last_deployed: None,
+                    require_region: None,
                 },
                 tag: str_of(Some(&i), "tag").map(str::to_owned),
+                waiting_region: str_of(Some(&i), "waiting_region").map(str::to_owned),
                 key,
             })
         })

@@ -12,6 +12,7 @@ pub mod history;
 pub mod keys;
 pub mod ledger;
 pub mod ops;
+pub mod replication;
 pub mod rollouts;
 
 use async_trait::async_trait;
