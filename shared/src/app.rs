@@ -165,10 +165,31 @@ pub fn run_lambda(function: Function) -> Result<(), lambda_http::Error> {
     lambda_main(async {
         let app = App::from_env(function).await?;
         lambda_http::run(lambda_http::service_fn(|req| async {
-            Ok::<_, lambda_http::Error>(crate::http::handle(&app, function, req).await)
+            let started = std::time::Instant::now();
+            let (resp, report) = crate::http::handle_reported(&app, function, req).await;
+            emit_metrics(function.name(), &report, started);
+            Ok::<_, lambda_http::Error>(resp)
         }))
         .await
     })
+}
+
+/// Prints the request's EMF documents on stdout, where Lambda sends them to CloudWatch Logs.
+fn emit_metrics(function: &str, report: &crate::metrics::Report, started: std::time::Instant) {
+    use std::io::Write;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let lines = crate::metrics::emf_lines(
+        function,
+        report,
+        latency_ms,
+        i64::try_from(now_ms).unwrap_or_default(),
+    );
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        // A lost metric line must never fail the delivery it describes.
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 /// The outcomes function: one EventBridge event per invocation.

@@ -11,6 +11,7 @@ use crate::app::{App, Function};
 use crate::auth::{AuthError, AuthMode, Presented};
 use crate::config::MAX_BODY_BYTES;
 use crate::event::{Parsed, Provider, Timestamp};
+use crate::metrics::Report;
 use crate::outcome::Receipt;
 use crate::pipeline::{self, Deps};
 use crate::providers::{self, ParseContext, ParseError};
@@ -224,15 +225,40 @@ fn provider_override(req: &lambda_http::Request) -> Result<Option<Provider>, Api
 
 /// Runs one request through a function: the single entry point of every binary.
 pub async fn handle(app: &App, function: Function, req: lambda_http::Request) -> Response<Body> {
-    match handle_inner(app, function, req).await {
-        Ok(Reply::Receipt(receipt)) => json_response(
-            StatusCode::OK,
-            &serde_json::to_value(&receipt).unwrap_or_else(|_| json!({})),
-        ),
+    handle_reported(app, function, req).await.0
+}
+
+/// `handle`, with what the request did for the metrics.
+pub async fn handle_reported(
+    app: &App,
+    function: Function,
+    req: lambda_http::Request,
+) -> (Response<Body>, Report) {
+    let mut report = Report::default();
+    let resp = match handle_inner(app, function, req).await {
+        Ok(Reply::Receipt(receipt)) => {
+            for e in &receipt.events {
+                report
+                    .events
+                    .push((e.provider, e.action.clone(), e.outcome.as_str()));
+                report
+                    .deployments
+                    .extend(e.deployments.iter().map(|d| d.outcome.as_str()));
+            }
+            json_response(
+                StatusCode::OK,
+                &serde_json::to_value(&receipt).unwrap_or_else(|_| json!({})),
+            )
+        }
         Ok(Reply::Handshake(body)) => json_response(StatusCode::OK, &body),
         Ok(Reply::Raw(resp)) => resp,
-        Err(e) => e.into_response(),
-    }
+        Err(e) => {
+            report.auth_failed = matches!(e, ApiError::Unauthorized(_));
+            e.into_response()
+        }
+    };
+    report.status = resp.status().as_u16();
+    (resp, report)
 }
 
 enum Reply {

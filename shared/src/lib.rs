@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod event;
 pub mod http;
 pub mod images_api;
+pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;

@@ -235,3 +235,35 @@ async fn every_sample_event_is_answered_by_its_function() {
     }
     assert!(checked >= 35, "{checked}");
 }
+
+/// What a request did reaches the metrics: events by provider, action and outcome, deployments
+/// by outcome, and authentication failures, and every EMF line it becomes is valid JSON with
+/// the declared metrics present.
+#[tokio::test]
+async fn requests_report_what_the_metrics_count() {
+    let app = app_with(AuthMode::Token, &["sample-webhook-token"]);
+    let (resp, report) = imagehook_core::http::handle_reported(
+        &app,
+        Function::Push,
+        request(&event_file("acr-push.json")),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(report.events, vec![("acr", "push".to_owned(), "applied")]);
+    assert!(!report.auth_failed);
+    for line in imagehook_core::metrics::emf_lines("push", &report, 3.0, 0) {
+        let v: Value = serde_json::from_str(&line).unwrap();
+        for m in v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+        {
+            assert!(v[m["Name"].as_str().unwrap()].is_number(), "{line}");
+        }
+    }
+
+    let wrong = event_file("acr-push.json").replace("sample-webhook-token", "nope");
+    let (resp, report) =
+        imagehook_core::http::handle_reported(&app, Function::Push, request(&wrong)).await;
+    assert_eq!((resp.status().as_u16(), report.auth_failed), (401, true));
+    assert!(report.events.is_empty());
+}
