@@ -8,8 +8,11 @@ mod serve;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use imagehook_core::deploy::DryRunDeployer;
+use imagehook_core::store::{EmbeddedStore, Store};
 use imagehook_core::{App, Function};
 use lambda_http::RequestExt;
 use serde_json::{Map, Value, json};
@@ -34,6 +37,14 @@ enum Command {
     /// quarantine an API Gateway event (REST v1 or HTTP API v2), printed back as API Gateway
     /// would receive the response; for outcomes an EventBridge "ECS Deployment State Change".
     Invoke {
+        /// push, delete, quarantine or outcomes
+        function: String,
+        /// The event file.
+        event: PathBuf,
+    },
+    /// Run an event file like `invoke`, on a scratch copy of the store and with deploys only
+    /// planned: print the response and every record that would change. Nothing is written.
+    Simulate {
         /// push, delete, quarantine or outcomes
         function: String,
         /// The event file.
@@ -97,6 +108,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::History { repository, stage } => history(&app, &repository, stage).await,
+        Command::Simulate { function, event } => simulate(&app, &function, &event).await,
         Command::State => {
             let records = app.store().dump().await?;
             println!("{}", serde_json::to_string_pretty(&group(records))?);
@@ -110,10 +122,32 @@ async fn invoke(
     function: &str,
     path: &Path,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (out, ok) = run_event(app, function, path).await?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs an event file through a function: what `invoke` prints, and whether it succeeded.
+async fn run_event(
+    app: &App,
+    function: &str,
+    path: &Path,
+) -> Result<(Value, bool), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if function == "outcomes" {
-        return invoke_outcomes(app, &text).await;
+        let out = imagehook_core::pipeline::rollout::handle(
+            app.store(),
+            text.as_bytes(),
+            app.config().receipt_ttl_days,
+        )
+        .await?;
+        let ok = out["outcome"] != "rejected";
+        return Ok((out, ok));
     }
     let function = Function::parse(function).ok_or_else(|| {
         format!("unknown function {function:?}: expected push, delete, quarantine or outcomes")
@@ -129,12 +163,59 @@ async fn invoke(
         .collect();
     let body = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
     let out = json!({"statusCode": status.as_u16(), "headers": headers, "body": body});
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(if status.is_success() {
+    Ok((out, status.is_success()))
+}
+
+/// `invoke` on a scratch copy of the store with deploys planned only: prints the response and
+/// every record that would change, and changes nothing.
+async fn simulate(
+    app: &App,
+    function: &str,
+    path: &Path,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let before = app.store().dump().await?;
+    let scratch = Arc::new(EmbeddedStore::seeded(before.clone())?);
+    let sim = App::new(
+        app.config().clone(),
+        scratch.clone(),
+        Arc::new(DryRunDeployer),
+    );
+    let (out, ok) = run_event(&sim, function, path).await?;
+    let after = scratch.dump().await?;
+    let changes = changes(before, after);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({"response": out, "changes": changes}))?
+    );
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The records that differ, keyed by PK and SK, as {PK, SK, before, after} (null: absent).
+fn changes(before: Vec<Map<String, Value>>, after: Vec<Map<String, Value>>) -> Vec<Value> {
+    let key = |i: &Map<String, Value>| {
+        (
+            i.get("PK").and_then(Value::as_str).unwrap_or("").to_owned(),
+            i.get("SK").and_then(Value::as_str).unwrap_or("").to_owned(),
+        )
+    };
+    let mut all: std::collections::BTreeMap<(String, String), (Value, Value)> =
+        std::collections::BTreeMap::new();
+    for i in before {
+        let k = key(&i);
+        all.entry(k).or_insert((Value::Null, Value::Null)).0 = Value::Object(i);
+    }
+    for i in after {
+        let k = key(&i);
+        all.entry(k).or_insert((Value::Null, Value::Null)).1 = Value::Object(i);
+    }
+    all.into_iter()
+        .filter(|(_, (b, a))| b != a)
+        .map(|((pk, sk), (b, a))| json!({"PK": pk, "SK": sk, "before": b, "after": a}))
+        .collect()
 }
 
 /// The images function's answer, through the same handler, for the terminal.
@@ -163,22 +244,6 @@ async fn history(
         );
         Ok(ExitCode::FAILURE)
     }
-}
-
-/// The outcomes function on an EventBridge event file: prints what it recorded.
-async fn invoke_outcomes(app: &App, text: &str) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let out = imagehook_core::pipeline::rollout::handle(
-        app.store(),
-        text.as_bytes(),
-        app.config().receipt_ttl_days,
-    )
-    .await?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(if out["outcome"] == "rejected" {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// Groups raw items by what they are, in key order.

@@ -276,3 +276,37 @@ fn history_prints_the_stages_and_outcomes_reads_eventbridge_files() {
     );
     assert_eq!(printed["outcome"], "rejected");
 }
+
+#[test]
+fn simulate_prints_what_would_change_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let simulate = ["simulate", "push", "events/acr-push.json"];
+    let (code, printed, err) = run(&mut imagehook(dir.path()), &simulate);
+    assert_eq!(code, 0, "{err}");
+    let body: Value = serde_json::from_str(printed["response"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["events"][0]["outcome"], "applied");
+    let changed: Vec<&str> = printed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["after"]["type"].as_str().unwrap())
+        .collect();
+    for kind in ["receipt", "image", "tag", "deployment"] {
+        assert!(changed.contains(&kind), "{kind} missing from {changed:?}");
+    }
+    assert!(printed["changes"][0]["before"].is_null());
+
+    // Nothing was written: the real invoke still applies, and a second simulation of the same
+    // event is a duplicate that changes nothing.
+    let (_, state, _) = run(&mut imagehook(dir.path()), &["state"]);
+    assert_eq!(state["images"], serde_json::json!([]));
+    let (code, _, _) = run(
+        &mut imagehook(dir.path()),
+        &["invoke", "push", "events/acr-push.json"],
+    );
+    assert_eq!(code, 0);
+    let (_, printed, _) = run(&mut imagehook(dir.path()), &simulate);
+    let body: Value = serde_json::from_str(printed["response"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["events"][0]["outcome"], "duplicate");
+    assert_eq!(printed["changes"], serde_json::json!([]));
+}

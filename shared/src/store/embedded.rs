@@ -61,6 +61,31 @@ impl EmbeddedStore {
         }
     }
 
+    /// An in-memory store holding `items` (each with its `PK` and `SK`): a scratch copy of
+    /// another store, for `imagehook simulate`.
+    pub fn seeded(items: Vec<Item>) -> Result<Self, StoreError> {
+        let mut map = Items::new();
+        for item in items {
+            let key = |a: &str| {
+                item.get(a)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| StoreError::Corrupt(format!("an item without {a}")))
+            };
+            let k = Key {
+                pk: key(PK)?,
+                sk: key(SK)?,
+            };
+            map.insert(k, encode(&item)?);
+        }
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                items: map,
+                journal: None,
+            }),
+        })
+    }
+
     /// Opens (or creates) the store kept in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         fs::create_dir_all(dir)?;
