@@ -15,6 +15,7 @@ use crate::metrics::Report;
 use crate::outcome::Receipt;
 use crate::pipeline::{self, Deps};
 use crate::providers::{self, ParseContext, ParseError};
+use crate::replay::Payload;
 use crate::store::StoreError;
 
 /// Every way a request can fail, each with one status and a body that says what to fix.
@@ -322,6 +323,14 @@ async fn handle_inner(
         tracing::info!("handshake answered");
         return Ok(Reply::Handshake(body.clone()));
     }
+    let payload = Payload::new(
+        &body,
+        provider,
+        req.query_string_parameters_ref()
+            .and_then(|q| q.first("registry"))
+            .map(str::to_owned),
+        region,
+    );
     let deps = Deps {
         store: app.store(),
         deployer: app.deployer(),
@@ -329,6 +338,7 @@ async fn handle_inner(
         quarantine: &app.config().quarantine,
         receipt_ttl_days: app.config().receipt_ttl_days,
         service_region: app.config().service_region.as_deref(),
+        payload: Some(&payload),
     };
     let results = pipeline::handle(&deps, function, events, &received_at).await?;
     Ok(Reply::Receipt(Receipt {

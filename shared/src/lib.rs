@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod providers;
 pub mod reference;
+pub mod replay;
 pub mod rollout;
 pub mod rules;
 pub mod store;

@@ -39,6 +39,7 @@ fn receipt(e: &ImageEvent) -> Receipt<'_> {
         event: e,
         received_at: RECEIVED.get_or_init(|| Timestamp::parse("2026-11-20T12:00:00Z").unwrap()),
         expires_at: 1_800_000_000,
+        payload: None,
     }
 }
 

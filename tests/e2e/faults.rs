@@ -2,7 +2,7 @@ use imagehook_core::Function;
 use imagehook_core::auth::AuthMode;
 use imagehook_core::config::DeployMode;
 use imagehook_tests::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const REPO: &str = "contoso.azurecr.io/shop/api";
 
@@ -84,6 +84,61 @@ async fn ecs_failure_keeps_the_receipt_pending_so_the_retry_deploys() {
 
     let third = invoke(&build(&sdk), Function::Push, &event).await;
     assert_eq!(third.body["events"][0]["deployments"], json!([]));
+}
+
+/// The sender gave up after the 503: `imagehook replay` re-drives the kept request from its
+/// receipt, completes the deployment once, and a second replay changes nothing.
+#[tokio::test]
+async fn replay_completes_what_a_sender_gave_up_on() {
+    let sdk = sdk().await;
+    let dead = unreachable_sdk().await;
+    let table = create_table(&sdk).await;
+    let fx = create_service(&sdk, &format!("{REPO}:v1.4.1")).await;
+    let rules = rules(&fx);
+    let build = |ecs_sdk: &aws_config::SdkConfig| {
+        app(AppSpec {
+            table: &table,
+            rules: &rules,
+            auth: AuthMode::Token,
+            secrets: &["sample-webhook-token"],
+            deploy_mode: DeployMode::Apply,
+            dynamo_sdk: &sdk,
+            ecs_sdk,
+        })
+    };
+    let event = event_file("acr-push.json");
+    let id = body_of(&event)["id"].as_str().unwrap().to_owned();
+    let failed = invoke(&build(&dead), Function::Push, &event).await;
+    assert_eq!(failed.status, 503, "{}", failed.body);
+    let receipt = get_item(&sdk, &table, &format!("EVT#acr#{id}"), "EVT")
+        .await
+        .unwrap();
+    assert_eq!(receipt["payload"]["provider"], Value::Null);
+    assert_eq!(
+        serde_json::from_str::<Value>(receipt["payload"]["body"].as_str().unwrap()).unwrap(),
+        body_of(&event)
+    );
+
+    let app = build(&sdk);
+    let replayed = imagehook_core::replay::replay(&app, &format!("acr#{id}"))
+        .await
+        .unwrap();
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].deployments[0].outcome.as_str(), "updated");
+    assert_ne!(
+        running(&sdk, &fx).await.task_definition_arn,
+        fx.task_definition_arn
+    );
+    let again = imagehook_core::replay::replay(&app, &format!("acr#{id}"))
+        .await
+        .unwrap();
+    assert_eq!(again[0].outcome.as_str(), "duplicate");
+    assert!(again[0].deployments.is_empty());
+    let missing = imagehook_core::replay::replay(&app, "acr#no-such-event").await;
+    assert!(
+        missing.unwrap_err().to_string().contains("no receipt"),
+        "an unknown receipt is named"
+    );
 }
 
 /// Requests the sender got wrong: each has its status, a JSON body naming the problem, and

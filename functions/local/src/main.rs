@@ -50,6 +50,13 @@ enum Command {
         /// The event file.
         event: PathBuf,
     },
+    /// Re-drive the request kept by a receipt (`<provider>#<event id>`, as `state` lists
+    /// receipts) through the functions that own its events. Idempotent: an applied event is a
+    /// duplicate; one whose deployments were never recorded gets them now.
+    Replay {
+        /// <provider>#<event id>, e.g. acr#7f3c2a10-5b6e-4c1d-9e8f-0a1b2c3d4e5f
+        receipt: String,
+    },
     /// Print a repository's rollout history per stage, newest first, as GET /images/{repository}
     /// answers it.
     History {
@@ -109,6 +116,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         Command::History { repository, stage } => history(&app, &repository, stage).await,
         Command::Simulate { function, event } => simulate(&app, &function, &event).await,
+        Command::Replay { receipt } => {
+            let results = imagehook_core::replay::replay(&app, &receipt).await?;
+            println!("{}", serde_json::to_string_pretty(&results)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::State => {
             let records = app.store().dump().await?;
             println!("{}", serde_json::to_string_pretty(&group(records))?);

@@ -310,3 +310,23 @@ fn simulate_prints_what_would_change_and_writes_nothing() {
     assert_eq!(body["events"][0]["outcome"], "duplicate");
     assert_eq!(printed["changes"], serde_json::json!([]));
 }
+
+#[test]
+fn replay_redrives_a_kept_request_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(
+        &mut imagehook(dir.path()),
+        &["invoke", "push", "events/acr-push.json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, state, _) = run(&mut imagehook(dir.path()), &["state"]);
+    let receipt = &state["receipts"][0];
+    assert!(receipt["payload"]["body"].is_string(), "{receipt}");
+    let id = format!("acr#{}", receipt["event_id"].as_str().unwrap());
+    let (code, printed, err) = run(&mut imagehook(dir.path()), &["replay", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(printed[0]["outcome"], "duplicate");
+    let (code, _, err) = run(&mut imagehook(dir.path()), &["replay", "acr#unknown"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no receipt"), "{err}");
+}

@@ -29,13 +29,16 @@ pub struct Deps<'a> {
     pub receipt_ttl_days: u32,
     /// What `require_region: service-region` stands for.
     pub service_region: Option<&'a str>,
+    /// The verified request the events came from, kept on their receipts for replay.
+    pub payload: Option<&'a crate::replay::Payload>,
 }
 
 impl Deps<'_> {
-    pub fn receipt<'e>(&self, event: &'e ImageEvent, received_at: &'e Timestamp) -> Receipt<'e> {
+    pub fn receipt<'e>(&'e self, event: &'e ImageEvent, received_at: &'e Timestamp) -> Receipt<'e> {
         Receipt {
             event,
             received_at,
+            payload: self.payload,
             expires_at: received_at.unix_seconds()
                 + i64::from(self.receipt_ttl_days) * SECONDS_PER_DAY,
         }

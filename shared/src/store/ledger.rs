@@ -25,6 +25,8 @@ pub struct Receipt<'a> {
     pub event: &'a ImageEvent,
     pub received_at: &'a Timestamp,
     pub expires_at: i64,
+    /// The request the event came from, kept for `imagehook replay`.
+    pub payload: Option<&'a crate::replay::Payload>,
 }
 
 impl Receipt<'_> {
@@ -49,6 +51,9 @@ impl Receipt<'_> {
         item.insert("expires_at".into(), json!(self.expires_at));
         item.insert("status".into(), json!(status));
         item.insert("outcome".into(), json!(outcome));
+        if let Some(p) = self.payload {
+            item.insert("payload".into(), p.to_json());
+        }
         if let Some(r) = reason {
             item.insert("reason".into(), json!(r));
         }
