@@ -131,6 +131,22 @@ impl App {
         self
     }
 
+    /// What the pipeline needs for one request, borrowed from this app.
+    pub fn deps<'a>(
+        &'a self,
+        payload: Option<&'a crate::replay::Payload>,
+    ) -> crate::pipeline::Deps<'a> {
+        crate::pipeline::Deps {
+            store: self.store(),
+            deployer: self.deployer(),
+            rules: &self.config.rules,
+            quarantine: &self.config.quarantine,
+            receipt_ttl_days: self.config.receipt_ttl_days,
+            service_region: self.config.service_region.as_deref(),
+            payload,
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -13,7 +13,7 @@ use crate::config::MAX_BODY_BYTES;
 use crate::event::{Parsed, Provider, Timestamp};
 use crate::metrics::Report;
 use crate::outcome::Receipt;
-use crate::pipeline::{self, Deps};
+use crate::pipeline;
 use crate::providers::{self, ParseContext, ParseError};
 use crate::replay::Payload;
 use crate::store::StoreError;
@@ -331,15 +331,7 @@ async fn handle_inner(
             .map(str::to_owned),
         region,
     );
-    let deps = Deps {
-        store: app.store(),
-        deployer: app.deployer(),
-        rules: &app.config().rules,
-        quarantine: &app.config().quarantine,
-        receipt_ttl_days: app.config().receipt_ttl_days,
-        service_region: app.config().service_region.as_deref(),
-        payload: Some(&payload),
-    };
+    let deps = app.deps(Some(&payload));
     let results = pipeline::handle(&deps, function, events, &received_at).await?;
     Ok(Reply::Receipt(Receipt {
         received: results.len(),

@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 use crate::app::App;
 use crate::event::{Parsed, Provider, Timestamp};
 use crate::outcome::EventResult;
-use crate::pipeline::{self, Deps};
+use crate::pipeline;
 use crate::providers::{self, ParseContext, REGISTRY_HINT_HEADER};
 use crate::store::keys;
 
@@ -127,15 +127,7 @@ pub async fn replay(app: &App, receipt_id: &str) -> Result<Vec<EventResult>, Rep
         str_of("registry_hint"),
         str_of("region"),
     );
-    let deps = Deps {
-        store: app.store(),
-        deployer: app.deployer(),
-        rules: &app.config().rules,
-        quarantine: &app.config().quarantine,
-        receipt_ttl_days: app.config().receipt_ttl_days,
-        service_region: app.config().service_region.as_deref(),
-        payload: Some(&payload),
-    };
+    let deps = app.deps(Some(&payload));
     let mut out = Vec::new();
     for e in events {
         let function = match &e {

@@ -36,53 +36,77 @@ async fn dynamodb_unreachable_answers_503_and_writes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn ecs_failure_keeps_the_receipt_pending_so_the_retry_deploys() {
+/// A table, a service, rules for it, and an SDK configuration whose every call fails.
+struct Outage {
+    sdk: aws_config::SdkConfig,
+    dead: aws_config::SdkConfig,
+    table: String,
+    fx: EcsFixture,
+    rules: String,
+}
+
+impl Outage {
+    fn app(&self, ecs_sdk: &aws_config::SdkConfig) -> imagehook_core::App {
+        sample_app_on(
+            &self.sdk,
+            ecs_sdk,
+            &self.table,
+            &self.rules,
+            DeployMode::Apply,
+        )
+    }
+}
+
+async fn outage() -> Outage {
     let sdk = sdk().await;
     let dead = unreachable_sdk().await;
     let table = create_table(&sdk).await;
     let fx = create_service(&sdk, &format!("{REPO}:v1.4.1")).await;
     let rules = rules(&fx);
-    let build = |ecs_sdk: &aws_config::SdkConfig| {
-        app(AppSpec {
-            table: &table,
-            rules: &rules,
-            auth: AuthMode::None,
-            secrets: &[],
-            deploy_mode: DeployMode::Apply,
-            dynamo_sdk: &sdk,
-            ecs_sdk,
-        })
-    };
+    Outage {
+        sdk,
+        dead,
+        table,
+        fx,
+        rules,
+    }
+}
+
+#[tokio::test]
+async fn ecs_failure_keeps_the_receipt_pending_so_the_retry_deploys() {
+    let o = outage().await;
+    let (sdk, table, fx) = (&o.sdk, &o.table, &o.fx);
+    let build = |ecs_sdk: &aws_config::SdkConfig| o.app(ecs_sdk);
+    let dead = &o.dead;
     let event = event_file("acr-push.json");
     let id = body_of(&event)["id"].as_str().unwrap().to_owned();
 
-    let failed = invoke(&build(&dead), Function::Push, &event).await;
+    let failed = invoke(&build(dead), Function::Push, &event).await;
     assert_eq!(failed.status, 503, "{}", failed.body);
-    let receipt = get_item(&sdk, &table, &format!("EVT#acr#{id}"), "EVT")
+    let receipt = get_item(sdk, table, &format!("EVT#acr#{id}"), "EVT")
         .await
         .unwrap();
     assert_eq!(receipt["status"], "pending");
     assert_eq!(
-        running(&sdk, &fx).await.task_definition_arn,
+        running(sdk, fx).await.task_definition_arn,
         fx.task_definition_arn
     );
 
-    let retried = invoke(&build(&sdk), Function::Push, &event).await;
+    let retried = invoke(&build(sdk), Function::Push, &event).await;
     assert_eq!(retried.status, 200, "{}", retried.body);
     let e = &retried.body["events"][0];
     assert_eq!(e["outcome"], "duplicate");
     assert_eq!(e["deployments"][0]["outcome"], "updated");
-    let receipt = get_item(&sdk, &table, &format!("EVT#acr#{id}"), "EVT")
+    let receipt = get_item(sdk, table, &format!("EVT#acr#{id}"), "EVT")
         .await
         .unwrap();
     assert_eq!(receipt["status"], "done");
     assert_ne!(
-        running(&sdk, &fx).await.task_definition_arn,
+        running(sdk, fx).await.task_definition_arn,
         fx.task_definition_arn
     );
 
-    let third = invoke(&build(&sdk), Function::Push, &event).await;
+    let third = invoke(&build(sdk), Function::Push, &event).await;
     assert_eq!(third.body["events"][0]["deployments"], json!([]));
 }
 
@@ -90,27 +114,15 @@ async fn ecs_failure_keeps_the_receipt_pending_so_the_retry_deploys() {
 /// receipt, completes the deployment once, and a second replay changes nothing.
 #[tokio::test]
 async fn replay_completes_what_a_sender_gave_up_on() {
-    let sdk = sdk().await;
-    let dead = unreachable_sdk().await;
-    let table = create_table(&sdk).await;
-    let fx = create_service(&sdk, &format!("{REPO}:v1.4.1")).await;
-    let rules = rules(&fx);
-    let build = |ecs_sdk: &aws_config::SdkConfig| {
-        app(AppSpec {
-            table: &table,
-            rules: &rules,
-            auth: AuthMode::Token,
-            secrets: &["sample-webhook-token"],
-            deploy_mode: DeployMode::Apply,
-            dynamo_sdk: &sdk,
-            ecs_sdk,
-        })
-    };
+    let o = outage().await;
+    let (sdk, table, fx) = (&o.sdk, &o.table, &o.fx);
+    let build = |ecs_sdk: &aws_config::SdkConfig| o.app(ecs_sdk);
+    let dead = &o.dead;
     let event = event_file("acr-push.json");
     let id = body_of(&event)["id"].as_str().unwrap().to_owned();
-    let failed = invoke(&build(&dead), Function::Push, &event).await;
+    let failed = invoke(&build(dead), Function::Push, &event).await;
     assert_eq!(failed.status, 503, "{}", failed.body);
-    let receipt = get_item(&sdk, &table, &format!("EVT#acr#{id}"), "EVT")
+    let receipt = get_item(sdk, table, &format!("EVT#acr#{id}"), "EVT")
         .await
         .unwrap();
     assert_eq!(receipt["payload"]["provider"], Value::Null);
@@ -119,14 +131,14 @@ async fn replay_completes_what_a_sender_gave_up_on() {
         body_of(&event)
     );
 
-    let app = build(&sdk);
+    let app = build(sdk);
     let replayed = imagehook_core::replay::replay(&app, &format!("acr#{id}"))
         .await
         .unwrap();
     assert_eq!(replayed.len(), 1);
     assert_eq!(replayed[0].deployments[0].outcome.as_str(), "updated");
     assert_ne!(
-        running(&sdk, &fx).await.task_definition_arn,
+        running(sdk, fx).await.task_definition_arn,
         fx.task_definition_arn
     );
     let again = imagehook_core::replay::replay(&app, &format!("acr#{id}"))

@@ -244,6 +244,17 @@ pub fn open_config(table: &str, rules: &str, deploy_mode: DeployMode) -> Config 
 /// An app the way the sample events expect it (token auth with their token), on one SDK
 /// configuration for both DynamoDB and ECS.
 pub fn sample_app(sdk: &SdkConfig, table: &str, rules: &str, deploy_mode: DeployMode) -> App {
+    sample_app_on(sdk, sdk, table, rules, deploy_mode)
+}
+
+/// `sample_app` with ECS reached through its own SDK configuration (a failing one, say).
+pub fn sample_app_on(
+    sdk: &SdkConfig,
+    ecs_sdk: &SdkConfig,
+    table: &str,
+    rules: &str,
+    deploy_mode: DeployMode,
+) -> App {
     app(AppSpec {
         table,
         rules,
@@ -251,7 +262,7 @@ pub fn sample_app(sdk: &SdkConfig, table: &str, rules: &str, deploy_mode: Deploy
         secrets: &["sample-webhook-token"],
         deploy_mode,
         dynamo_sdk: sdk,
-        ecs_sdk: sdk,
+        ecs_sdk,
     })
 }
 
