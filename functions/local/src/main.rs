@@ -262,7 +262,7 @@ async fn history(
 fn group(records: Vec<Map<String, Value>>) -> Value {
     let mut out = json!({
         "images": [], "tags": [], "services": [], "deployments": [], "blocked": [],
-        "rollouts": [], "failed_rollouts": [], "receipts": []
+        "rollouts": [], "history": [], "receipts": []
     });
     for r in records {
         let kind = match r.get("type").and_then(Value::as_str) {
@@ -272,7 +272,7 @@ fn group(records: Vec<Map<String, Value>>) -> Value {
             Some("deployment") => "deployments",
             Some("blocked") => "blocked",
             Some("rollout") => "rollouts",
-            Some("failed-rollout") => "failed_rollouts",
+            Some("history") => "history",
             _ => "receipts",
         };
         if let Some(Value::Array(list)) = out.get_mut(kind) {

@@ -253,6 +253,8 @@ fn history_prints_the_stages_and_outcomes_reads_eventbridge_files() {
         printed["stages"]["prod"][0]["services"][0]["outcome"],
         "planned"
     );
+    let (_, state, _) = run(&mut imagehook(dir.path()), &["state"]);
+    assert_eq!(state["history"][0]["stage"], "prod", "{state}");
 
     let (code, _, err) = run(
         &mut imagehook(dir.path()),
@@ -320,7 +322,9 @@ fn replay_redrives_a_kept_request_idempotently() {
     );
     assert_eq!(code, 0, "{err}");
     let (_, state, _) = run(&mut imagehook(dir.path()), &["state"]);
+    assert_eq!(state["receipts"].as_array().unwrap().len(), 1, "{state}");
     let receipt = &state["receipts"][0];
+    assert_eq!(receipt["type"], "receipt");
     assert!(receipt["payload"]["body"].is_string(), "{receipt}");
     let id = format!("acr#{}", receipt["event_id"].as_str().unwrap());
     let (code, printed, err) = run(&mut imagehook(dir.path()), &["replay", &id]);
