@@ -230,7 +230,7 @@ fn apply(u: &Update, old: Option<&Item>) -> Item {
         item.insert((*a).into(), json!(cur + n));
     }
     for (a, v) in &u.add_to_set {
-        let mut set = string_set(item.get(*a));
+        let mut set = super::strings(item.get(*a));
         if !set.contains(v) {
             set.push(v.clone());
             set.sort();
@@ -238,7 +238,7 @@ fn apply(u: &Update, old: Option<&Item>) -> Item {
         item.insert((*a).into(), json!(set));
     }
     for (a, v) in &u.delete_from_set {
-        let mut set = string_set(item.get(*a));
+        let mut set = super::strings(item.get(*a));
         set.retain(|x| x != v);
         // DynamoDB has no empty sets: removing the last element removes the attribute.
         if set.is_empty() {
@@ -260,16 +260,6 @@ fn apply(u: &Update, old: Option<&Item>) -> Item {
         item.remove(*a);
     }
     item
-}
-
-fn string_set(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[async_trait]

@@ -67,6 +67,17 @@ impl Key {
     }
 }
 
+/// The strings of a string-set (or list) attribute; none when absent.
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The port.
 #[async_trait]
 pub trait Store: Send + Sync {

@@ -2,7 +2,7 @@
 //! there, and the replications that failed. Deployments whose rule requires a region wait, held
 //! like a quarantine, until the digest arrives there.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::keys;
 use super::ledger::{Receipt, blocked_op, pending, str_of};
@@ -108,16 +108,7 @@ pub async fn presence(
         ))
         .await?;
     Ok(Presence {
-        regions: item
-            .as_ref()
-            .and_then(|i| i.get("regions"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        regions: super::strings(item.as_ref().and_then(|i| i.get("regions"))),
         status: str_of(item.as_ref(), "status").map(str::to_owned),
     })
 }

@@ -188,14 +188,6 @@ pub async fn service_record(
     Ok(ServiceRecord {
         digest: non_empty("digest"),
         tag: non_empty("tag"),
-        failed_digests: item
-            .and_then(|i| i.get("failed_digests"))
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        failed_digests: super::strings(item.and_then(|i| i.get("failed_digests"))),
     })
 }
