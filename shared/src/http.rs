@@ -14,7 +14,7 @@ use crate::event::{Parsed, Provider, Timestamp};
 use crate::metrics::Report;
 use crate::outcome::Receipt;
 use crate::pipeline;
-use crate::providers::{self, ParseContext, ParseError};
+use crate::providers::{self, ParseError, UrlHints};
 use crate::replay::Payload;
 use crate::store::StoreError;
 
@@ -188,23 +188,6 @@ fn abuse_protection(req: &lambda_http::Request) -> Response<Body> {
     resp
 }
 
-/// The request's headers, plus the registry host from `?registry=` for senders whose events do
-/// not name it (copied only when the query has one).
-fn with_registry_hint(req: &lambda_http::Request) -> std::borrow::Cow<'_, HeaderMap> {
-    let hint = req
-        .query_string_parameters_ref()
-        .and_then(|q| q.first("registry"))
-        .and_then(|r| http::HeaderValue::from_str(r).ok());
-    match hint {
-        None => std::borrow::Cow::Borrowed(req.headers()),
-        Some(v) => {
-            let mut h = req.headers().clone();
-            h.insert(providers::REGISTRY_HINT_HEADER, v);
-            std::borrow::Cow::Owned(h)
-        }
-    }
-}
-
 /// The sender named by `?provider=` or a `{provider}` route segment, if any.
 fn provider_override(req: &lambda_http::Request) -> Result<Option<Provider>, ApiError> {
     let named = req
@@ -304,33 +287,23 @@ async fn handle_inner(
     };
 
     let received_at = Timestamp::now();
-    let headers = with_registry_hint(&req);
-    let mut events = providers::parse(
-        &body,
-        &ParseContext {
-            headers: &headers,
-            received_at: &received_at,
-            provider,
-        },
-    )?;
-    let region = req
-        .query_string_parameters_ref()
-        .and_then(|q| q.first("region"))
-        .map(str::to_owned);
-    providers::in_region(&mut events, region.as_deref())?;
+    let query = |k: &str| {
+        req.query_string_parameters_ref()
+            .and_then(|q| q.first(k))
+            .map(str::to_owned)
+    };
+    let hints = UrlHints {
+        provider,
+        registry: query("registry"),
+        region: query("region"),
+    };
+    let events = providers::parse_request(&body, req.headers(), &hints, &received_at)?;
     if let Some(Parsed::Handshake(body)) = events.iter().find(|e| matches!(e, Parsed::Handshake(_)))
     {
         tracing::info!("handshake answered");
         return Ok(Reply::Handshake(body.clone()));
     }
-    let payload = Payload::new(
-        &body,
-        provider,
-        req.query_string_parameters_ref()
-            .and_then(|q| q.first("registry"))
-            .map(str::to_owned),
-        region,
-    );
+    let payload = Payload::new(&body, hints);
     let deps = app.deps(Some(&payload));
     let results = pipeline::handle(&deps, function, events, &received_at).await?;
     Ok(Reply::Receipt(Receipt {

@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::event::{Parsed, Provider, Timestamp};
 use crate::outcome::EventResult;
 use crate::pipeline;
-use crate::providers::{self, ParseContext, REGISTRY_HINT_HEADER};
+use crate::providers::{self, UrlHints};
 use crate::store::keys;
 
 /// Bodies up to this size are kept in the receipt itself; DynamoDB items stop at 400 KB and a
@@ -24,19 +24,12 @@ pub struct Payload {
     pub body: Option<String>,
     pub sha256: String,
     pub size: usize,
-    /// What the request said beyond its body: `?provider=`, `?registry=`, `?region=`.
-    pub provider: Option<Provider>,
-    pub registry_hint: Option<String>,
-    pub region: Option<String>,
+    /// What the request's URL said beyond its body.
+    pub hints: UrlHints,
 }
 
 impl Payload {
-    pub fn new(
-        body: &[u8],
-        provider: Option<Provider>,
-        registry_hint: Option<String>,
-        region: Option<String>,
-    ) -> Self {
+    pub fn new(body: &[u8], hints: UrlHints) -> Self {
         let text = (body.len() <= INLINE_LIMIT)
             .then(|| String::from_utf8(body.to_vec()).ok())
             .flatten();
@@ -44,9 +37,7 @@ impl Payload {
             body: text,
             sha256: hex::encode(Sha256::digest(body)),
             size: body.len(),
-            provider,
-            registry_hint,
-            region,
+            hints,
         }
     }
 
@@ -59,9 +50,12 @@ impl Payload {
         m.insert("sha256".into(), json!(self.sha256));
         m.insert("size".into(), json!(self.size));
         for (k, v) in [
-            ("provider", self.provider.map(|p| p.as_str().to_owned())),
-            ("registry_hint", self.registry_hint.clone()),
-            ("region", self.region.clone()),
+            (
+                "provider",
+                self.hints.provider.map(|p| p.as_str().to_owned()),
+            ),
+            ("registry_hint", self.hints.registry.clone()),
+            ("region", self.hints.region.clone()),
         ] {
             if let Some(v) = v {
                 m.insert(k.into(), json!(v));
@@ -107,26 +101,19 @@ pub async fn replay(app: &App, receipt_id: &str) -> Result<Vec<EventResult>, Rep
         };
         return Err(ReplayError::NoBody(receipt_id.to_owned(), what));
     };
-    let mut headers = http::HeaderMap::new();
-    if let Some(hint) = str_of("registry_hint").and_then(|h| http::HeaderValue::from_str(&h).ok()) {
-        headers.insert(REGISTRY_HINT_HEADER, hint);
-    }
+    let hints = UrlHints {
+        provider: str_of("provider").as_deref().and_then(Provider::parse),
+        registry: str_of("registry_hint"),
+        region: str_of("region"),
+    };
     let received_at = Timestamp::now();
-    let mut events = providers::parse(
+    let events = providers::parse_request(
         body.as_bytes(),
-        &ParseContext {
-            headers: &headers,
-            received_at: &received_at,
-            provider: str_of("provider").as_deref().and_then(Provider::parse),
-        },
+        &http::HeaderMap::new(),
+        &hints,
+        &received_at,
     )?;
-    providers::in_region(&mut events, str_of("region").as_deref())?;
-    let payload = Payload::new(
-        body.as_bytes(),
-        str_of("provider").as_deref().and_then(Provider::parse),
-        str_of("registry_hint"),
-        str_of("region"),
-    );
+    let payload = Payload::new(body.as_bytes(), hints);
     let deps = app.deps(Some(&payload));
     let mut out = Vec::new();
     for e in events {

@@ -223,6 +223,48 @@ pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseEr
     }
 }
 
+/// What a request's URL says about its body: the sender (`?provider=` or the route), the
+/// registry (`?registry=`), the replica (`?region=`). Kept with the body so a replay parses it
+/// the same way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlHints {
+    pub provider: Option<Provider>,
+    pub registry: Option<String>,
+    pub region: Option<String>,
+}
+
+/// Parses a request's body with what its URL said: the one path from bytes to events, for
+/// deliveries and replays alike.
+pub fn parse_request(
+    body: &[u8],
+    headers: &HeaderMap,
+    hints: &UrlHints,
+    received_at: &Timestamp,
+) -> Result<Vec<Parsed>, ParseError> {
+    let hint = hints
+        .registry
+        .as_deref()
+        .and_then(|r| http::HeaderValue::from_str(r).ok());
+    let headers = match hint {
+        None => std::borrow::Cow::Borrowed(headers),
+        Some(v) => {
+            let mut h = headers.clone();
+            h.insert(REGISTRY_HINT_HEADER, v);
+            std::borrow::Cow::Owned(h)
+        }
+    };
+    let mut events = parse(
+        body,
+        &ParseContext {
+            headers: &headers,
+            received_at,
+            provider: hints.provider,
+        },
+    )?;
+    in_region(&mut events, hints.region.as_deref())?;
+    Ok(events)
+}
+
 /// Events a replica sent, with `?region=` on its webhook URL (ACR geo-replication: one webhook
 /// per replica location). A push the sender did not place is placed there, and its id gets the
 /// region, because each replica may send the same event id for its own arrival.
