@@ -46,6 +46,22 @@ struct Outage {
 }
 
 impl Outage {
+    /// Pushes `event` while ECS is unreachable: 503, nothing deployed. Returns the event id and
+    /// the receipt that delivery left.
+    async fn failed_push(&self, event: &str) -> (String, Value) {
+        let id = body_of(event)["id"].as_str().unwrap().to_owned();
+        let failed = invoke(&self.app(&self.dead), Function::Push, event).await;
+        assert_eq!(failed.status, 503, "{}", failed.body);
+        assert_eq!(
+            running(&self.sdk, &self.fx).await.task_definition_arn,
+            self.fx.task_definition_arn
+        );
+        let receipt = get_item(&self.sdk, &self.table, &format!("EVT#acr#{id}"), "EVT")
+            .await
+            .unwrap();
+        (id, receipt)
+    }
+
     fn app(&self, ecs_sdk: &aws_config::SdkConfig) -> imagehook_core::App {
         sample_app_on(
             &self.sdk,
@@ -77,20 +93,9 @@ async fn ecs_failure_keeps_the_receipt_pending_so_the_retry_deploys() {
     let o = outage().await;
     let (sdk, table, fx) = (&o.sdk, &o.table, &o.fx);
     let build = |ecs_sdk: &aws_config::SdkConfig| o.app(ecs_sdk);
-    let dead = &o.dead;
     let event = event_file("acr-push.json");
-    let id = body_of(&event)["id"].as_str().unwrap().to_owned();
-
-    let failed = invoke(&build(dead), Function::Push, &event).await;
-    assert_eq!(failed.status, 503, "{}", failed.body);
-    let receipt = get_item(sdk, table, &format!("EVT#acr#{id}"), "EVT")
-        .await
-        .unwrap();
+    let (id, receipt) = o.failed_push(&event).await;
     assert_eq!(receipt["status"], "pending");
-    assert_eq!(
-        running(sdk, fx).await.task_definition_arn,
-        fx.task_definition_arn
-    );
 
     let retried = invoke(&build(sdk), Function::Push, &event).await;
     assert_eq!(retried.status, 200, "{}", retried.body);
@@ -115,23 +120,16 @@ async fn ecs_failure_keeps_the_receipt_pending_so_the_retry_deploys() {
 #[tokio::test]
 async fn replay_completes_what_a_sender_gave_up_on() {
     let o = outage().await;
-    let (sdk, table, fx) = (&o.sdk, &o.table, &o.fx);
-    let build = |ecs_sdk: &aws_config::SdkConfig| o.app(ecs_sdk);
-    let dead = &o.dead;
+    let (sdk, fx) = (&o.sdk, &o.fx);
     let event = event_file("acr-push.json");
-    let id = body_of(&event)["id"].as_str().unwrap().to_owned();
-    let failed = invoke(&build(dead), Function::Push, &event).await;
-    assert_eq!(failed.status, 503, "{}", failed.body);
-    let receipt = get_item(sdk, table, &format!("EVT#acr#{id}"), "EVT")
-        .await
-        .unwrap();
+    let (id, receipt) = o.failed_push(&event).await;
     assert_eq!(receipt["payload"]["provider"], Value::Null);
     assert_eq!(
         serde_json::from_str::<Value>(receipt["payload"]["body"].as_str().unwrap()).unwrap(),
         body_of(&event)
     );
 
-    let app = build(sdk);
+    let app = o.app(sdk);
     let replayed = imagehook_core::replay::replay(&app, &format!("acr#{id}"))
         .await
         .unwrap();
