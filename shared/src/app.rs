@@ -4,8 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, Defaults, DeployMode};
+use crate::config::{Config, ConfigError, Defaults, DeployMode, NotifyConfig};
 use crate::deploy::{Deployer, DryRunDeployer, EcsDeployer, follow};
+use crate::notify::slack::SlackWebhook;
+use crate::notify::sns::SnsTopic;
+use crate::notify::{Notifier, Sink};
 use crate::store::{DynamoStore, EmbeddedStore, Store, StoreError};
 
 /// The HTTP functions imagehook deploys, one Lambda each.
@@ -52,15 +55,23 @@ pub struct App {
     config: Config,
     store: Arc<dyn Store>,
     deployer: Arc<dyn Deployer>,
+    notifier: Notifier,
 }
 
 impl App {
+    /// An app that sends no notifications; `with_notifier` adds them.
     pub fn new(config: Config, store: Arc<dyn Store>, deployer: Arc<dyn Deployer>) -> Self {
         Self {
             config,
             store,
             deployer,
+            notifier: Notifier::disabled(),
         }
+    }
+
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// The Lambda wiring: configuration from the environment, DynamoDB (or the embedded store
@@ -93,7 +104,7 @@ impl App {
     /// milliseconds of cold start that the embedded store in dry-run does without.
     async fn wire(config: Config, may_deploy: bool, state_dir: &Path) -> Result<Self, InitError> {
         let deploys = may_deploy && config.deploy_mode == DeployMode::Apply;
-        let sdk = if config.table_name.is_some() || deploys {
+        let sdk = if config.table_name.is_some() || deploys || config.notify.topic_arn.is_some() {
             Some(crate::aws::sdk_loader().load().await)
         } else {
             None
@@ -112,7 +123,10 @@ impl App {
             ),
             _ => Arc::new(DryRunDeployer),
         };
-        Ok(Self::log_init(Self::new(config, store, deployer)))
+        let notifier = notifier(&config.notify, sdk.as_ref());
+        Ok(Self::log_init(
+            Self::new(config, store, deployer).with_notifier(notifier),
+        ))
     }
 
     fn log_init(self) -> Self {
@@ -126,6 +140,7 @@ impl App {
             auth_mode = mode.as_str(),
             deploy_mode = self.config.deploy_mode.as_str(),
             rules = self.config.rules.len(),
+            notifications = self.notifier.is_enabled(),
             "imagehook initialised"
         );
         self
@@ -158,6 +173,37 @@ impl App {
     pub fn deployer(&self) -> &dyn Deployer {
         self.deployer.as_ref()
     }
+
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// The outcomes path for one ECS deployment state change, with its notification.
+    pub async fn rollout(&self, body: &[u8]) -> Result<serde_json::Value, StoreError> {
+        let answer =
+            crate::pipeline::rollout::handle(self.store(), body, self.config.receipt_ttl_days)
+                .await?;
+        if let Some(notice) = crate::notify::notice::from_rollout(&answer) {
+            self.notifier.notify(vec![notice]).await;
+        }
+        Ok(answer)
+    }
+}
+
+/// The sinks NOTIFY_* name. The SNS client shares the SDK configuration `wire` loaded (it is
+/// loaded whenever a topic is set).
+fn notifier(config: &NotifyConfig, sdk: Option<&aws_config::SdkConfig>) -> Notifier {
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    if let Some(url) = &config.webhook_url {
+        sinks.push(Arc::new(SlackWebhook::new(url.clone())));
+    }
+    if let (Some(topic), Some(sdk)) = (&config.topic_arn, sdk) {
+        sinks.push(Arc::new(SnsTopic::new(
+            aws_sdk_sns::Client::new(sdk),
+            topic,
+        )));
+    }
+    Notifier::new(sinks, config.kinds.clone(), config.timeout)
 }
 
 /// A Lambda function's whole main: one thread, JSON-capable logging, then `main`. Lambda hands
@@ -217,9 +263,7 @@ pub fn run_rollouts() -> Result<(), lambda_http::Error> {
             let app = &app;
             async move {
                 let body = serde_json::to_vec(&event.payload)?;
-                crate::pipeline::rollout::handle(app.store(), &body, app.config().receipt_ttl_days)
-                    .await
-                    .map_err(lambda_http::Error::from)
+                app.rollout(&body).await.map_err(lambda_http::Error::from)
             }
         }))
         .await

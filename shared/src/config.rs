@@ -4,6 +4,8 @@
 
 use crate::auth::{AuthConfigError, AuthMode, Secret, Verifier};
 use crate::event::{ScanSummary, Severity};
+use crate::notify::NoticeKind;
+use crate::notify::slack::WebhookUrl;
 use crate::rules::{RuleError, Rules};
 
 pub const DEFAULT_RECEIPT_TTL_DAYS: u32 = 7;
@@ -133,6 +135,92 @@ pub struct Config {
     /// The region this function (and the ECS services it deploys) runs in: AWS_REGION, which
     /// Lambda sets. A rule's `require_region: service-region` means this one.
     pub service_region: Option<String>,
+    pub notify: NotifyConfig,
+}
+
+/// Where notices go (NOTIFY_WEBHOOK_URL, NOTIFY_TOPIC_ARN), which kinds (NOTIFY_ON) and how
+/// long a sink may take (NOTIFY_TIMEOUT_MS). Neither destination: no notifications.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub webhook_url: Option<WebhookUrl>,
+    pub topic_arn: Option<String>,
+    pub kinds: Vec<NoticeKind>,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            topic_arn: None,
+            kinds: NoticeKind::ALL.to_vec(),
+            timeout: crate::notify::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl NotifyConfig {
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let webhook_url = match var("NOTIFY_WEBHOOK_URL") {
+            None => None,
+            Some(v) => Some(WebhookUrl::parse(&v).ok_or(ConfigError::Invalid {
+                name: "NOTIFY_WEBHOOK_URL",
+                // The URL is the webhook's credential: not repeated in a log line.
+                value: "(not shown)".to_owned(),
+                hint: "an https:// incoming-webhook URL (http:// only to 127.0.0.1 or localhost)",
+            })?),
+        };
+        let topic_arn = match var("NOTIFY_TOPIC_ARN") {
+            None => None,
+            Some(v) if v.starts_with("arn:") && v.split(':').nth(2) == Some("sns") => Some(v),
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: "NOTIFY_TOPIC_ARN",
+                    value: v,
+                    hint: "an SNS topic ARN, arn:aws:sns:<region>:<account>:<topic>",
+                });
+            }
+        };
+        const KINDS_HINT: &str = "all, or a comma-separated list of deployment-started, deployment-blocked, deployment-failed, deleted-digest-running, quarantined-digest-running";
+        let kinds = match var("NOTIFY_ON") {
+            None => NoticeKind::ALL.to_vec(),
+            Some(v) if v == "all" => NoticeKind::ALL.to_vec(),
+            Some(v) => {
+                let kinds: Option<Vec<_>> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(NoticeKind::parse)
+                    .collect();
+                kinds
+                    .filter(|k| !k.is_empty())
+                    .ok_or(ConfigError::Invalid {
+                        name: "NOTIFY_ON",
+                        value: v,
+                        hint: KINDS_HINT,
+                    })?
+            }
+        };
+        let timeout = match var("NOTIFY_TIMEOUT_MS") {
+            None => crate::notify::DEFAULT_TIMEOUT,
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if (100..=10_000).contains(&ms) => std::time::Duration::from_millis(ms),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "NOTIFY_TIMEOUT_MS",
+                        value: v,
+                        hint: "milliseconds from 100 to 10000",
+                    });
+                }
+            },
+        };
+        Ok(Self {
+            webhook_url,
+            topic_arn,
+            kinds,
+            timeout,
+        })
+    }
 }
 
 impl Config {
@@ -263,7 +351,10 @@ impl Config {
             })
             .unwrap_or_default();
 
+        let notify = NotifyConfig::from_vars(var)?;
+
         Ok(Self {
+            notify,
             service_region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
             follow_clusters,
             webhooks: defaults.webhooks,
@@ -430,5 +521,70 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn notifications_are_off_unless_a_destination_is_named() {
+        let c = cfg(Defaults::LOCAL, &[]).unwrap();
+        assert!(c.notify.webhook_url.is_none() && c.notify.topic_arn.is_none());
+        assert_eq!(c.notify.kinds, NoticeKind::ALL);
+        let c = cfg(
+            Defaults::LOCAL,
+            &[
+                (
+                    "NOTIFY_WEBHOOK_URL",
+                    "https://hooks.slack.com/services/T0/B0/s3cr3t",
+                ),
+                (
+                    "NOTIFY_TOPIC_ARN",
+                    "arn:aws:sns:eu-west-1:123456789012:deploys",
+                ),
+                ("NOTIFY_ON", "deployment-failed, deleted-digest-running"),
+                ("NOTIFY_TIMEOUT_MS", "1500"),
+            ],
+        )
+        .unwrap();
+        assert!(c.notify.webhook_url.is_some());
+        assert_eq!(
+            c.notify.kinds,
+            [
+                NoticeKind::DeploymentFailed,
+                NoticeKind::DeletedDigestRunning
+            ]
+        );
+        assert_eq!(c.notify.timeout, std::time::Duration::from_millis(1500));
+        // The configuration is logged at times: the webhook's secret path must not be in it.
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn bad_notification_settings_are_named_without_the_secret() {
+        let e = cfg(
+            Defaults::LOCAL,
+            &[("NOTIFY_WEBHOOK_URL", "http://hooks.example.com/s3cr3t")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("NOTIFY_WEBHOOK_URL") && e.contains("https://"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr3t"), "{e}");
+        for (name, value) in [
+            ("NOTIFY_TOPIC_ARN", "deploys"),
+            (
+                "NOTIFY_TOPIC_ARN",
+                "arn:aws:sqs:eu-west-1:123456789012:deploys",
+            ),
+            ("NOTIFY_ON", "deployment-started,everything"),
+            ("NOTIFY_ON", ","),
+            ("NOTIFY_TIMEOUT_MS", "50"),
+            ("NOTIFY_TIMEOUT_MS", "soon"),
+        ] {
+            let e = cfg(Defaults::LOCAL, &[(name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(name), "{name}={value}: {e}");
+        }
     }
 }

@@ -13,6 +13,7 @@ pub mod event;
 pub mod http;
 pub mod images_api;
 pub mod metrics;
+pub mod notify;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;

@@ -2,7 +2,8 @@
 //! CloudWatch Logs turns into metrics. No API calls, no extra latency, nothing to fail.
 //!
 //! Namespace `imagehook`, every metric with the dimension `Function`:
-//! - `Requests`, `AuthFailures`, `ServerErrors` (count) and `Latency` (milliseconds), per request;
+//! - `Requests`, `AuthFailures`, `ServerErrors`, `NotificationFailures` (count) and `Latency`
+//!   (milliseconds), per request;
 //! - `Events` (count) by `Provider`, `Action` and `Outcome`;
 //! - `Deployments` (count) by `Outcome` (updated, unchanged, skipped, planned, blocked, failed).
 
@@ -21,6 +22,8 @@ pub struct Report {
     pub events: Vec<(&'static str, String, &'static str)>,
     /// The outcome of each deployment.
     pub deployments: Vec<&'static str>,
+    /// Notification sinks that failed for this request.
+    pub notify_failures: u32,
 }
 
 /// One EMF document: `metrics` (name, unit, value) under one set of dimension values.
@@ -58,6 +61,11 @@ pub fn emf_lines(function: &str, report: &Report, latency_ms: f64, now_ms: i64) 
             ("Requests", "Count", 1.0),
             ("AuthFailures", "Count", flag(report.auth_failed)),
             ("ServerErrors", "Count", flag(report.status >= 500)),
+            (
+                "NotificationFailures",
+                "Count",
+                f64::from(report.notify_failures),
+            ),
             ("Latency", "Milliseconds", latency_ms),
         ],
     )];
@@ -123,12 +131,14 @@ mod tests {
                 ("acr", "push".into(), "duplicate"),
             ],
             deployments: vec!["updated", "updated", "failed"],
+            notify_failures: 1,
         };
         let lines = emf_lines("push", &report, 12.5, 1_795_000_000_000);
         let docs: Vec<Value> = lines.iter().map(|l| check(l)).collect();
         assert_eq!(docs.len(), 1 + 2 + 2);
         assert_eq!(docs[0]["Latency"], 12.5);
         assert_eq!(docs[0]["AuthFailures"], 0.0);
+        assert_eq!(docs[0]["NotificationFailures"], 1.0);
         let applied = docs
             .iter()
             .find(|d| d["Outcome"] == "applied" && d.get("Events").is_some())

@@ -40,6 +40,9 @@ pub struct EventResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub deployments: Vec<Deployment>,
+    /// Services that still run the digest this delete or quarantine concerns (`cluster/service`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub running_services: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -56,6 +59,7 @@ impl EventResult {
             outcome,
             reason: None,
             deployments: Vec::new(),
+            running_services: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -72,6 +76,7 @@ impl EventResult {
             outcome: EventOutcome::Ignored,
             reason: Some(i.reason),
             deployments: Vec::new(),
+            running_services: Vec::new(),
             warnings: Vec::new(),
         }
     }

@@ -33,6 +33,7 @@ fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
         deploy_mode: DeployMode::DryRun,
         receipt_ttl_days: 7,
         quarantine: Default::default(),
+        notify: Default::default(),
     };
     App::new(
         config,

@@ -8,6 +8,7 @@ mod edge;
 mod faults;
 mod follow;
 mod lifecycle;
+mod notify;
 mod push;
 mod replication;
 mod rollout;

@@ -298,19 +298,6 @@ async fn task_definition_copies_change_only_the_repository_containers() {
     );
 }
 
-fn state_change(w: &World, name: &str, deployment_id: &str, reason: &str) -> String {
-    json!({
-        "version": "0", "id": unique("evb"), "detail-type": "ECS Deployment State Change",
-        "source": "aws.ecs", "account": "123456789012", "time": "2026-11-20T10:15:30Z",
-        "region": "us-east-1",
-        "resources": [format!("arn:aws:ecs:us-east-1:123456789012:service/{}/{}",
-                              w.fx.cluster, w.fx.service)],
-        "detail": {"eventType": "INFO", "eventName": name, "deploymentId": deployment_id,
-                   "updatedAt": "2026-11-20T10:15:28Z", "reason": reason}
-    })
-    .to_string()
-}
-
 async fn outcome(app: &imagehook_core::App, event: &str) -> Value {
     imagehook_core::pipeline::rollout::handle(app.store(), event.as_bytes(), 7)
         .await
@@ -331,8 +318,7 @@ async fn failed_rollouts_are_recorded_and_not_retried() {
         .expect("deployment id")
         .to_owned();
 
-    let failed = state_change(
-        &w,
+    let failed = w.state_change(
         "SERVICE_DEPLOYMENT_FAILED",
         &id,
         "ECS deployment circuit breaker: tasks failed to start.",
@@ -378,19 +364,14 @@ async fn completed_rollouts_are_kept_against_late_progress_events() {
     let app = w.app("semver:^1", false);
     let d = w.push(&app, "1.1.0", &digest(31)).await;
     let id = d["ecs_deployment_id"].as_str().unwrap().to_owned();
-    let done = state_change(&w, "SERVICE_DEPLOYMENT_COMPLETED", &id, "completed.");
+    let done = w.state_change("SERVICE_DEPLOYMENT_COMPLETED", &id, "completed.");
     assert_eq!(outcome(&app, &done).await["outcome"], "recorded");
-    let late = state_change(&w, "SERVICE_DEPLOYMENT_IN_PROGRESS", &id, "in progress.");
+    let late = w.state_change("SERVICE_DEPLOYMENT_IN_PROGRESS", &id, "in progress.");
     assert_eq!(outcome(&app, &late).await["outcome"], "settled");
     let deployment = w.only_deployment().await;
     assert_eq!(deployment["state"], "completed");
     // A deployment imagehook did not start is acknowledged, not recorded.
-    let other = state_change(
-        &w,
-        "SERVICE_DEPLOYMENT_COMPLETED",
-        "ecs-svc/1",
-        "completed.",
-    );
+    let other = w.state_change("SERVICE_DEPLOYMENT_COMPLETED", "ecs-svc/1", "completed.");
     assert_eq!(outcome(&app, &other).await["outcome"], "not-ours");
     let current = w.item(&w.service_pk(), "CURRENT").await.unwrap();
     assert!(current.get("failed_digests").is_none(), "{current}");

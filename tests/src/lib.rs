@@ -2,6 +2,8 @@
 //! server (started by `scripts/test`), unique resource names per test, and API Gateway events
 //! read from `events/`.
 
+pub mod capture;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -197,6 +199,20 @@ pub async fn world(running_image: &str) -> World {
 }
 
 impl World {
+    /// An EventBridge "ECS Deployment State Change" for this world's service.
+    pub fn state_change(&self, name: &str, deployment_id: &str, reason: &str) -> String {
+        serde_json::json!({
+            "version": "0", "id": unique("evb"), "detail-type": "ECS Deployment State Change",
+            "source": "aws.ecs", "account": "123456789012", "time": "2026-11-20T10:15:30Z",
+            "region": "us-east-1",
+            "resources": [format!("arn:aws:ecs:us-east-1:123456789012:service/{}/{}",
+                                  self.fx.cluster, self.fx.service)],
+            "detail": {"eventType": "INFO", "eventName": name, "deploymentId": deployment_id,
+                       "updatedAt": "2026-11-20T10:15:28Z", "reason": reason}
+        })
+        .to_string()
+    }
+
     pub async fn item(&self, pk: &str, sk: &str) -> Option<Value> {
         get_item(&self.sdk, &self.table, pk, sk).await
     }
@@ -238,6 +254,7 @@ pub fn open_config(table: &str, rules: &str, deploy_mode: DeployMode) -> Config 
         deploy_mode,
         receipt_ttl_days: 7,
         quarantine: Default::default(),
+        notify: Default::default(),
     }
 }
 
@@ -310,6 +327,7 @@ pub fn app_with_policy(
         deploy_mode: spec.deploy_mode,
         receipt_ttl_days: 7,
         quarantine,
+        notify: Default::default(),
     };
     let store: Arc<dyn Store> = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(spec.dynamo_sdk),

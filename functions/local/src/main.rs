@@ -152,12 +152,7 @@ async fn run_event(
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if function == "outcomes" {
-        let out = imagehook_core::pipeline::rollout::handle(
-            app.store(),
-            text.as_bytes(),
-            app.config().receipt_ttl_days,
-        )
-        .await?;
+        let out = app.rollout(text.as_bytes()).await?;
         let ok = out["outcome"] != "rejected";
         return Ok((out, ok));
     }

@@ -43,6 +43,7 @@ pub(super) async fn delete_one(
                     "service {service} runs {}, which was deleted: its next scale-out or task replacement will fail to pull it",
                     event.image.deployable()
                 ));
+                result.running_services.push(service);
             }
             result
         }

@@ -70,6 +70,7 @@ pub(super) async fn quarantine_one(
                         "service {service} runs {}, which is now quarantined",
                         event.image.deployable()
                     ));
+                    result.running_services.push(service);
                 }
             }
             Ok(result)

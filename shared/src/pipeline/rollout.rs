@@ -34,6 +34,7 @@ pub async fn handle(
         "deployment_id": change.deployment_id,
         "state": change.state.as_str(),
         "circuit_breaker": change.circuit_breaker,
+        "reason": change.reason,
     });
     if let RolloutOutcome::Recorded { digest: Some(d) } = &outcome {
         out["digest"] = json!(d);
