@@ -5,6 +5,7 @@
 mod budget;
 mod contract;
 mod edge;
+mod fault_matrix;
 mod faults;
 mod follow;
 mod lifecycle;

@@ -3,6 +3,7 @@
 //! read from `events/`.
 
 pub mod capture;
+pub mod faults;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -473,6 +474,15 @@ pub fn container_image(td: &aws_sdk_ecs::types::TaskDefinition, name: &str) -> S
         .to_owned()
 }
 
+/// The operation a DynamoDB or ECS request calls: both APIs speak JSON-RPC, and the operation
+/// is the last part of X-Amz-Target.
+pub fn operation_of(x_amz_target: Option<&str>) -> String {
+    x_amz_target
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("?")
+        .to_owned()
+}
+
 /// Every AWS call a client makes, by operation name, in order: the round-trip budget test counts
 /// them. Recorded before each transmission, so a retried call counts again.
 #[derive(Debug, Clone, Default)]
@@ -495,15 +505,8 @@ impl aws_sdk_dynamodb::config::Intercept for CallLog {
         _components: &aws_sdk_dynamodb::config::RuntimeComponents,
         _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        // Both APIs speak JSON-RPC: the operation is the last part of X-Amz-Target.
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("?")
-            .to_owned();
-        self.0.lock().expect("call log").push(target);
+        let operation = operation_of(context.request().headers().get("x-amz-target"));
+        self.0.lock().expect("call log").push(operation);
         Ok(())
     }
 }
