@@ -12,3 +12,4 @@ mod notify;
 mod push;
 mod replication;
 mod rollout;
+mod security;
