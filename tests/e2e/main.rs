@@ -7,6 +7,7 @@ mod contract;
 mod edge;
 mod faults;
 mod follow;
+mod iam;
 mod lifecycle;
 mod notify;
 mod push;
