@@ -23,6 +23,10 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("no such route")]
     NotFound,
+    /// A wrong or missing path token (`AUTH_MODE=path-token`): answered exactly as `NotFound`,
+    /// logged and counted as a failed authentication.
+    #[error("no such route")]
+    PathToken,
     #[error("method {0} is not allowed: use POST")]
     MethodNotAllowed(Method),
     #[error("the body is {0} bytes; the limit is {MAX_BODY_BYTES}")]
@@ -42,7 +46,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::PathToken => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -56,7 +60,7 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            Self::NotFound => "not_found",
+            Self::NotFound | Self::PathToken => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -76,12 +80,19 @@ impl ApiError {
                 tracing::error!(error = %e, "dependency unavailable: asking the sender to retry")
             }
             Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
-            Self::Unauthorized(_) => tracing::warn!("request failed authentication"),
+            Self::Unauthorized(_) | Self::PathToken => {
+                tracing::warn!("request failed authentication")
+            }
             other => {
                 tracing::info!(status = other.status().as_u16(), error = %other, "request refused")
             }
         }
-        let body = json!({"error": self.code(), "message": self.to_string()});
+        let body = match self {
+            // API Gateway's own answer to a path no route matches: a wrong path token must look
+            // exactly like one, in AWS as in `imagehook serve`.
+            Self::NotFound | Self::PathToken => json!({"message": "Not Found"}),
+            _ => json!({"error": self.code(), "message": self.to_string()}),
+        };
         let mut resp = json_response(self.status(), &body);
         if matches!(self, Self::MethodNotAllowed(_)) {
             resp.headers_mut().insert(
@@ -207,6 +218,19 @@ fn provider_override(req: &lambda_http::Request) -> Result<Option<Provider>, Api
     }
 }
 
+/// Whether the app takes path tokens and `token` (the `{token}` route segment) is not one of
+/// them. Such a request is answered as a path that does not exist (`ApiError::PathToken`), before
+/// anything else about it is looked at, its body included.
+pub fn path_token_refused(app: &App, token: Option<&str>) -> bool {
+    let verifier = &app.config().verifier;
+    let presented = Presented {
+        path_token: token,
+        now: 0,
+    };
+    verifier.mode() == AuthMode::PathToken
+        && verifier.verify(&[], &HeaderMap::new(), presented).is_err()
+}
+
 /// Runs one request through a function: the single entry point of every binary.
 pub async fn handle(app: &App, function: Function, req: lambda_http::Request) -> Response<Body> {
     handle_reported(app, function, req).await.0
@@ -241,7 +265,7 @@ pub async fn handle_reported(
         Ok(Reply::Handshake(body)) => json_response(StatusCode::OK, &body),
         Ok(Reply::Raw(resp)) => resp,
         Err(e) => {
-            report.auth_failed = matches!(e, ApiError::Unauthorized(_));
+            report.auth_failed = matches!(e, ApiError::Unauthorized(_) | ApiError::PathToken);
             e.into_response()
         }
     };
@@ -267,10 +291,8 @@ async fn handle_inner(
     };
     // With path tokens the URL is the secret: a wrong one must look exactly like a path that
     // does not exist, whatever else is wrong with the request, so it is checked first.
-    if verifier.mode() == AuthMode::PathToken
-        && verifier.verify(&[], req.headers(), presented).is_err()
-    {
-        return Err(ApiError::NotFound);
+    if path_token_refused(app, presented.path_token) {
+        return Err(ApiError::PathToken);
     }
     if req.method() == Method::OPTIONS {
         return Ok(Reply::Raw(abuse_protection(&req)));

@@ -13,7 +13,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use imagehook_core::config::MAX_BODY_BYTES;
-use imagehook_core::http::{ApiError, handle};
+use imagehook_core::http::{ApiError, handle, path_token_refused};
 use imagehook_core::{App, Function};
 use lambda_http::RequestExt;
 use tokio::net::TcpListener;
@@ -93,6 +93,11 @@ async fn route_response(
 ) -> lambda_http::Response<lambda_http::Body> {
     match route {
         None => ApiError::NotFound.into_response(),
+        // Before the body is read: a wrong token with a body over the limit is still the
+        // unknown path's 404, not a 413 that shows the route exists.
+        Some((_, params)) if path_token_refused(app, params.get("token").map(String::as_str)) => {
+            ApiError::PathToken.into_response()
+        }
         Some((function, params)) => match to_lambda(req).await {
             Ok(req) => handle(app, function, req.with_path_parameters(params)).await,
             Err(e) => e.into_response(),

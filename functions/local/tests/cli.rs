@@ -204,8 +204,8 @@ fn serve_answers_the_routes_with_the_function_responses() {
     );
     let (status, unknown) = request(port, "POST", "/v2/shop/push", &[json, auth], body);
     assert_eq!(
-        (status, unknown["error"].as_str()),
-        (404, Some("not_found"))
+        (status, unknown["message"].as_str()),
+        (404, Some("Not Found"))
     );
     // The provider named by route or query.
     let (status, reply) = request(port, "POST", "/push/acr", &[json, auth], body);
