@@ -8,6 +8,7 @@ mod edge;
 mod faults;
 mod follow;
 mod lifecycle;
+mod limits;
 mod notify;
 mod push;
 mod replication;
