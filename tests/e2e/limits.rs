@@ -1,6 +1,6 @@
 //! The edge's limits, through the real handler with the embedded store: bodies over 1 MiB, more
 //! events than one request may carry, JSON nested past the parser's depth limit, and oversized
-//! headers. Each is a clean 4xx with a JSON error, written nothing, and never a panic or a 500.
+//! headers. Each is a clean 4xx with a JSON error and nothing stored, never a panic or a 500.
 
 use base64::Engine as _;
 use imagehook_core::App;
