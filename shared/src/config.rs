@@ -11,6 +11,12 @@ use crate::rules::{RuleError, Rules};
 pub const DEFAULT_RECEIPT_TTL_DAYS: u32 = 7;
 /// API Gateway's payload limit is larger; registries never send more than a few KiB per event.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most events one request may carry (a Distribution envelope, an Event Grid batch, a Quay
+/// push of many tags). Events are handled one after another, one or two DynamoDB transactions
+/// each plus ECS calls for a push that deploys: the limit bounds what one request can ask for
+/// within the functions' 15 s timeout, and a request over it is refused whole, before anything
+/// is written, instead of timing out partway and being redelivered just as large.
+pub const MAX_EVENTS_PER_REQUEST: usize = 100;
 
 /// When a scan result quarantines a digest: any severity whose count reaches its threshold.
 #[derive(Debug, Clone, PartialEq, Eq)]

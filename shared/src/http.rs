@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::PipelineError;
 use crate::app::{App, Function};
 use crate::auth::{AuthError, AuthMode, Presented};
-use crate::config::MAX_BODY_BYTES;
+use crate::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::event::{Parsed, Provider, Timestamp};
 use crate::metrics::Report;
 use crate::outcome::Receipt;
@@ -31,6 +31,10 @@ pub enum ApiError {
     MethodNotAllowed(Method),
     #[error("the body is {0} bytes; the limit is {MAX_BODY_BYTES}")]
     PayloadTooLarge(usize),
+    #[error(
+        "the request carries {0} events; the limit is {MAX_EVENTS_PER_REQUEST} per request and none was recorded: have the sender batch fewer"
+    )]
+    TooManyEvents(usize),
     #[error("content type {0:?} is not supported: send application/json")]
     UnsupportedMediaType(String),
     #[error(transparent)]
@@ -48,7 +52,7 @@ impl ApiError {
         match self {
             Self::NotFound | Self::PathToken => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge(_) | Self::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Parse(ParseError::Reference { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -63,6 +67,7 @@ impl ApiError {
             Self::NotFound | Self::PathToken => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::TooManyEvents(_) => "too_many_events",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Unauthorized(_) => "unauthorized",
             Self::Parse(ParseError::Json(_)) => "invalid_json",
@@ -324,6 +329,11 @@ async fn handle_inner(
         region: query("region"),
     };
     let events = providers::parse_request(&body, req.headers(), &hints, &received_at)?;
+    // Refused whole, before the first write: a sender retrying the same batch would hit the
+    // same limit, so half of it must not be recorded.
+    if events.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::TooManyEvents(events.len()));
+    }
     if let Some(Parsed::Handshake(body)) = events.iter().find(|e| matches!(e, Parsed::Handshake(_)))
     {
         tracing::info!("handshake answered");

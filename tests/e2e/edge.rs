@@ -16,7 +16,7 @@ use imagehook_tests::*;
 use lambda_http::RequestExt;
 use serde_json::{Value, json};
 
-fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
+pub(crate) fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
     let config = Config {
         table_name: None,
         state_dir: None,

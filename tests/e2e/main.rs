@@ -10,6 +10,7 @@ mod faults;
 mod follow;
 mod iam;
 mod lifecycle;
+mod limits;
 mod notify;
 mod push;
 mod replication;

@@ -18,6 +18,12 @@ use imagehook_core::{App, Function};
 use lambda_http::RequestExt;
 use tokio::net::TcpListener;
 
+/// The most request headers a connection may send, and their total size with the request line:
+/// more is answered 431 and the connection closed, before any handler runs. In AWS, API
+/// Gateway's own limits are tighter (10 KiB of request line and headers for an HTTP API).
+const MAX_HEADERS: usize = 100;
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let app = Arc::new(app);
@@ -37,6 +43,8 @@ pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
                 async move { Ok::<_, Infallible>(route(&app, req).await) }
             });
             if let Err(e) = http1::Builder::new()
+                .max_headers(MAX_HEADERS)
+                .max_header_size(MAX_HEADER_BYTES)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {

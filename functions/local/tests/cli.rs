@@ -150,11 +150,10 @@ fn request(
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-#[test]
-fn serve_answers_the_routes_with_the_function_responses() {
-    let dir = tempfile::tempdir().unwrap();
+/// `imagehook serve` in token mode on a free port, once it accepts connections.
+fn start_serve(state: &Path) -> (Server, u16) {
     let port = free_port();
-    let child = imagehook(dir.path())
+    let child = imagehook(state)
         .env("AUTH_MODE", "token")
         .env("WEBHOOK_SECRETS", "sample-webhook-token")
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
@@ -162,7 +161,7 @@ fn serve_answers_the_routes_with_the_function_responses() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _server = Server(child);
+    let server = Server(child);
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -171,6 +170,13 @@ fn serve_answers_the_routes_with_the_function_responses() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (server, port)
+}
+
+#[test]
+fn serve_answers_the_routes_with_the_function_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = start_serve(dir.path());
 
     let event: Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("events/acr-push.json")).unwrap(),
@@ -225,6 +231,54 @@ fn serve_answers_the_routes_with_the_function_responses() {
         (status, reply["error"].as_str()),
         (413, Some("payload_too_large"))
     );
+}
+
+/// The status line's code of the answer to a raw request, read until the server closes (or
+/// resets: a server that refuses a request before reading all of it may do so).
+fn raw_status(port: u16, request: &[u8]) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The server may stop reading, answer and close before all of it is written.
+    let _ = s.write_all(request);
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => resp.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&resp);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// Headers beyond `serve`'s limits (100 headers, 64 KiB with the request line) are answered 431
+/// before any handler runs; a large credential within them is an ordinary 401; the server
+/// carries on.
+#[test]
+fn serve_answers_431_to_oversized_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = start_serve(dir.path());
+    let body = r#"{"image": "registry.example.com/shop/api:1.0.0", "id": "headers-1"}"#;
+    let post = |extra: &str| {
+        format!(
+            "POST /push HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let auth = "Authorization: Bearer sample-webhook-token\r\n";
+
+    let huge = format!("{auth}X-Padding: {}\r\n", "p".repeat(70 * 1024));
+    assert_eq!(raw_status(port, &post(&huge)), Some(431));
+    let many: String = (0..101).map(|i| format!("X-Padding-{i}: p\r\n")).collect();
+    assert_eq!(raw_status(port, &post(&format!("{auth}{many}"))), Some(431));
+    let huge_token = format!("Authorization: Bearer {}\r\n", "t".repeat(60 * 1024));
+    assert_eq!(raw_status(port, &post(&huge_token)), Some(401));
+
+    // Within the limits, the same request is handled.
+    let some: String = (0..90).map(|i| format!("X-Padding-{i}: p\r\n")).collect();
+    assert_eq!(raw_status(port, &post(&format!("{auth}{some}"))), Some(200));
 }
 
 /// Runs the binary with `args`; returns the exit code, stdout as JSON (null if none) and stderr.
