@@ -4,7 +4,9 @@
 
 use crate::auth::{AuthConfigError, AuthMode, Secret, Verifier};
 use crate::event::{ScanSummary, Severity};
+#[cfg(feature = "aws")]
 use crate::notify::NoticeKind;
+#[cfg(feature = "aws")]
 use crate::notify::slack::WebhookUrl;
 use crate::rules::{RuleError, Rules};
 
@@ -141,9 +143,11 @@ pub struct Config {
     /// The region this function (and the ECS services it deploys) runs in: AWS_REGION, which
     /// Lambda sets. A rule's `require_region: service-region` means this one.
     pub service_region: Option<String>,
+    #[cfg(feature = "aws")]
     pub notify: NotifyConfig,
 }
 
+#[cfg(feature = "aws")]
 /// Where notices go (NOTIFY_WEBHOOK_URL, NOTIFY_TOPIC_ARN), which kinds (NOTIFY_ON) and how
 /// long a sink may take (NOTIFY_TIMEOUT_MS). Neither destination: no notifications.
 #[derive(Debug, Clone)]
@@ -154,6 +158,7 @@ pub struct NotifyConfig {
     pub timeout: std::time::Duration,
 }
 
+#[cfg(feature = "aws")]
 impl Default for NotifyConfig {
     fn default() -> Self {
         Self {
@@ -165,6 +170,7 @@ impl Default for NotifyConfig {
     }
 }
 
+#[cfg(feature = "aws")]
 impl NotifyConfig {
     fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let webhook_url = match var("NOTIFY_WEBHOOK_URL") {
@@ -357,9 +363,11 @@ impl Config {
             })
             .unwrap_or_default();
 
+        #[cfg(feature = "aws")]
         let notify = NotifyConfig::from_vars(var)?;
 
         Ok(Self {
+            #[cfg(feature = "aws")]
             notify,
             service_region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
             follow_clusters,
@@ -529,6 +537,7 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
     }
 
+    #[cfg(feature = "aws")]
     #[test]
     fn notifications_are_off_unless_a_destination_is_named() {
         let c = cfg(Defaults::LOCAL, &[]).unwrap();
@@ -563,6 +572,7 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 
+    #[cfg(feature = "aws")]
     #[test]
     fn bad_notification_settings_are_named_without_the_secret() {
         let e = cfg(

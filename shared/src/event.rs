@@ -110,7 +110,10 @@ pub struct TimestampError(pub String);
 
 impl Timestamp {
     pub fn parse(s: &str) -> Result<Self, TimestampError> {
-        let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| TimestampError(s.to_owned()))?;
+        let t = OffsetDateTime::parse(s, &Rfc3339)
+            .ok()
+            .and_then(in_rfc3339_years)
+            .ok_or_else(|| TimestampError(s.to_owned()))?;
         Ok(Self::from_datetime(t))
     }
 
@@ -131,6 +134,7 @@ impl Timestamp {
     pub fn from_unix(secs: i64) -> Option<Self> {
         OffsetDateTime::from_unix_timestamp(secs)
             .ok()
+            .and_then(in_rfc3339_years)
             .map(Self::from_datetime)
     }
 
@@ -145,6 +149,14 @@ impl Timestamp {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The instant in UTC if its year is one RFC 3339 can write (0000 to 9999). An offset can move a
+/// time at either end past them (`9999-12-31T23:59:59-01:00`, where converting panics), and so
+/// can a sender's Unix seconds: such a time would neither format as RFC 3339 nor parse back.
+fn in_rfc3339_years(t: OffsetDateTime) -> Option<OffsetDateTime> {
+    t.checked_to_offset(time::UtcOffset::UTC)
+        .filter(|t| (0..=9999).contains(&t.year()))
 }
 
 impl TryFrom<String> for Timestamp {
@@ -328,6 +340,24 @@ mod tests {
             Timestamp::from_unix(0).unwrap().as_str(),
             "1970-01-01T00:00:00.000000000Z"
         );
+    }
+
+    #[test]
+    fn times_whose_utc_year_leaves_rfc3339_are_refused() {
+        // The first panicked converting to UTC; the others gave a year -1, kept as "-001-...",
+        // which never parsed back.
+        assert!(Timestamp::parse("9999-12-31T23:59:59-01:00").is_err());
+        assert!(Timestamp::parse("0000-01-01T00:30:00+01:00").is_err());
+        assert_eq!(Timestamp::from_unix(-62_167_219_201), None);
+        assert_eq!(Timestamp::from_unix(253_402_300_800), None);
+        let edges = [
+            Timestamp::parse("0000-01-01T00:00:00Z"),
+            Timestamp::parse("9999-12-31T23:59:59+01:00"),
+        ];
+        for t in edges {
+            let t = t.unwrap();
+            assert_eq!(Timestamp::parse(t.as_str()).unwrap(), t);
+        }
     }
 
     #[test]
