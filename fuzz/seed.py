@@ -50,7 +50,8 @@ def frame(selector, headers, url, body):
     lines = [f":{k}: {v}" for k, v in url.items()]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     head = "".join(line + "\n" for line in lines).encode()
-    return bytes([selector]) + head + b"\n" + body
+    # The blank line ends the head even when it is empty.
+    return bytes([selector]) + (head or b"\n") + b"\n" + body
 
 
 def references(value, found):
