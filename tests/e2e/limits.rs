@@ -35,6 +35,26 @@ async fn nothing_stored(app: &App) {
     assert!(items.is_empty(), "refused, yet stored: {items:?}");
 }
 
+/// The status and error code of a refusal, with the body in the failure message.
+fn refused(status: u16, reply: &Value, want_status: u16, want_error: &str) {
+    assert_eq!(
+        (status, &reply["error"]),
+        (want_status, &json!(want_error)),
+        "{reply}"
+    );
+}
+
+/// The refusal's message says the JSON nests past serde_json's limit.
+fn names_the_recursion_limit(reply: &Value) {
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit"),
+        "{reply}"
+    );
+}
+
 #[tokio::test]
 async fn a_body_over_one_mib_is_refused_before_authentication_and_parsing() {
     let app = app_with(AuthMode::Token, &[TOKEN]);
@@ -150,11 +170,7 @@ async fn an_envelope_of_up_to_100_events_is_handled_and_a_larger_one_refused_who
         })
         .collect();
     let (status, reply) = send(&app, Function::Push, &with_body(&sample, &json!(batch))).await;
-    assert_eq!(
-        (status, &reply["error"]),
-        (413, &json!("too_many_events")),
-        "{reply}"
-    );
+    refused(status, &reply, 413, "too_many_events");
     assert_eq!(app.store().dump().await.unwrap(), before);
 }
 
@@ -184,18 +200,8 @@ async fn deeply_nested_json_is_a_400_on_every_parse_path() {
             &raw_event(generic, body, json_ct.clone()),
         )
         .await;
-        assert_eq!(
-            (status, &reply["error"]),
-            (400, &json!("invalid_json")),
-            "{reply}"
-        );
-        assert!(
-            reply["message"]
-                .as_str()
-                .unwrap()
-                .contains("recursion limit"),
-            "{reply}"
-        );
+        refused(status, &reply, 400, "invalid_json");
+        names_the_recursion_limit(&reply);
 
         // Form-encoded (GitHub, Gitea): the `payload` field is parsed the same way.
         let form: String = form_urlencoded::Serializer::new(String::new())
@@ -207,22 +213,14 @@ async fn deeply_nested_json_is_a_400_on_every_parse_path() {
             json!({"content-type": "application/x-www-form-urlencoded"}),
         );
         let (status, reply) = send(&app, Function::Push, &event).await;
-        assert_eq!(
-            (status, &reply["error"]),
-            (400, &json!("invalid_json")),
-            "{reply}"
-        );
+        refused(status, &reply, 400, "invalid_json");
 
         // Base64 bodies, as API Gateway passes binary content.
         let mut v: Value = serde_json::from_str(&raw_event(generic, "", json_ct.clone())).unwrap();
         v["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
         v["isBase64Encoded"] = json!(true);
         let (status, reply) = send(&app, Function::Push, &v.to_string()).await;
-        assert_eq!(
-            (status, &reply["error"]),
-            (400, &json!("invalid_json")),
-            "{reply}"
-        );
+        refused(status, &reply, 400, "invalid_json");
     }
 
     // A Standard Webhooks envelope, correctly signed, whose `data` nests too deep.
@@ -243,11 +241,7 @@ async fn deeply_nested_json_is_a_400_on_every_parse_path() {
         }),
     );
     let (status, reply) = send(&signed_app, Function::Push, &event).await;
-    assert_eq!(
-        (status, &reply["error"]),
-        (400, &json!("invalid_json")),
-        "{reply}"
-    );
+    refused(status, &reply, 400, "invalid_json");
 
     // Google Artifact Registry: the Pub/Sub `message.data` is a second JSON document, decoded
     // from base64; nested too deep, it is refused as a malformed event.
@@ -265,27 +259,10 @@ async fn deeply_nested_json_is_a_400_on_every_parse_path() {
         &raw_event("gar-push.json", &pubsub.to_string(), json_ct.clone()),
     )
     .await;
-    assert_eq!(
-        (status, &reply["error"]),
-        (400, &json!("invalid_event")),
-        "{reply}"
-    );
-    assert!(
-        reply["message"]
-            .as_str()
-            .unwrap()
-            .contains("recursion limit"),
-        "{reply}"
-    );
+    refused(status, &reply, 400, "invalid_event");
+    names_the_recursion_limit(&reply);
     nothing_stored(&app).await;
     nothing_stored(&signed_app).await;
-}
-
-fn time_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[tokio::test]

@@ -171,13 +171,6 @@ async fn acr_push_records_the_image_and_pins_the_service_to_its_digest() {
     );
 }
 
-fn time_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 #[tokio::test]
 async fn rest_v1_event_is_handled_like_http_api_v2() {
     let w = world(&format!("{ACR_REPO}:v1.4.1")).await;

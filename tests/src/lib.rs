@@ -58,6 +58,14 @@ pub async fn unreachable_sdk() -> SdkConfig {
         .await
 }
 
+/// Seconds since the Unix epoch, as senders stamp their signatures.
+pub fn time_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name no other test in this run (or an earlier run against the same server) uses.

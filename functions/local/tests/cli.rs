@@ -2,17 +2,17 @@
 //! `serve` on the shipped sample events, with the embedded store in a temporary directory.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Server, root};
 
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn imagehook(state: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imagehook"));
@@ -107,23 +107,6 @@ fn invoke_exits_non_zero_on_an_error_response_and_on_a_bad_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("DEPLOY_MODE"));
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn request(
     port: u16,
     method: &str,
@@ -152,25 +135,10 @@ fn request(
 
 /// `imagehook serve` in token mode on a free port, once it accepts connections.
 fn start_serve(state: &Path) -> (Server, u16) {
-    let port = free_port();
-    let child = imagehook(state)
-        .env("AUTH_MODE", "token")
-        .env("WEBHOOK_SECRETS", "sample-webhook-token")
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (server, port)
+    let mut cmd = imagehook(state);
+    cmd.env("AUTH_MODE", "token")
+        .env("WEBHOOK_SECRETS", "sample-webhook-token");
+    common::serve(cmd)
 }
 
 #[test]

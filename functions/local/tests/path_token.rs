@@ -3,38 +3,23 @@
 //! else the request carries, a body over the limit included.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Server, root};
 
 const TOKEN: &str = "d41c9e7a-path-token";
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn serve(state: &Path) -> (Server, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_imagehook"))
-        .current_dir(root())
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagehook"));
+    cmd.current_dir(root())
         .arg("--state-dir")
         .arg(state)
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .env_remove("TABLE_NAME")
         .env_remove("DEPLOY_MODE")
         .env_remove("DEPLOY_RULES")
@@ -43,21 +28,8 @@ fn serve(state: &Path) -> (Server, u16) {
         .env_remove("NOTIFY_WEBHOOK_URL")
         .env_remove("NOTIFY_TOPIC_ARN")
         .env("AUTH_MODE", "path-token")
-        .env("WEBHOOK_SECRETS", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (server, port)
+        .env("WEBHOOK_SECRETS", TOKEN);
+    common::serve(cmd)
 }
 
 /// The raw response to a request, without its `date` header. The body is written from another
