@@ -250,10 +250,7 @@ pub async fn handle_reported(
     let mut report = Report::default();
     let resp = match handle_inner(app, function, req).await {
         Ok(Reply::Receipt(receipt)) => {
-            report.notify_failures = app
-                .notifier()
-                .notify(crate::notify::notice::from_results(&receipt.events))
-                .await;
+            report.notify_failures = app.notifier().notify_results(&receipt.events).await;
             for e in &receipt.events {
                 report
                     .events

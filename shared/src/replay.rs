@@ -123,8 +123,6 @@ pub async fn replay(app: &App, receipt_id: &str) -> Result<Vec<EventResult>, Rep
         };
         out.extend(pipeline::handle(&deps, function, vec![e], &received_at).await?);
     }
-    app.notifier()
-        .notify(crate::notify::notice::from_results(&out))
-        .await;
+    app.notifier().notify_results(&out).await;
     Ok(out)
 }

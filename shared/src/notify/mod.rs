@@ -69,14 +69,26 @@ impl Notifier {
         !self.sinks.is_empty()
     }
 
+    /// The notices of a delivery's results, sent. Without a sink they are not even built: this
+    /// runs on every request.
+    pub async fn notify_results(&self, results: &[crate::outcome::EventResult]) -> u32 {
+        if !self.is_enabled() {
+            return 0;
+        }
+        self.notify(notice::from_results(results)).await
+    }
+
     /// Sends the wanted notices to every sink; answers how many sinks failed. Never an error:
     /// the delivery they describe has already succeeded.
     pub async fn notify(&self, notices: Vec<Notice>) -> u32 {
+        if self.sinks.is_empty() {
+            return 0;
+        }
         let notices: Arc<[Notice]> = notices
             .into_iter()
             .filter(|n| self.kinds.contains(&n.kind))
             .collect();
-        if notices.is_empty() || self.sinks.is_empty() {
+        if notices.is_empty() {
             return 0;
         }
         let mut running = tokio::task::JoinSet::new();
