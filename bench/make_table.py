@@ -11,7 +11,8 @@ import time
 import boto3
 
 
-def main():
+def create() -> str:
+    """Creates the table; returns its name."""
     name = f"imagehook-bench-{time.time_ns()}"
     # boto3 reads only AWS_DEFAULT_REGION; the Rust SDK and the harness use AWS_REGION.
     region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION", "us-east-1")
@@ -33,7 +34,11 @@ def main():
         BillingMode="PAY_PER_REQUEST",
     )
     client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
-    print(name)
+    return name
+
+
+def main():
+    print(create())
 
 
 if __name__ == "__main__":
