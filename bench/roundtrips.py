@@ -41,10 +41,10 @@ EVENTS = Path(__file__).resolve().parent.parent / "events"
 
 # (name, function, body changes, expected DynamoDB calls, expected ECS calls, may be a duplicate)
 DELIVERIES = [
-    ("push to one matched service", "push", {},
+    ("push to one matched service", "push", None,
      ["TransactWriteItems", "TransactWriteItems"],
      ["DescribeServices", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService"], False),
-    ("the same delivery again", "push", {},
+    ("the same delivery again", "push", None,
      ["TransactWriteItems"], [], True),
     ("another tag of the same digest", "push", {"id": "budget-2", "tag": "v1.4"},
      ["TransactWriteItems", "TransactWriteItems"], ["DescribeServices", "DescribeTaskDefinition"], False),
@@ -59,6 +59,10 @@ class Counter:
     def __init__(self):
         self.lock = threading.Lock()
         self.calls = []
+
+    def note(self, call: str):
+        with self.lock:
+            self.calls.append(call)
 
     def take(self):
         with self.lock:
@@ -78,9 +82,7 @@ def proxy(upstream: str, counter: Counter) -> ThreadingHTTPServer:
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            op = self.headers.get("X-Amz-Target", "")
-            with counter.lock:
-                counter.calls.append(op)
+            counter.note(self.headers.get("X-Amz-Target", ""))
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
             conn.request("POST", self.path, body=body, headers=headers)
