@@ -7,6 +7,7 @@
 //! parsed item costs about three times the memory, and a long `imagehook serve` run keeps
 //! hundreds of thousands of them.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -15,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use serde_json::value::RawValue;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
 
 use super::keys::{PK, SK};
@@ -41,10 +44,6 @@ struct Inner {
 
 /// One journal entry: an item's key and its new state (`None`: deleted).
 type Change = (Key, Option<Box<RawValue>>);
-
-fn encode(item: &Item) -> Result<Box<RawValue>, StoreError> {
-    serde_json::value::to_raw_value(item).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
 
 fn decode(raw: &RawValue) -> Result<Item, StoreError> {
     serde_json::from_str(raw.get()).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -76,7 +75,8 @@ impl EmbeddedStore {
                 pk: key(PK)?,
                 sk: key(SK)?,
             };
-            map.insert(k, encode(&item)?);
+            let raw = encode_put(&k, &item)?;
+            map.insert(k, raw);
         }
         Ok(Self {
             inner: Mutex::new(Inner {
@@ -197,67 +197,95 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
-fn with_key(key: &Key, mut item: Item) -> Item {
-    item.insert(PK.into(), json!(key.pk));
-    item.insert(SK.into(), json!(key.sk));
-    item
+/// An item's attributes while an update is worked out: the old item's values are borrowed and
+/// only what the update writes is new, so nothing is copied just to be encoded and dropped.
+type Draft<'a> = BTreeMap<&'a str, Cow<'a, Value>>;
+
+/// An item as the journal and memory hold it: its key first, then its attributes (a `PK` or
+/// `SK` among them is the key's and is skipped).
+struct Keyed<'a, I> {
+    key: &'a Key,
+    attrs: I,
 }
 
-/// The item after an update; every right-hand side reads `old`.
-fn apply(u: &Update, old: Option<&Item>) -> Item {
-    let before = old.cloned().unwrap_or_default();
-    let mut item = with_key(&u.key, before.clone());
+impl<'a, I> Serialize for Keyed<'a, I>
+where
+    I: Iterator<Item = (&'a str, &'a Value)> + Clone,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(PK, &self.key.pk)?;
+        m.serialize_entry(SK, &self.key.sk)?;
+        for (a, v) in self.attrs.clone() {
+            if a != PK && a != SK {
+                m.serialize_entry(a, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+fn encode_put(key: &Key, item: &Item) -> Result<Box<RawValue>, StoreError> {
+    let attrs = item.iter().map(|(a, v)| (a.as_str(), v));
+    to_raw_value(&Keyed { key, attrs }).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode_draft(key: &Key, draft: &Draft<'_>) -> Result<Box<RawValue>, StoreError> {
+    let attrs = draft.iter().map(|(a, v)| (*a, v.as_ref()));
+    to_raw_value(&Keyed { key, attrs }).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The item after an update (without its key); every right-hand side reads `old`.
+fn apply<'a>(u: &'a Update, old: Option<&'a Item>) -> Draft<'a> {
+    let before = |a: &str| old.and_then(|o| o.get(a));
+    let mut item: Draft<'a> = old
+        .map(|o| {
+            o.iter()
+                .map(|(a, v)| (a.as_str(), Cow::Borrowed(v)))
+                .collect()
+        })
+        .unwrap_or_default();
     for (a, v) in &u.set {
-        item.insert((*a).into(), v.clone());
+        item.insert(a, Cow::Borrowed(v));
     }
     for (a, v) in &u.set_if_absent {
-        item.insert(
-            (*a).into(),
-            before.get(*a).cloned().unwrap_or_else(|| v.clone()),
-        );
+        item.insert(a, Cow::Borrowed(before(a).unwrap_or(v)));
     }
     for (to, from, default) in &u.copy {
-        item.insert(
-            (*to).into(),
-            before
-                .get(*from)
-                .cloned()
-                .unwrap_or_else(|| default.clone()),
-        );
+        item.insert(to, Cow::Borrowed(before(from).unwrap_or(default)));
     }
     for (a, n) in &u.add {
-        let cur = before.get(*a).and_then(Value::as_i64).unwrap_or(0);
-        item.insert((*a).into(), json!(cur + n));
+        let cur = before(a).and_then(Value::as_i64).unwrap_or(0);
+        item.insert(a, Cow::Owned(json!(cur + n)));
     }
     for (a, v) in &u.add_to_set {
-        let mut set = super::strings(item.get(*a));
+        let mut set = super::strings(item.get(a).map(AsRef::as_ref));
         if !set.contains(v) {
             set.push(v.clone());
             set.sort();
         }
-        item.insert((*a).into(), json!(set));
+        item.insert(a, Cow::Owned(json!(set)));
     }
     for (a, v) in &u.delete_from_set {
-        let mut set = super::strings(item.get(*a));
+        let mut set = super::strings(item.get(a).map(AsRef::as_ref));
         set.retain(|x| x != v);
         // DynamoDB has no empty sets: removing the last element removes the attribute.
         if set.is_empty() {
-            item.remove(*a);
+            item.remove(a);
         } else {
-            item.insert((*a).into(), json!(set));
+            item.insert(a, Cow::Owned(json!(set)));
         }
     }
     for (a, v) in &u.append {
-        let mut list = before
-            .get(*a)
+        let mut list = before(a)
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
         list.push(v.clone());
-        item.insert((*a).into(), Value::Array(list));
+        item.insert(a, Cow::Owned(Value::Array(list)));
     }
     for a in &u.remove {
-        item.remove(*a);
+        item.remove(a);
     }
     item
 }
@@ -284,15 +312,19 @@ impl Store for EmbeddedStore {
                 return Ok(Err(Cancelled { failed }));
             }
             let changes = ops
-                .iter()
+                .into_iter()
                 .zip(&olds)
                 .map(|(op, old)| {
                     Ok(match op {
                         Op::Put { key, item, .. } => {
-                            (key.clone(), Some(encode(&with_key(key, item.clone()))?))
+                            let raw = encode_put(&key, &item)?;
+                            (key, Some(raw))
                         }
-                        Op::Update(u) => (u.key.clone(), Some(encode(&apply(u, old.as_ref()))?)),
-                        Op::Delete { key, .. } => (key.clone(), None),
+                        Op::Update(u) => {
+                            let raw = encode_draft(&u.key, &apply(&u, old.as_ref()))?;
+                            (u.key, Some(raw))
+                        }
+                        Op::Delete { key, .. } => (key, None),
                     })
                 })
                 .collect::<Result<Vec<Change>, StoreError>>()?;
@@ -376,7 +408,8 @@ mod tests {
             .add("version", 1)
             .delete_from_set("tags", "x")
             .append("history", json!({"change": "moved"}));
-        let new = apply(&u, Some(&old));
+        let new = decode(&encode_draft(&u.key, &apply(&u, Some(&old))).unwrap()).unwrap();
+        assert_eq!(new["PK"], "p");
         assert_eq!(new["previous_digest"], "a");
         assert_eq!(new["digest"], "b");
         assert_eq!(new["version"], 1);
