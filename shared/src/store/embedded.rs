@@ -5,7 +5,8 @@
 //!
 //! Items are held as their JSON text, the same bytes the journal gets, and parsed when read: a
 //! parsed item costs about three times the memory, and a long `imagehook serve` run keeps
-//! hundreds of thousands of them.
+//! hundreds of thousands of them. The text leaves out `PK` and `SK`, which the map's key (and
+//! the journal line) already hold, and reading puts them back.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -45,8 +46,12 @@ struct Inner {
 /// One journal entry: an item's key and its new state (`None`: deleted).
 type Change = (Key, Option<Box<RawValue>>);
 
-fn decode(raw: &RawValue) -> Result<Item, StoreError> {
-    serde_json::from_str(raw.get()).map_err(|e| StoreError::Corrupt(e.to_string()))
+fn decode(key: &Key, raw: &RawValue) -> Result<Item, StoreError> {
+    let mut item: Item =
+        serde_json::from_str(raw.get()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    item.insert(PK.into(), Value::String(key.pk.clone()));
+    item.insert(SK.into(), Value::String(key.sk.clone()));
+    Ok(item)
 }
 
 impl EmbeddedStore {
@@ -75,7 +80,7 @@ impl EmbeddedStore {
                 pk: key(PK)?,
                 sk: key(SK)?,
             };
-            let raw = encode_put(&k, &item)?;
+            let raw = encode_put(&item)?;
             map.insert(k, raw);
         }
         Ok(Self {
@@ -201,22 +206,17 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
 /// only what the update writes is new, so nothing is copied just to be encoded and dropped.
 type Draft<'a> = BTreeMap<&'a str, Cow<'a, Value>>;
 
-/// An item as the journal and memory hold it: its key first, then its attributes (a `PK` or
-/// `SK` among them is the key's and is skipped).
-struct Keyed<'a, I> {
-    key: &'a Key,
-    attrs: I,
-}
+/// An item as the journal and memory hold it: its attributes without the key (a `PK` or `SK`
+/// among them is skipped).
+struct Attrs<I>(I);
 
-impl<'a, I> Serialize for Keyed<'a, I>
+impl<'a, I> Serialize for Attrs<I>
 where
     I: Iterator<Item = (&'a str, &'a Value)> + Clone,
 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry(PK, &self.key.pk)?;
-        m.serialize_entry(SK, &self.key.sk)?;
-        for (a, v) in self.attrs.clone() {
+        for (a, v) in self.0.clone() {
             if a != PK && a != SK {
                 m.serialize_entry(a, v)?;
             }
@@ -225,14 +225,14 @@ where
     }
 }
 
-fn encode_put(key: &Key, item: &Item) -> Result<Box<RawValue>, StoreError> {
+fn encode_put(item: &Item) -> Result<Box<RawValue>, StoreError> {
     let attrs = item.iter().map(|(a, v)| (a.as_str(), v));
-    to_raw_value(&Keyed { key, attrs }).map_err(|e| StoreError::Corrupt(e.to_string()))
+    to_raw_value(&Attrs(attrs)).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn encode_draft(key: &Key, draft: &Draft<'_>) -> Result<Box<RawValue>, StoreError> {
+fn encode_draft(draft: &Draft<'_>) -> Result<Box<RawValue>, StoreError> {
     let attrs = draft.iter().map(|(a, v)| (*a, v.as_ref()));
-    to_raw_value(&Keyed { key, attrs }).map_err(|e| StoreError::Corrupt(e.to_string()))
+    to_raw_value(&Attrs(attrs)).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// The item after an update (without its key); every right-hand side reads `old`.
@@ -296,7 +296,10 @@ impl Store for EmbeddedStore {
         self.with(|inner| {
             let olds = ops
                 .iter()
-                .map(|op| inner.items.get(op.key()).map(|r| decode(r)).transpose())
+                .map(|op| {
+                    let key = op.key();
+                    inner.items.get(key).map(|r| decode(key, r)).transpose()
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let mut failed = Vec::new();
             for (i, (op, old)) in ops.iter().zip(&olds).enumerate() {
@@ -317,11 +320,11 @@ impl Store for EmbeddedStore {
                 .map(|(op, old)| {
                     Ok(match op {
                         Op::Put { key, item, .. } => {
-                            let raw = encode_put(&key, &item)?;
+                            let raw = encode_put(&item)?;
                             (key, Some(raw))
                         }
                         Op::Update(u) => {
-                            let raw = encode_draft(&u.key, &apply(&u, old.as_ref()))?;
+                            let raw = encode_draft(&apply(&u, old.as_ref()))?;
                             (u.key, Some(raw))
                         }
                         Op::Delete { key, .. } => (key, None),
@@ -334,7 +337,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.with(|inner| inner.items.get(key).map(|r| decode(r)).transpose())
+        self.with(|inner| inner.items.get(key).map(|r| decode(key, r)).transpose())
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
@@ -343,7 +346,7 @@ impl Store for EmbeddedStore {
                 .items
                 .range(Key::new(pk, sk_prefix)..)
                 .take_while(|(k, _)| k.pk == pk && k.sk.starts_with(sk_prefix))
-                .map(|(_, v)| decode(v))
+                .map(|(k, v)| decode(k, v))
                 .collect()
         })
     }
@@ -355,9 +358,9 @@ impl Store for EmbeddedStore {
         self.with(|inner| {
             inner
                 .items
-                .values()
-                .filter(|r| r.get().contains(&needle))
-                .map(|r| decode(r))
+                .iter()
+                .filter(|(_, r)| r.get().contains(&needle))
+                .map(|(k, r)| decode(k, r))
                 .filter(|i| {
                     i.as_ref().map_or(true, |i| {
                         i.get("running").and_then(Value::as_str) == Some(image)
@@ -368,7 +371,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn dump(&self) -> Result<Vec<Item>, StoreError> {
-        self.with(|inner| inner.items.values().map(|r| decode(r)).collect())
+        self.with(|inner| inner.items.iter().map(|(k, r)| decode(k, r)).collect())
     }
 }
 
@@ -408,12 +411,43 @@ mod tests {
             .add("version", 1)
             .delete_from_set("tags", "x")
             .append("history", json!({"change": "moved"}));
-        let new = decode(&encode_draft(&u.key, &apply(&u, Some(&old))).unwrap()).unwrap();
+        let new = decode(&u.key, &encode_draft(&apply(&u, Some(&old))).unwrap()).unwrap();
         assert_eq!(new["PK"], "p");
         assert_eq!(new["previous_digest"], "a");
         assert_eq!(new["digest"], "b");
         assert_eq!(new["version"], 1);
         assert!(new.get("tags").is_none());
         assert_eq!(new["history"], json!([{"change": "moved"}]));
+    }
+
+    #[tokio::test]
+    async fn journal_lines_hold_the_key_once_and_older_lines_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        // A line as earlier versions wrote it: the key inside the item as well.
+        fs::write(
+            dir.path().join(JOURNAL),
+            "[[\"P\",\"S\",{\"PK\":\"P\",\"SK\":\"S\",\"a\":1}]]\n",
+        )
+        .unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let old = store.get(&Key::new("P", "S")).await.unwrap().unwrap();
+        assert_eq!(Value::Object(old), json!({"PK": "P", "SK": "S", "a": 1}));
+
+        let item: Item = serde_json::from_value(json!({"b": 2})).unwrap();
+        let put = Op::Put {
+            key: Key::new("P2", "S2"),
+            item,
+            cond: Some(Cond::ItemAbsent),
+        };
+        store.transact(vec![put]).await.unwrap().unwrap();
+        let journal = fs::read_to_string(dir.path().join(JOURNAL)).unwrap();
+        assert_eq!(journal.lines().last(), Some(r#"[["P2","S2",{"b":2}]]"#));
+
+        drop(store);
+        let reopened = EmbeddedStore::open(dir.path()).unwrap();
+        let new = reopened.get(&Key::new("P2", "S2")).await.unwrap().unwrap();
+        assert_eq!(Value::Object(new), json!({"PK": "P2", "SK": "S2", "b": 2}));
+        let all = reopened.dump().await.unwrap();
+        assert_eq!(all.len(), 2);
     }
 }
