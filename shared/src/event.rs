@@ -108,6 +108,20 @@ pub struct Timestamp(String);
 #[error("invalid timestamp {0:?}: expected RFC 3339")]
 pub struct TimestampError(pub String);
 
+/// The text of a UTC time with nanoseconds, through `format!`.
+fn formatted(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond()
+    )
+}
+
 impl Timestamp {
     pub fn parse(s: &str) -> Result<Self, TimestampError> {
         let t = OffsetDateTime::parse(s, &Rfc3339)
@@ -119,16 +133,28 @@ impl Timestamp {
 
     pub fn from_datetime(t: OffsetDateTime) -> Self {
         let t = t.to_offset(time::UtcOffset::UTC);
-        Self(format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.nanosecond()
-        ))
+        // Every delivery stamps its receipt, and `format!` cost more than the rest of it.
+        if let Ok(year) = u32::try_from(t.year())
+            && year <= 9999
+        {
+            let mut s = String::with_capacity(30);
+            for (n, width, then) in [
+                (year, 4, '-'),
+                (u32::from(u8::from(t.month())), 2, '-'),
+                (u32::from(t.day()), 2, 'T'),
+                (u32::from(t.hour()), 2, ':'),
+                (u32::from(t.minute()), 2, ':'),
+                (u32::from(t.second()), 2, '.'),
+                (t.nanosecond(), 9, 'Z'),
+            ] {
+                for place in (0..width).rev() {
+                    s.push(char::from(b'0' + (n / 10u32.pow(place) % 10) as u8));
+                }
+                s.push(then);
+            }
+            return Self(s);
+        }
+        Self(formatted(t))
     }
 
     pub fn from_unix(secs: i64) -> Option<Self> {
@@ -364,5 +390,17 @@ mod tests {
     fn content_ids_do_not_collide_on_concatenation() {
         assert_ne!(content_id(&["ab", "c"]), content_id(&["a", "bc"]));
         assert_eq!(content_id(&["a", "b"]), content_id(&["a", "b"]));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn timestamps_are_written_as_format_writes_them(
+            secs in -62_167_219_200i64..253_402_300_800,
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let t = OffsetDateTime::from_unix_timestamp(secs).unwrap()
+                + time::Duration::nanoseconds(i64::from(nanos));
+            proptest::prop_assert_eq!(Timestamp::from_datetime(t).0, formatted(t));
+        }
     }
 }

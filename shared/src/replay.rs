@@ -33,9 +33,16 @@ impl Payload {
         let text = (body.len() <= INLINE_LIMIT)
             .then(|| String::from_utf8(body.to_vec()).ok())
             .flatten();
+        let digest = Sha256::digest(body);
+        // `hex::encode` builds its String a char at a time; every delivery pays for this one.
+        let mut hex = [0u8; 64];
+        let sha256 = match hex::encode_to_slice(digest, &mut hex) {
+            Ok(()) => String::from_utf8_lossy(&hex).into_owned(),
+            Err(_) => hex::encode(digest),
+        };
         Self {
             body: text,
-            sha256: hex::encode(Sha256::digest(body)),
+            sha256,
             size: body.len(),
             hints,
         }
@@ -125,4 +132,24 @@ pub async fn replay(app: &App, receipt_id: &str) -> Result<Vec<EventResult>, Rep
     }
     app.notifier().notify_results(&out).await;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_keep_the_body_and_its_sha256_in_hex() {
+        let p = Payload::new(b"abc", UrlHints::default());
+        assert_eq!(p.body.as_deref(), Some("abc"));
+        assert_eq!(
+            p.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(p.size, 3);
+        let big = vec![b'x'; INLINE_LIMIT + 1];
+        let p = Payload::new(&big, UrlHints::default());
+        assert_eq!(p.body, None);
+        assert_eq!(p.sha256, hex::encode(Sha256::digest(&big)));
+    }
 }
