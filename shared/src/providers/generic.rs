@@ -32,9 +32,12 @@ fn envelope_data(v: &Value) -> Option<&Value> {
 
 /// The generic form inside a Standard Webhooks envelope, with its id, time and action filled in
 /// from the envelope where `data` leaves them out.
-fn unwrap_envelope(v: &Value, ctx: &ParseContext<'_>) -> Result<Value, ParseError> {
+fn unwrap_envelope<'v>(
+    v: &'v Value,
+    ctx: &ParseContext<'_>,
+) -> Result<std::borrow::Cow<'v, Value>, ParseError> {
     let Some(data) = envelope_data(v) else {
-        return Ok(v.clone());
+        return Ok(std::borrow::Cow::Borrowed(v));
     };
     let mut data = data.clone();
     let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
@@ -67,7 +70,7 @@ fn unwrap_envelope(v: &Value, ctx: &ParseContext<'_>) -> Result<Value, ParseErro
     if let (false, Some(t)) = (obj.contains_key("timestamp"), v.get("timestamp")) {
         obj.insert("timestamp".into(), t.clone());
     }
-    Ok(data)
+    Ok(std::borrow::Cow::Owned(data))
 }
 
 #[derive(Deserialize)]
@@ -97,7 +100,7 @@ struct Body {
 }
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
-    let body: Body = typed(P, &unwrap_envelope(v, ctx)?)?;
+    let body: Body = typed(P, &*unwrap_envelope(v, ctx)?)?;
     let action = match (body.action.as_deref(), body.quarantine) {
         (None, Some(true)) | (Some("quarantine"), None | Some(true)) => Action::Quarantine,
         (None, Some(false)) | (Some("release"), None | Some(false)) => Action::Release,
