@@ -604,18 +604,21 @@ mod tests {
             .map(Value::Object)
     }
 
-    #[tokio::test]
-    async fn items_kept_in_the_journal_read_back_after_later_writes_and_reopening() {
+    /// A store journaled in a new directory, after one transaction of `ops`.
+    async fn journaled(ops: Vec<Op>) -> (tempfile::TempDir, EmbeddedStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        store
-            .transact(vec![
-                put("p", "a", json!({"n": 1, "s": "quote \" and é"})),
-                put("p", "b", json!({"n": 2})),
-            ])
-            .await
-            .unwrap()
-            .unwrap();
+        store.transact(ops).await.unwrap().unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn items_kept_in_the_journal_read_back_after_later_writes_and_reopening() {
+        let (dir, store) = journaled(vec![
+            put("p", "a", json!({"n": 1, "s": "quote \" and é"})),
+            put("p", "b", json!({"n": 2})),
+        ])
+        .await;
         let bump = Update::new(Key::new("p", "a")).add("n", 10);
         store
             .transact(vec![Op::Update(bump), put("q", "c", json!({"n": 3}))])
@@ -651,17 +654,12 @@ mod tests {
 
     #[tokio::test]
     async fn running_finds_journaled_services_before_and_after_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        store
-            .transact(vec![
-                put("SVC#c/web", "CURRENT", json!({"running": "r/app@sha256:1"})),
-                put("SVC#c/api", "CURRENT", json!({"running": "r/app@sha256:2"})),
-                put("IMG#r/app", "D#sha256:1", json!({"digest": "sha256:1"})),
-            ])
-            .await
-            .unwrap()
-            .unwrap();
+        let (dir, store) = journaled(vec![
+            put("SVC#c/web", "CURRENT", json!({"running": "r/app@sha256:1"})),
+            put("SVC#c/api", "CURRENT", json!({"running": "r/app@sha256:2"})),
+            put("IMG#r/app", "D#sha256:1", json!({"digest": "sha256:1"})),
+        ])
+        .await;
         let found = store.running("r/app@sha256:1").await.unwrap();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0]["PK"], "SVC#c/web");
