@@ -142,9 +142,10 @@ end
 function response(status, headers, body)
   local answer
   if status == 200 then
-    -- Keys come sorted: the event's own "outcome" follows its deployments' outcomes.
-    local outcome = "none"
-    for o in string.gmatch(body, '"outcome":"(%a+)"') do outcome = o end
+    -- The event's own "outcome": the first one once its deployments (each with an outcome of
+    -- its own) are cut out, whatever order the keys come in.
+    local event = string.gsub(body, '"deployments":%b[]', "")
+    local outcome = string.match(event, '"outcome":"(%a+)"') or "none"
     answer = "200 " .. outcome
     local id = string.match(body, '"id":"(load%-[%d%-]+)"')
     if answer == EXPECTED[inflight_class] and id ~= inflight_id then
