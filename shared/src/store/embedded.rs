@@ -1,4 +1,4 @@
-//! The embedded store: the table's items held in memory, with conditions evaluated the way
+//! The embedded store: the table inside this process, with conditions evaluated the way
 //! DynamoDB evaluates them, and journaled to a file so that later runs of the local binary see
 //! earlier records. Each committed transaction appends one JSON line with the new state of every
 //! item it touched (`null` for a deleted one); opening the store replays and compacts the journal.
@@ -6,8 +6,8 @@
 //! Items are kept as their JSON text and parsed when read. A journaled store keeps that text
 //! only in the journal: memory holds each key with where its latest text sits in the file, and
 //! reading one is a positioned read. Holding the text as well cost a long `imagehook serve` run
-//! a kilobyte and a half of fresh memory per push, and first-touch page faults on that memory
-//! were an eighth of the server's CPU. Items that name a running image stay in memory too: the
+//! 2.7 KB of fresh memory per push, and first-touch page faults on that memory were an eighth
+//! of the server's CPU. Items that name a running image stay in memory too: the
 //! delete warning scans for them, and there are few (one per followed service). The text leaves
 //! out `PK` and `SK`, which the map's key and the journal line already hold; reading puts them
 //! back.
