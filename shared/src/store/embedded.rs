@@ -283,20 +283,23 @@ impl Inner {
 
     /// Journal first, then memory: a failed write to disk leaves memory unchanged too.
     fn commit(&mut self, changes: Vec<Change>) -> Result<(), StoreError> {
-        let mut starts = vec![None; changes.len()];
-        if let Some(j) = &mut self.journal {
-            let mut line = Vec::with_capacity(2048);
-            let at = append_line(&mut line, changes.iter().map(|(k, i)| (k, i.as_deref())))?;
-            // One write per transaction. If it fails part-way, the journal is cut back to its
-            // last whole line, so that the next transaction's offsets (and the next open's
-            // replay) stay right.
-            if let Err(e) = j.file.write_all(&line) {
-                let _ = j.file.set_len(j.len);
-                return Err(e.into());
+        let starts = match &mut self.journal {
+            None => vec![None; changes.len()],
+            Some(j) => {
+                let mut line = Vec::with_capacity(2048);
+                let at = append_line(&mut line, changes.iter().map(|(k, i)| (k, i.as_deref())))?;
+                // One write per transaction. If it fails part-way, the journal is cut back to
+                // its last whole line, so that the next transaction's offsets (and the next
+                // open's replay) stay right.
+                if let Err(e) = j.file.write_all(&line) {
+                    let _ = j.file.set_len(j.len);
+                    return Err(e.into());
+                }
+                let base = j.len;
+                j.len += line.len() as u64;
+                at.into_iter().map(|a| a.map(|a| base + a)).collect()
             }
-            starts = at.into_iter().map(|a| a.map(|a| j.len + a)).collect();
-            j.len += line.len() as u64;
-        }
+        };
         for ((k, item), at) in changes.into_iter().zip(starts) {
             match item {
                 Some(raw) => self.items.insert(k, Text::of(raw, at)),
@@ -355,14 +358,18 @@ where
     }
 }
 
-fn encode_put(item: &Item) -> Result<Box<RawValue>, StoreError> {
-    let attrs = item.iter().map(|(a, v)| (a.as_str(), v));
+fn encode<'a>(
+    attrs: impl Iterator<Item = (&'a str, &'a Value)> + Clone,
+) -> Result<Box<RawValue>, StoreError> {
     to_raw_value(&Attrs(attrs)).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+fn encode_put(item: &Item) -> Result<Box<RawValue>, StoreError> {
+    encode(item.iter().map(|(a, v)| (a.as_str(), v)))
+}
+
 fn encode_draft(draft: &Draft<'_>) -> Result<Box<RawValue>, StoreError> {
-    let attrs = draft.iter().map(|(a, v)| (*a, v.as_ref()));
-    to_raw_value(&Attrs(attrs)).map_err(|e| StoreError::Corrupt(e.to_string()))
+    encode(draft.iter().map(|(a, v)| (*a, v.as_ref())))
 }
 
 /// The item after an update (without its key); every right-hand side reads `old`.
