@@ -3,7 +3,7 @@
 #![no_main]
 
 use http::HeaderMap;
-use imagehook_core::event::{Parsed, Timestamp};
+use imagehook_core::model::event::{Parsed, Timestamp};
 use imagehook_core::providers::{self, ParseError, UrlHints};
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 //! `?region=`. Every parser is reached directly, whatever the body's shape.
 #![no_main]
 
-use imagehook_core::event::{Action, Parsed, Provider, Timestamp};
+use imagehook_core::model::event::{Action, Parsed, Provider, Timestamp};
 use imagehook_core::providers::{self, UrlHints};
 use imagehook_fuzz::Request;
 use libfuzzer_sys::fuzz_target;

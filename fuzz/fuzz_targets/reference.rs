@@ -2,7 +2,7 @@
 //! reader of task-definition images, with the invariants the store and the deployer rely on.
 #![no_main]
 
-use imagehook_core::reference::{self, Digest, ImageRef, Registry, Repository, Tag};
+use imagehook_core::model::reference::{self, Digest, ImageRef, Registry, Repository, Tag};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

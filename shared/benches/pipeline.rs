@@ -5,9 +5,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;
 use imagehook_core::auth::{AuthMode, Presented, Secret, Verifier, sign_standard_webhooks};
-use imagehook_core::event::{Parsed, Timestamp};
+use imagehook_core::model::event::{Parsed, Timestamp};
+use imagehook_core::model::rules::Rules;
 use imagehook_core::providers::{self, ParseContext};
-use imagehook_core::rules::Rules;
 use sha2::{Digest as _, Sha256};
 use std::hint::black_box;
 

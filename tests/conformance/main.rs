@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use http::HeaderMap;
-use imagehook_core::Function;
-use imagehook_core::event::{Action, Parsed, Timestamp};
+use imagehook_core::model::event::{Action, Parsed, Timestamp};
+use imagehook_core::model::function::Function;
 use imagehook_core::providers::{self, ParseContext, ParseError};
 
 /// One image event: action, registry, repository, tag, digest.
@@ -933,17 +933,17 @@ async fn check_api_gateway(bytes: &[u8], status: u16) -> Result<(), String> {
     let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
     let req = lambda_http::request::from_str(text)
         .map_err(|e| format!("not an API Gateway event: {e}"))?;
-    let config = imagehook_core::config::Config::from_lookup(
-        imagehook_core::config::Defaults::LOCAL,
+    let config = imagehook_core::app::config::Config::from_lookup(
+        imagehook_core::app::config::Defaults::LOCAL,
         |_| None,
     )
     .map_err(|e| e.to_string())?;
-    let app = imagehook_core::App::new(
+    let app = imagehook_core::app::App::new(
         config,
-        std::sync::Arc::new(imagehook_core::store::EmbeddedStore::in_memory()),
-        std::sync::Arc::new(imagehook_core::deploy::DryRunDeployer),
+        std::sync::Arc::new(imagehook_core::adapters::EmbeddedStore::in_memory()),
+        std::sync::Arc::new(imagehook_core::adapters::DryRunDeployer),
     );
-    let resp = imagehook_core::http::handle(&app, Function::Push, req).await;
+    let resp = imagehook_core::edge::http::handle(&app, Function::Push, req).await;
     if resp.status().as_u16() == status {
         Ok(())
     } else {

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use imagehook_core::config::DeployMode;
-use imagehook_core::deploy::EcsDeployer;
-use imagehook_core::store::DynamoStore;
-use imagehook_core::{App, Function};
+use imagehook_core::adapters::DynamoStore;
+use imagehook_core::adapters::EcsDeployer;
+use imagehook_core::app::App;
+use imagehook_core::app::config::DeployMode;
+use imagehook_core::model::function::Function;
 use imagehook_tests::*;
 use serde_json::json;
 

@@ -1,12 +1,15 @@
 //! One contract, two stores: the same sequence of records against the DynamoDB adapter (on
 //! moto) and the embedded store must give the same outcomes and leave the same items.
 
-use imagehook_core::deploy::{DeployOutcome, Deployment};
-use imagehook_core::event::{Action, ImageEvent, Provider, Timestamp};
-use imagehook_core::reference::ImageRef;
-use imagehook_core::rules::Target;
-use imagehook_core::store::ledger::{self, DeleteOutcome, PushOutcome, QuarantineOutcome, Receipt};
-use imagehook_core::store::{DynamoStore, EmbeddedStore, Store};
+use imagehook_core::adapters::{DynamoStore, EmbeddedStore};
+use imagehook_core::model::event::{Action, ImageEvent, Provider, Timestamp};
+use imagehook_core::model::reference::ImageRef;
+use imagehook_core::model::rules::Target;
+use imagehook_core::pipeline::ledger::{
+    self, DeleteOutcome, PushOutcome, QuarantineOutcome, Receipt,
+};
+use imagehook_core::ports::deployer::{DeployOutcome, Deployment};
+use imagehook_core::ports::store::Store;
 use imagehook_tests::*;
 use serde_json::{Map, Value, json};
 

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use imagehook_core::adapters::DryRunDeployer;
+use imagehook_core::adapters::EmbeddedStore;
+use imagehook_core::app::App;
+use imagehook_core::app::config::{Config, DeployMode};
 use imagehook_core::auth::{AuthMode, Secret, Verifier, sign_standard_webhooks};
-use imagehook_core::config::{Config, DeployMode};
-use imagehook_core::deploy::DryRunDeployer;
-use imagehook_core::rules::Rules;
-use imagehook_core::store::EmbeddedStore;
-use imagehook_core::{App, Function};
+use imagehook_core::model::function::Function;
+use imagehook_core::model::rules::Rules;
 use imagehook_tests::*;
 use lambda_http::RequestExt;
 use serde_json::{Value, json};
@@ -43,7 +44,7 @@ pub(crate) fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
 }
 
 async fn send(app: &App, req: lambda_http::Request) -> (u16, http::HeaderMap, Vec<u8>) {
-    let resp = imagehook_core::http::handle(app, Function::Push, req).await;
+    let resp = imagehook_core::edge::http::handle(app, Function::Push, req).await;
     (
         resp.status().as_u16(),
         resp.headers().clone(),
@@ -78,7 +79,7 @@ async fn a_wrong_path_token_gets_the_same_404_as_an_unknown_path() {
 
     let (status, headers, wrong) = send(&app, with_token("9f3b6c1e-path-secreT")).await;
     let (_, _, missing) = send(&app, request(&event)).await;
-    let unknown = imagehook_core::http::ApiError::NotFound.into_response();
+    let unknown = imagehook_core::edge::http::ApiError::NotFound.into_response();
     assert_eq!(status, 404);
     assert_eq!(wrong, unknown.body().as_ref());
     assert_eq!(missing, wrong);
@@ -215,7 +216,7 @@ async fn every_sample_event_is_answered_by_its_function() {
         if v["source"] == "aws.ecs" {
             // EventBridge events for the outcomes function, not API Gateway events.
             let app = app_with(AuthMode::Token, &["sample-webhook-token"]);
-            let out = imagehook_core::pipeline::rollout::handle(app.store(), text.as_bytes(), 7)
+            let out = imagehook_core::pipeline::outcomes::handle(app.store(), text.as_bytes(), 7)
                 .await
                 .unwrap();
             assert_eq!(out["outcome"], "not-ours", "{name}: {out}");
@@ -229,7 +230,7 @@ async fn every_sample_event_is_answered_by_its_function() {
             .find(|f| route.ends_with(f.route()))
             .unwrap_or_else(|| panic!("{name}: no function for {route}"));
         let app = app_with(AuthMode::Token, &["sample-webhook-token"]);
-        let resp = imagehook_core::http::handle(&app, function, request(&text)).await;
+        let resp = imagehook_core::edge::http::handle(&app, function, request(&text)).await;
         let body = String::from_utf8_lossy(resp.body().as_ref()).into_owned();
         assert_eq!(resp.status(), 200, "{name}: {body}");
         checked += 1;
@@ -243,7 +244,7 @@ async fn every_sample_event_is_answered_by_its_function() {
 #[tokio::test]
 async fn requests_report_what_the_metrics_count() {
     let app = app_with(AuthMode::Token, &["sample-webhook-token"]);
-    let (resp, report) = imagehook_core::http::handle_reported(
+    let (resp, report) = imagehook_core::edge::http::handle_reported(
         &app,
         Function::Push,
         request(&event_file("acr-push.json")),
@@ -252,7 +253,7 @@ async fn requests_report_what_the_metrics_count() {
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(report.events, vec![("acr", "push".to_owned(), "applied")]);
     assert!(!report.auth_failed);
-    for line in imagehook_core::metrics::emf_lines("push", &report, 3.0, 0) {
+    for line in imagehook_core::edge::metrics::emf_lines("push", &report, 3.0, 0) {
         let v: Value = serde_json::from_str(&line).unwrap();
         for m in v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
@@ -264,7 +265,7 @@ async fn requests_report_what_the_metrics_count() {
 
     let wrong = event_file("acr-push.json").replace("sample-webhook-token", "nope");
     let (resp, report) =
-        imagehook_core::http::handle_reported(&app, Function::Push, request(&wrong)).await;
+        imagehook_core::edge::http::handle_reported(&app, Function::Push, request(&wrong)).await;
     assert_eq!((resp.status().as_u16(), report.auth_failed), (401, true));
     assert!(report.events.is_empty());
 }

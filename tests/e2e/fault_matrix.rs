@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use imagehook_core::config::DeployMode;
-use imagehook_core::deploy::EcsDeployer;
-use imagehook_core::store::DynamoStore;
-use imagehook_core::{App, Function};
+use imagehook_core::adapters::DynamoStore;
+use imagehook_core::adapters::EcsDeployer;
+use imagehook_core::app::App;
+use imagehook_core::app::config::DeployMode;
+use imagehook_core::model::function::Function;
 use imagehook_tests::faults::{Answer, Faults, Phase};
 use imagehook_tests::*;
 use serde_json::{Map, Value, json};

@@ -1,6 +1,6 @@
-use imagehook_core::Function;
+use imagehook_core::app::config::DeployMode;
 use imagehook_core::auth::AuthMode;
-use imagehook_core::config::DeployMode;
+use imagehook_core::model::function::Function;
 use imagehook_tests::*;
 use serde_json::{Value, json};
 
@@ -62,7 +62,7 @@ impl Outage {
         (id, receipt)
     }
 
-    fn app(&self, ecs_sdk: &aws_config::SdkConfig) -> imagehook_core::App {
+    fn app(&self, ecs_sdk: &aws_config::SdkConfig) -> imagehook_core::app::App {
         sample_app_on(
             &self.sdk,
             ecs_sdk,
@@ -130,21 +130,17 @@ async fn replay_completes_what_a_sender_gave_up_on() {
     );
 
     let app = o.app(sdk);
-    let replayed = imagehook_core::replay::replay(&app, &format!("acr#{id}"))
-        .await
-        .unwrap();
+    let replayed = app.replay(&format!("acr#{id}")).await.unwrap();
     assert_eq!(replayed.len(), 1);
     assert_eq!(replayed[0].deployments[0].outcome.as_str(), "updated");
     assert_ne!(
         running(sdk, fx).await.task_definition_arn,
         fx.task_definition_arn
     );
-    let again = imagehook_core::replay::replay(&app, &format!("acr#{id}"))
-        .await
-        .unwrap();
+    let again = app.replay(&format!("acr#{id}")).await.unwrap();
     assert_eq!(again[0].outcome.as_str(), "duplicate");
     assert!(again[0].deployments.is_empty());
-    let missing = imagehook_core::replay::replay(&app, "acr#no-such-event").await;
+    let missing = app.replay("acr#no-such-event").await;
     assert!(
         missing.unwrap_err().to_string().contains("no receipt"),
         "an unknown receipt is named"

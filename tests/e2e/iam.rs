@@ -559,7 +559,7 @@ fn code_actions() -> BTreeMap<&'static str, BTreeSet<String>> {
                     "query" if on_index => {
                         actions.insert(format!(
                             "dynamodb:Query on index/{}",
-                            imagehook_core::store::RUNNING_INDEX
+                            imagehook_core::adapters::RUNNING_INDEX
                         ));
                     }
                     _ => actions.extend(authorized_as("dynamodb", &op)),
@@ -691,7 +691,7 @@ fn granted(template: &str) -> BTreeMap<String, BTreeSet<String>> {
         .filter_map(|i| get(i, "IndexName").and_then(Value::as_str))
         .collect();
     assert!(
-        indexes.contains(&imagehook_core::store::RUNNING_INDEX),
+        indexes.contains(&imagehook_core::adapters::RUNNING_INDEX),
         "the table's indexes {indexes:?} lack the one the code queries"
     );
 

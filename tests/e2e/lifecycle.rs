@@ -3,9 +3,10 @@
 //! revive, and every redelivery changes nothing.
 
 use aws_config::SdkConfig;
+use imagehook_core::app::App;
+use imagehook_core::app::config::{DeployMode, QuarantinePolicy};
 use imagehook_core::auth::AuthMode;
-use imagehook_core::config::{DeployMode, QuarantinePolicy};
-use imagehook_core::{App, Function};
+use imagehook_core::model::function::Function;
 use imagehook_tests::*;
 use serde_json::{Value, json};
 

@@ -3,10 +3,10 @@
 //! headers. Each is a clean 4xx with a JSON error and nothing stored, never a panic or a 500.
 
 use base64::Engine as _;
-use imagehook_core::App;
-use imagehook_core::Function;
+use imagehook_core::app::App;
+use imagehook_core::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use imagehook_core::auth::{AuthMode, sign_standard_webhooks};
-use imagehook_core::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
+use imagehook_core::model::function::Function;
 use imagehook_tests::*;
 use serde_json::{Value, json};
 
@@ -17,7 +17,7 @@ const TOKEN: &str = "sample-webhook-token";
 /// Status, error code (null on success) and the whole reply.
 async fn send(app: &App, function: Function, event: &str) -> (u16, Value) {
     let req = lambda_http::request::from_str(event).unwrap();
-    let resp = imagehook_core::http::handle(app, function, req).await;
+    let resp = imagehook_core::edge::http::handle(app, function, req).await;
     let body: Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
     (resp.status().as_u16(), body)
 }

@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use imagehook_core::adapters::slack::{SlackWebhook, WebhookUrl};
+use imagehook_core::adapters::sns::SnsTopic;
+use imagehook_core::app::App;
+use imagehook_core::app::config::DeployMode;
 use imagehook_core::auth::AuthMode;
-use imagehook_core::config::DeployMode;
-use imagehook_core::notify::slack::{SlackWebhook, WebhookUrl};
-use imagehook_core::notify::sns::SnsTopic;
-use imagehook_core::notify::{NoticeKind, Notifier, Sink};
-use imagehook_core::{App, Function};
+use imagehook_core::model::function::Function;
+use imagehook_core::ports::notifier::{NoticeKind, Notifier, Sink};
 use imagehook_tests::capture::{Capture, Captured};
 use imagehook_tests::*;
 use serde_json::{Value, json};
@@ -207,7 +208,7 @@ async fn a_failed_rollout_is_announced_by_the_outcomes_path() {
     assert!(one_message(&capture).contains("Deployment started"));
 
     let progress = w.state_change("SERVICE_DEPLOYMENT_IN_PROGRESS", &id, "started");
-    app.rollout(progress.as_bytes()).await.unwrap();
+    app.outcome(progress.as_bytes()).await.unwrap();
     assert!(capture.take("/hook").is_empty(), "progress is not news");
 
     let failed = w.state_change(
@@ -216,7 +217,7 @@ async fn a_failed_rollout_is_announced_by_the_outcomes_path() {
         "ECS deployment circuit breaker: tasks failed to start.",
     );
     assert_eq!(
-        app.rollout(failed.as_bytes()).await.unwrap()["outcome"],
+        app.outcome(failed.as_bytes()).await.unwrap()["outcome"],
         "recorded"
     );
     let text = one_message(&capture);
@@ -232,7 +233,7 @@ async fn a_failed_rollout_is_announced_by_the_outcomes_path() {
     assert!(text.contains("circuit breaker: rolled back"), "{text}");
     // The redelivered failure is a duplicate: no second message.
     assert_eq!(
-        app.rollout(failed.as_bytes()).await.unwrap()["outcome"],
+        app.outcome(failed.as_bytes()).await.unwrap()["outcome"],
         "duplicate"
     );
     assert!(capture.take("/hook").is_empty());
@@ -263,7 +264,8 @@ async fn failing_sinks_never_fail_the_delivery() {
     let req = lambda_http::request::from_str(&with_body(&event_file("generic-push.json"), &body))
         .unwrap();
     let started = Instant::now();
-    let (resp, report) = imagehook_core::http::handle_reported(&app, Function::Push, req).await;
+    let (resp, report) =
+        imagehook_core::edge::http::handle_reported(&app, Function::Push, req).await;
     let took = started.elapsed();
     assert_eq!(resp.status(), 200);
     let reply: Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
@@ -286,7 +288,7 @@ async fn sink_errors_do_not_repeat_the_secret() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let notice = imagehook_core::notify::Notice {
+    let notice = imagehook_core::ports::notifier::Notice {
         kind: NoticeKind::DeploymentFailed,
         service: "prod/api".into(),
         image: format!("{REPO}@{}", digest(3)),

@@ -1,18 +1,18 @@
-use imagehook_core::Function;
+use imagehook_core::app::config::DeployMode;
 use imagehook_core::auth::AuthMode;
-use imagehook_core::config::DeployMode;
+use imagehook_core::model::function::Function;
 use imagehook_tests::*;
 use serde_json::{Value, json};
 
 /// The push tests' view of a world: an app with one rule for its service.
 trait PushWorld {
-    fn app(&self, rules: &Value, mode: DeployMode) -> imagehook_core::App;
+    fn app(&self, rules: &Value, mode: DeployMode) -> imagehook_core::app::App;
     fn rule(&self, repository: &str, tags: &str) -> Value;
     async fn revisions(&self) -> usize;
 }
 
 impl PushWorld for World {
-    fn app(&self, rules: &Value, mode: DeployMode) -> imagehook_core::App {
+    fn app(&self, rules: &Value, mode: DeployMode) -> imagehook_core::app::App {
         app(AppSpec {
             table: &self.table,
             rules: &rules.to_string(),
@@ -132,7 +132,8 @@ async fn acr_push_records_the_image_and_pins_the_service_to_its_digest() {
     assert_eq!(image["push_count"], 1);
     assert_eq!(image["size"], body["target"]["size"]);
     assert_eq!(image["media_type"], body["target"]["mediaType"]);
-    let ts = imagehook_core::event::Timestamp::parse(body["timestamp"].as_str().unwrap()).unwrap();
+    let ts = imagehook_core::model::event::Timestamp::parse(body["timestamp"].as_str().unwrap())
+        .unwrap();
     assert_eq!(image["first_seen"], ts.as_str());
     let tag = w.item(&pk, "T#v1.4.2").await.expect("tag item");
     assert_eq!(tag["digest"], digest.as_str());

@@ -2,8 +2,8 @@
 //! services that require another region; the replication event for that region applies them,
 //! once; a failed replication leaves them held with a warning.
 
-use imagehook_core::Function;
-use imagehook_core::config::DeployMode;
+use imagehook_core::app::config::DeployMode;
+use imagehook_core::model::function::Function;
 use imagehook_tests::*;
 use serde_json::{Value, json};
 

@@ -5,9 +5,9 @@ use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, KeyValuePair, NetworkMode, PortMapping, RuntimePlatform,
     Tag, TaskDefinitionPlacementConstraint, TaskDefinitionPlacementConstraintType, Volume,
 };
-use imagehook_core::Function;
+use imagehook_core::app::config::DeployMode;
 use imagehook_core::auth::AuthMode;
-use imagehook_core::config::DeployMode;
+use imagehook_core::model::function::Function;
 use imagehook_tests::*;
 use serde_json::{Value, json};
 
@@ -19,13 +19,13 @@ fn digest(n: u32) -> String {
 
 /// The rollout tests' view of a world: one rule with a policy, pushes through the generic form.
 trait RolloutWorld {
-    fn app(&self, tags: &str, newer_only: bool) -> imagehook_core::App;
-    async fn push(&self, app: &imagehook_core::App, tag: &str, digest: &str) -> Value;
+    fn app(&self, tags: &str, newer_only: bool) -> imagehook_core::app::App;
+    async fn push(&self, app: &imagehook_core::app::App, tag: &str, digest: &str) -> Value;
     fn service_pk(&self) -> String;
 }
 
 impl RolloutWorld for World {
-    fn app(&self, tags: &str, newer_only: bool) -> imagehook_core::App {
+    fn app(&self, tags: &str, newer_only: bool) -> imagehook_core::app::App {
         let rules = json!([{"repository": "shop/api", "tags": tags, "newer_only": newer_only,
                             "cluster": self.fx.cluster, "service": self.fx.service,
                             "container": "api", "stage": "prod"}]);
@@ -41,7 +41,7 @@ impl RolloutWorld for World {
     }
 
     /// Pushes `REPO:tag` at `digest` through the generic form and returns the one deployment.
-    async fn push(&self, app: &imagehook_core::App, tag: &str, digest: &str) -> Value {
+    async fn push(&self, app: &imagehook_core::app::App, tag: &str, digest: &str) -> Value {
         let event = with_body(
             &event_file("generic-push.json"),
             &json!({"image": format!("{REPO}:{tag}"), "digest": digest,
@@ -298,8 +298,8 @@ async fn task_definition_copies_change_only_the_repository_containers() {
     );
 }
 
-async fn outcome(app: &imagehook_core::App, event: &str) -> Value {
-    imagehook_core::pipeline::rollout::handle(app.store(), event.as_bytes(), 7)
+async fn outcome(app: &imagehook_core::app::App, event: &str) -> Value {
+    imagehook_core::pipeline::outcomes::handle(app.store(), event.as_bytes(), 7)
         .await
         .unwrap()
 }

@@ -14,14 +14,15 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use imagehook_core::adapters::DryRunDeployer;
+use imagehook_core::adapters::EmbeddedStore;
+use imagehook_core::adapters::slack::SlackWebhook;
+use imagehook_core::app::App;
+use imagehook_core::app::config::{Config, Defaults};
 use imagehook_core::auth::{sign_hmac_sha256, sign_standard_webhooks};
-use imagehook_core::config::{Config, Defaults};
-use imagehook_core::deploy::DryRunDeployer;
-use imagehook_core::http::ApiError;
-use imagehook_core::notify::slack::SlackWebhook;
-use imagehook_core::notify::{Notice, NoticeKind, Notifier};
-use imagehook_core::store::EmbeddedStore;
-use imagehook_core::{App, Function};
+use imagehook_core::edge::http::ApiError;
+use imagehook_core::model::function::Function;
+use imagehook_core::ports::notifier::{Notice, NoticeKind, Notifier};
 use imagehook_tests::capture::Capture;
 use imagehook_tests::*;
 use lambda_http::RequestExt;
@@ -185,7 +186,7 @@ struct Answer {
 }
 
 async fn send(app: &App, function: Function, req: lambda_http::Request) -> Answer {
-    let resp = imagehook_core::http::handle(app, function, req).await;
+    let resp = imagehook_core::edge::http::handle(app, function, req).await;
     let answer = Answer {
         status: resp.status().as_u16(),
         headers: resp.headers().clone(),
@@ -837,9 +838,12 @@ async fn a_wrong_path_token_answers_byte_for_byte_what_an_unknown_path_answers()
             }
             // A wrong token is a failed authentication for the logs and the metrics.
             let req = lambda_http::request::from_str(&case.to_string()).unwrap();
-            let (_, report) =
-                imagehook_core::http::handle_reported(&app, *function, with_token(req, WRONG))
-                    .await;
+            let (_, report) = imagehook_core::edge::http::handle_reported(
+                &app,
+                *function,
+                with_token(req, WRONG),
+            )
+            .await;
             assert!(report.auth_failed, "{} with {what}", function.name());
             // And without a token segment at all.
             let req = lambda_http::request::from_str(&case.to_string()).unwrap();

@@ -15,12 +15,15 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, PortMapping, Tag};
+use imagehook_core::adapters::DynamoStore;
+use imagehook_core::adapters::{DryRunDeployer, EcsDeployer};
+use imagehook_core::app::App;
+use imagehook_core::app::config::{Config, DeployMode};
 use imagehook_core::auth::{AuthMode, Secret, Verifier};
-use imagehook_core::config::{Config, DeployMode};
-use imagehook_core::deploy::{Deployer, DryRunDeployer, EcsDeployer};
-use imagehook_core::rules::Rules;
-use imagehook_core::store::{DynamoStore, Store};
-use imagehook_core::{App, Function};
+use imagehook_core::model::function::Function;
+use imagehook_core::model::rules::Rules;
+use imagehook_core::ports::deployer::Deployer;
+use imagehook_core::ports::store::Store;
 use serde_json::Value;
 
 /// The workspace root (where `events/` lives).
@@ -41,7 +44,7 @@ pub fn endpoint() -> String {
 
 pub async fn sdk() -> SdkConfig {
     let _ = endpoint();
-    imagehook_core::aws::sdk_loader().load().await
+    imagehook_core::adapters::aws::sdk_loader().load().await
 }
 
 /// An SDK configuration whose every call fails to connect (a closed port on loopback), with
@@ -51,7 +54,7 @@ pub async fn unreachable_sdk() -> SdkConfig {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    imagehook_core::aws::sdk_loader()
+    imagehook_core::adapters::aws::sdk_loader()
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
         .load()
@@ -106,7 +109,7 @@ pub async fn create_table(sdk: &SdkConfig) -> String {
         // The same sparse index as template.yaml: services by the image they run.
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(imagehook_core::store::RUNNING_INDEX)
+                .index_name(imagehook_core::adapters::RUNNING_INDEX)
                 .key_schema(key("running", KeyType::Hash))
                 .projection(
                     Projection::builder()
@@ -311,13 +314,16 @@ pub fn deployments_by_service(reply: &Value) -> Vec<(String, String, Value)> {
 }
 
 pub fn app(spec: AppSpec<'_>) -> App {
-    app_with_policy(spec, imagehook_core::config::QuarantinePolicy::default())
+    app_with_policy(
+        spec,
+        imagehook_core::app::config::QuarantinePolicy::default(),
+    )
 }
 
 /// `app` with a QUARANTINE_SEVERITY policy of the test's choosing.
 pub fn app_with_policy(
     spec: AppSpec<'_>,
-    quarantine: imagehook_core::config::QuarantinePolicy,
+    quarantine: imagehook_core::app::config::QuarantinePolicy,
 ) -> App {
     let verifier = Verifier::new(
         spec.auth,
@@ -392,7 +398,7 @@ pub struct Reply {
 /// Runs an API Gateway event through a function exactly as the Lambda runtime would hand it over.
 pub async fn invoke(app: &App, function: Function, event: &str) -> Reply {
     let req = lambda_http::request::from_str(event).expect("API Gateway event");
-    let resp = imagehook_core::http::handle(app, function, req).await;
+    let resp = imagehook_core::edge::http::handle(app, function, req).await;
     let status = resp.status().as_u16();
     let body = serde_json::from_slice(resp.body().as_ref()).expect("JSON response body");
     Reply { status, body }
@@ -417,7 +423,7 @@ pub async fn get_item(sdk: &SdkConfig, table: &str, pk: &str, sk: &str) -> Optio
         .await
         .expect("get item");
     out.item()
-        .map(|item| Value::Object(imagehook_core::store::item_to_json(item)))
+        .map(|item| Value::Object(imagehook_core::adapters::item_to_json(item)))
 }
 
 /// Every item in the table, via the store's own dump (a Scan).
@@ -550,7 +556,7 @@ pub async fn images_api(app: &App, repository: &str, stage: Option<&str>) -> (u1
             s.to_owned(),
         )]));
     }
-    let resp = imagehook_core::images_api::handle(app, req).await;
+    let resp = imagehook_core::edge::images::handle(app, req).await;
     let body = serde_json::from_slice(resp.body().as_ref()).expect("JSON body");
     (resp.status().as_u16(), body)
 }

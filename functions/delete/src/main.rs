@@ -1,5 +1,5 @@
 //! The delete function: registry delete events -> tombstones and warnings for services still running the digest.
 
 fn main() -> Result<(), lambda_http::Error> {
-    imagehook_core::app::run_lambda(imagehook_core::Function::Delete)
+    imagehook_core::edge::lambda::run_lambda(imagehook_core::model::function::Function::Delete)
 }

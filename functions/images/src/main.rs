@@ -2,5 +2,5 @@
 //! Read-only; API Gateway authorizes callers with IAM.
 
 fn main() -> Result<(), lambda_http::Error> {
-    imagehook_core::app::run_images()
+    imagehook_core::edge::lambda::run_images()
 }

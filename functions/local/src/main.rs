@@ -11,9 +11,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use imagehook_core::deploy::DryRunDeployer;
-use imagehook_core::store::{EmbeddedStore, Store};
-use imagehook_core::{App, Function};
+use imagehook_core::adapters::DryRunDeployer;
+use imagehook_core::adapters::EmbeddedStore;
+use imagehook_core::app::App;
+use imagehook_core::model::function::Function;
+use imagehook_core::ports::store::Store;
 use lambda_http::RequestExt;
 use serde_json::{Map, Value, json};
 
@@ -124,7 +126,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::History { repository, stage } => history(&app, &repository, stage).await,
         Command::Simulate { function, event } => simulate(&app, &function, &event).await,
         Command::Replay { receipt } => {
-            let results = imagehook_core::replay::replay(&app, &receipt).await?;
+            let results = app.replay(&receipt).await?;
             println!("{}", serde_json::to_string_pretty(&results)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -159,7 +161,7 @@ async fn run_event(
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if function == "outcomes" {
-        let out = app.rollout(text.as_bytes()).await?;
+        let out = app.outcome(text.as_bytes()).await?;
         let ok = out["outcome"] != "rejected";
         return Ok((out, ok));
     }
@@ -168,7 +170,7 @@ async fn run_event(
     })?;
     let req = lambda_http::request::from_str(&text)
         .map_err(|e| format!("{} is not an API Gateway event: {e}", path.display()))?;
-    let resp = imagehook_core::http::handle(app, function, req).await;
+    let resp = imagehook_core::edge::http::handle(app, function, req).await;
     let status = resp.status();
     let headers: Map<String, Value> = resp
         .headers()
@@ -246,7 +248,7 @@ async fn history(
     if let Some(stage) = stage {
         req = req.with_query_string_parameters(HashMap::from([("stage".to_owned(), stage)]));
     }
-    let resp = imagehook_core::images_api::handle(app, req).await;
+    let resp = imagehook_core::edge::images::handle(app, req).await;
     let body: Value = serde_json::from_slice(resp.body().as_ref())?;
     if resp.status().is_success() {
         println!("{}", serde_json::to_string_pretty(&body)?);

@@ -12,9 +12,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use imagehook_core::config::MAX_BODY_BYTES;
-use imagehook_core::http::{ApiError, handle, path_token_refused};
-use imagehook_core::{App, Function};
+use imagehook_core::app::App;
+use imagehook_core::app::config::MAX_BODY_BYTES;
+use imagehook_core::edge::http::{ApiError, handle, path_token_refused};
+use imagehook_core::model::function::Function;
 use lambda_http::RequestExt;
 use tokio::net::TcpListener;
 
@@ -84,7 +85,7 @@ async fn route(app: &App, req: hyper::Request<Incoming>) -> hyper::Response<Full
         (Some(repository), _) => match to_lambda(req).await {
             Ok(req) => {
                 let params = HashMap::from([("repository".to_owned(), repository)]);
-                imagehook_core::images_api::handle(app, req.with_path_parameters(params)).await
+                imagehook_core::edge::images::handle(app, req.with_path_parameters(params)).await
             }
             Err(e) => e.into_response(),
         },

@@ -2,5 +2,5 @@
 //! rolled-back rollouts on the deployment records.
 
 fn main() -> Result<(), lambda_http::Error> {
-    imagehook_core::app::run_rollouts()
+    imagehook_core::edge::lambda::run_outcomes()
 }

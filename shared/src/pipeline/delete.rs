@@ -2,10 +2,10 @@
 //! warning naming every service that still runs a deleted digest. Nothing is rolled back.
 
 use super::Deps;
-use crate::PipelineError;
-use crate::event::{ImageEvent, Timestamp};
-use crate::outcome::{EventOutcome, EventResult};
-use crate::store::ledger::{self, DeleteOutcome};
+use crate::model::event::{ImageEvent, Timestamp};
+use crate::model::result::{EventOutcome, EventResult};
+use crate::pipeline::PipelineError;
+use crate::pipeline::ledger::{self, DeleteOutcome};
 
 pub(super) async fn delete_one(
     deps: &Deps<'_>,

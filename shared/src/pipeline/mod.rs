@@ -2,21 +2,37 @@
 //! rest as ignored, so a registry that sends every action to one URL does no harm.
 
 pub mod delete;
+pub mod history;
+pub mod ledger;
+pub mod notices;
+pub mod outcomes;
 pub mod push;
 pub mod quarantine;
+pub mod replay;
 pub mod replicate;
-pub mod rollout;
+pub mod replication;
+pub mod rollouts;
 
-use crate::PipelineError;
-use crate::app::Function;
-use crate::config::QuarantinePolicy;
-use crate::deploy::{DeployOutcome, Deployer, Deployment};
-use crate::event::{Action, ImageEvent, Parsed, Timestamp};
-use crate::outcome::{EventOutcome, EventResult};
-use crate::rules::Rules;
-use crate::rules::Target;
-use crate::store::Store;
-use crate::store::ledger::{self, Blocked, Receipt};
+use crate::model::event::{Action, ImageEvent, Parsed, Timestamp};
+use crate::model::function::Function;
+use crate::model::quarantine::QuarantinePolicy;
+use crate::model::result::{EventOutcome, EventResult};
+use crate::model::rules::Rules;
+use crate::model::rules::Target;
+use crate::ports::deployer::{DeployOutcome, Deployer, Deployment};
+use crate::ports::store::Store;
+use ledger::{Blocked, Receipt};
+
+/// A failure of the store or of ECS while handling an event. Both are worth the sender's retry
+/// or not as the underlying error says ([`PipelineError::is_retryable`]); the edge maps it to a
+/// status once.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("store: {0}")]
+    Store(#[from] crate::ports::store::StoreError),
+    #[error("deploy: {0}")]
+    Deploy(#[from] crate::ports::deployer::DeployError),
+}
 
 const SECONDS_PER_DAY: i64 = 86_400;
 
@@ -30,7 +46,7 @@ pub struct Deps<'a> {
     /// What `require_region: service-region` stands for.
     pub service_region: Option<&'a str>,
     /// The verified request the events came from, kept on their receipts for replay.
-    pub payload: Option<&'a crate::replay::Payload>,
+    pub payload: Option<&'a crate::model::payload::Payload>,
 }
 
 impl Deps<'_> {
@@ -152,7 +168,7 @@ fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Targ
     if let Some(tag) = b
         .tag
         .as_deref()
-        .and_then(|t| crate::reference::Tag::parse(t).ok())
+        .and_then(|t| crate::model::reference::Tag::parse(t).ok())
     {
         image.tag = Some(tag);
     }

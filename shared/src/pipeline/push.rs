@@ -2,14 +2,14 @@
 //! digest is quarantined or deleted, in which case the deployments wait as `blocked`.
 
 use super::{Deps, warn_failed};
-use crate::PipelineError;
-use crate::deploy::{DeployOutcome, Deployment};
-use crate::event::{ImageEvent, Timestamp};
-use crate::outcome::{EventOutcome, EventResult};
-use crate::rules::Target;
-use crate::store::ledger::{self, PushOutcome};
-use crate::store::replication;
-use crate::store::rollouts;
+use crate::model::deployment::{DeployOutcome, Deployment};
+use crate::model::event::{ImageEvent, Timestamp};
+use crate::model::result::{EventOutcome, EventResult};
+use crate::model::rules::Target;
+use crate::pipeline::PipelineError;
+use crate::pipeline::ledger::{self, PushOutcome};
+use crate::pipeline::replication;
+use crate::pipeline::rollouts;
 
 pub(super) async fn push_one(
     deps: &Deps<'_>,

@@ -3,11 +3,11 @@
 //! (deploy-on-release), once per service and only where the tag still points at the digest.
 
 use super::{Deps, apply_held};
-use crate::PipelineError;
-use crate::event::{Action, ImageEvent, Timestamp};
-use crate::outcome::{EventOutcome, EventResult};
-use crate::store::ledger::{self, QuarantineOutcome};
-use crate::store::replication;
+use crate::model::event::{Action, ImageEvent, Timestamp};
+use crate::model::result::{EventOutcome, EventResult};
+use crate::pipeline::PipelineError;
+use crate::pipeline::ledger::{self, QuarantineOutcome};
+use crate::pipeline::replication;
 
 enum Decision {
     Quarantine { reason: String, source: String },

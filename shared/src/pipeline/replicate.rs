@@ -3,11 +3,11 @@
 //! service; a failure is recorded and reported as a warning, and what waits keeps waiting.
 
 use super::{Deps, apply_held};
-use crate::PipelineError;
-use crate::event::{Action, ImageEvent, Timestamp};
-use crate::outcome::{EventOutcome, EventResult};
-use crate::store::ledger;
-use crate::store::replication::{self, ReplicationOutcome};
+use crate::model::event::{Action, ImageEvent, Timestamp};
+use crate::model::result::{EventOutcome, EventResult};
+use crate::pipeline::PipelineError;
+use crate::pipeline::ledger;
+use crate::pipeline::replication::{self, ReplicationOutcome};
 
 pub(super) async fn replicate_one(
     deps: &Deps<'_>,

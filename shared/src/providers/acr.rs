@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
-use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
+use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
 
 const P: Provider = Provider::Acr;
 
@@ -140,7 +140,7 @@ pub(super) fn ignored_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::{Digest, Tag};
+    use crate::model::reference::{Digest, Tag};
 
     const D: &str = "sha256:3f1c6f5b0e3a4d2f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f";
 

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
-use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
-use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
+use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
+use crate::model::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
 const P: Provider = Provider::Angos;
 
@@ -203,7 +203,7 @@ fn ignored(body: &Body, host: Option<&str>, reason: &str) -> IgnoredEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Timestamp;
+    use crate::model::event::Timestamp;
 
     const D: &str = "sha256:e3b1c4d5a6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091";
     const HOST: &str = "registry.platform.example";

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
-use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
-use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
+use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
+use crate::model::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
 const P: Provider = Provider::Distribution;
 

@@ -7,8 +7,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, non_empty, reference, typed};
-use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, Timestamp, content_id};
-use crate::reference::{ImageRef, Registry, Repository, Tag};
+use crate::model::event::{
+    Action, IgnoredEvent, ImageEvent, Parsed, Provider, Timestamp, content_id,
+};
+use crate::model::reference::{ImageRef, Registry, Repository, Tag};
 
 const P: Provider = Provider::DockerHub;
 

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
-use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
+use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
 
 const P: Provider = Provider::EcrEventbridge;
 
@@ -193,7 +193,7 @@ fn ecr_image(
     (account, region): (&str, &str),
     repository: &Option<String>,
     (tag, digest): (&Option<String>, &Option<String>),
-) -> Result<crate::reference::ImageRef, ParseError> {
+) -> Result<crate::model::reference::ImageRef, ParseError> {
     let repository = non_empty(repository)
         .ok_or_else(|| ParseError::malformed(P, "event without `detail.repository-name`"))?;
     image_ref(
@@ -210,7 +210,7 @@ fn ecr_image(
 fn event_time(
     time: Option<&String>,
     ctx: &ParseContext<'_>,
-) -> Result<crate::event::Timestamp, ParseError> {
+) -> Result<crate::model::event::Timestamp, ParseError> {
     match time.filter(|t| !t.is_empty()) {
         Some(t) => timestamp(P, t),
         None => Ok(ctx.received_at.clone()),
@@ -253,7 +253,7 @@ pub(super) fn ignored(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::{Digest, Tag};
+    use crate::model::reference::{Digest, Tag};
 
     const D: &str = "sha256:9b2e0c6f1d8a7e5c4b3a291807f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c";
 

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::ecr::{Envelope, ignored, registry_host};
 use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
-use crate::event::{Action, ImageEvent, Parsed, Provider, ScanSummary};
-use crate::reference::{Digest, ImageRef, Registry, Repository};
+use crate::model::event::{Action, ImageEvent, Parsed, Provider, ScanSummary};
+use crate::model::reference::{Digest, ImageRef, Registry, Repository};
 
 const P: Provider = Provider::EcrEventbridge;
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::acr::{Request, Target, ignored_event};
 use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
-use crate::event::{Action, ImageEvent, Parsed, Provider};
+use crate::model::event::{Action, ImageEvent, Parsed, Provider};
 
 const P: Provider = Provider::AcrEventGrid;
 
@@ -244,8 +244,8 @@ fn ignored(env: &Envelope, kind: &str) -> Result<Parsed, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Timestamp;
-    use crate::reference::{Digest, Tag};
+    use crate::model::event::Timestamp;
+    use crate::model::reference::{Digest, Tag};
 
     const D: &str = "sha256:9c4e2a7b1f3d5e6c8a0b2d4f6e8a1c3e5b7d9f0a2c4e6b8d1f3a5c7e9b0d2f4a";
 

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
-use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
-use crate::reference::ImageRef;
+use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
+use crate::model::reference::ImageRef;
 
 const P: Provider = Provider::ArtifactRegistry;
 const MESSAGE_ID_HEADER: &str = "x-goog-pubsub-message-id";
@@ -220,8 +220,8 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Timestamp;
-    use crate::reference::{Digest, Tag};
+    use crate::model::event::Timestamp;
+    use crate::model::reference::{Digest, Tag};
 
     const D: &str = "sha256:c4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3";
     const IMG: &str = "europe-west4-docker.pkg.dev/acme-prod/services/payments";

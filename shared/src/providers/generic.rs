@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, reference, timestamp, typed};
-use crate::event::{Action, ImageEvent, Parsed, Provider, content_id};
-use crate::reference::{Digest, ImageRef};
+use crate::model::event::{Action, ImageEvent, Parsed, Provider, content_id};
+use crate::model::reference::{Digest, ImageRef};
 
 const P: Provider = Provider::Generic;
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
-use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
+use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
 
 const P: Provider = Provider::Gitea;
 const EVENT_HEADERS: &[&str] = &["x-gitea-event", "x-forgejo-event", "x-gogs-event"];
@@ -238,7 +238,7 @@ fn url_host(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::{Digest, Tag};
+    use crate::model::reference::{Digest, Tag};
 
     const D: &str = "sha256:7d1c0b2a3f4e5d6c7b8a99887766554433221100ffeeddccbbaa998877665544";
 

@@ -13,7 +13,9 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, image_ref, timestamp};
-use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, Timestamp, content_id};
+use crate::model::event::{
+    Action, IgnoredEvent, ImageEvent, Parsed, Provider, Timestamp, content_id,
+};
 
 const P: Provider = Provider::GitHubPackages;
 const EVENT_HEADER: &str = "x-github-event";
@@ -343,7 +345,7 @@ fn sender_time(candidates: &[Option<&str>]) -> Result<Option<Timestamp>, ParseEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::{Digest, Tag};
+    use crate::model::reference::{Digest, Tag};
 
     const D: &str = "sha256:5e8f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7";
     const D2: &str = "sha256:a0b1c2d3e4f5061728394a5b6c7d8e9f00112233445566778899aabbccddeeff";

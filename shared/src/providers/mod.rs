@@ -22,8 +22,8 @@ use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::event::{Action, Parsed, Provider, Timestamp, TimestampError};
-use crate::reference::ReferenceError;
+use crate::model::event::{Action, Parsed, Provider, Timestamp, TimestampError};
+use crate::model::reference::ReferenceError;
 
 /// Why a body could not be turned into events. Each variant maps to one status at the edge.
 #[derive(Debug, thiserror::Error)]
@@ -223,15 +223,7 @@ pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseEr
     }
 }
 
-/// What a request's URL says about its body: the sender (`?provider=` or the route), the
-/// registry (`?registry=`), the replica (`?region=`). Kept with the body so a replay parses it
-/// the same way.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UrlHints {
-    pub provider: Option<Provider>,
-    pub registry: Option<String>,
-    pub region: Option<String>,
-}
+pub use crate::model::payload::UrlHints;
 
 /// Parses a request's body with what its URL said: the one path from bytes to events, for
 /// deliveries and replays alike.
@@ -335,8 +327,8 @@ pub(crate) fn image_ref(
     tag: Option<&str>,
     digest: Option<&str>,
     neither: impl FnOnce() -> String,
-) -> Result<crate::reference::ImageRef, ParseError> {
-    use crate::reference::{Digest, ImageRef, Registry, Repository, Tag};
+) -> Result<crate::model::reference::ImageRef, ParseError> {
+    use crate::model::reference::{Digest, ImageRef, Registry, Repository, Tag};
     let image = ImageRef {
         registry: reference(provider, Registry::parse(registry))?,
         repository: reference(provider, Repository::parse(repository))?,
@@ -360,7 +352,7 @@ pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
 
 /// The single image event a parse gave (tests).
 #[cfg(test)]
-fn only_image(out: &[Parsed]) -> &crate::event::ImageEvent {
+fn only_image(out: &[Parsed]) -> &crate::model::event::ImageEvent {
     match out {
         [Parsed::Image(e)] => e,
         other => panic!("expected one image event, got {other:?}"),
@@ -369,7 +361,7 @@ fn only_image(out: &[Parsed]) -> &crate::event::ImageEvent {
 
 /// The single ignored event a parse gave (tests).
 #[cfg(test)]
-fn only_ignored(out: &[Parsed]) -> &crate::event::IgnoredEvent {
+fn only_ignored(out: &[Parsed]) -> &crate::model::event::IgnoredEvent {
     match out {
         [Parsed::Ignored(i)] => i,
         other => panic!("expected one ignored event, got {other:?}"),

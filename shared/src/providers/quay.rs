@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ParseContext, ParseError, reference, typed};
-use crate::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
-use crate::reference::{ImageRef, Registry, Repository, Tag};
+use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
+use crate::model::reference::{ImageRef, Registry, Repository, Tag};
 
 const P: Provider = Provider::Quay;
 
@@ -151,7 +151,7 @@ fn ignored(body: &Body, kind: &str, reason: String) -> IgnoredEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Timestamp;
+    use crate::model::event::Timestamp;
     use serde_json::json;
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {

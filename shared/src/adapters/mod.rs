@@ -1,0 +1,16 @@
+//! Implementations of the ports: DynamoDB and the embedded store, ECS (and dry-run), Slack and
+//! SNS. They import only the ports and the model.
+
+pub mod aws;
+pub mod dry_run;
+pub mod dynamo;
+pub mod ecs;
+pub mod embedded;
+pub mod follow;
+pub mod slack;
+pub mod sns;
+
+pub use dry_run::DryRunDeployer;
+pub use dynamo::{DynamoStore, RUNNING_INDEX, item_to_json};
+pub use ecs::EcsDeployer;
+pub use embedded::EmbeddedStore;

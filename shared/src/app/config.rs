@@ -1,0 +1,574 @@
+//! Configuration, read from the environment once at init and validated there: a bad value stops
+//! the function from starting, with the variable's name in the message, instead of failing the
+//! first delivery.
+
+#[cfg(feature = "aws")]
+use crate::adapters::slack::WebhookUrl;
+use crate::auth::{AuthConfigError, AuthMode, Secret, Verifier};
+#[cfg(test)]
+use crate::model::event::ScanSummary;
+use crate::model::rules::{RuleError, Rules};
+#[cfg(feature = "aws")]
+use crate::ports::notifier::NoticeKind;
+
+pub const DEFAULT_RECEIPT_TTL_DAYS: u32 = 7;
+/// API Gateway's payload limit is larger; registries never send more than a few KiB per event.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most events one request may carry (a Distribution envelope, an Event Grid batch, a Quay
+/// push of many tags). Events are handled one after another, one or two DynamoDB transactions
+/// each plus ECS calls for a push that deploys: the limit bounds what one request can ask for
+/// within the functions' 15 s timeout, and a request over it is refused whole, before anything
+/// is written, instead of timing out partway and being redelivered just as large.
+pub const MAX_EVENTS_PER_REQUEST: usize = 100;
+
+pub use crate::model::quarantine::QuarantinePolicy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployMode {
+    Apply,
+    DryRun,
+}
+
+impl DeployMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Apply => "apply",
+            Self::DryRun => "dry-run",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        name: &'static str,
+        hint: &'static str,
+    },
+    #[error("{name}={value:?} is not valid: {hint}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        hint: &'static str,
+    },
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+}
+
+/// Defaults that differ between the Lambda functions and the local binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    /// `None`: AUTH_MODE must be set (the functions). The local binary defaults to `none`.
+    pub auth_mode: Option<AuthMode>,
+    pub deploy_mode: DeployMode,
+    /// Whether a store must be named (the functions: TABLE_NAME or STATE_DIR) or is optional
+    /// (local: the embedded store under --state-dir).
+    pub require_table: bool,
+    /// Whether the function answers webhooks (and so must authenticate them).
+    pub webhooks: bool,
+}
+
+impl Defaults {
+    pub const LAMBDA: Self = Self {
+        auth_mode: None,
+        deploy_mode: DeployMode::Apply,
+        require_table: true,
+        webhooks: true,
+    };
+    pub const LOCAL: Self = Self {
+        auth_mode: Some(AuthMode::None),
+        deploy_mode: DeployMode::DryRun,
+        require_table: false,
+        webhooks: true,
+    };
+    /// Functions invoked by EventBridge: AWS authenticates the caller, nothing deploys.
+    pub const EVENTS: Self = Self {
+        auth_mode: Some(AuthMode::None),
+        deploy_mode: DeployMode::DryRun,
+        require_table: true,
+        webhooks: false,
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Whether this function answers webhooks (false for the outcomes function).
+    pub webhooks: bool,
+    pub table_name: Option<String>,
+    /// STATE_DIR: the embedded store's directory, for a function run without DynamoDB
+    /// (`cargo lambda watch`, the cold-start benchmark). TABLE_NAME and STATE_DIR exclude each other.
+    pub state_dir: Option<std::path::PathBuf>,
+    pub verifier: Verifier,
+    pub rules: Rules,
+    pub deploy_mode: DeployMode,
+    pub receipt_ttl_days: u32,
+    pub quarantine: QuarantinePolicy,
+    /// FOLLOW_CLUSTERS: clusters whose services tagged `imagehook:follow` follow their images
+    /// without a rule. Empty: no discovery.
+    pub follow_clusters: Vec<String>,
+    /// The region this function (and the ECS services it deploys) runs in: AWS_REGION, which
+    /// Lambda sets. A rule's `require_region: service-region` means this one.
+    pub service_region: Option<String>,
+    #[cfg(feature = "aws")]
+    pub notify: NotifyConfig,
+}
+
+#[cfg(feature = "aws")]
+/// Where notices go (NOTIFY_WEBHOOK_URL, NOTIFY_TOPIC_ARN), which kinds (NOTIFY_ON) and how
+/// long a sink may take (NOTIFY_TIMEOUT_MS). Neither destination: no notifications.
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub webhook_url: Option<WebhookUrl>,
+    pub topic_arn: Option<String>,
+    pub kinds: Vec<NoticeKind>,
+    pub timeout: std::time::Duration,
+}
+
+#[cfg(feature = "aws")]
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            topic_arn: None,
+            kinds: NoticeKind::ALL.to_vec(),
+            timeout: crate::ports::notifier::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+#[cfg(feature = "aws")]
+impl NotifyConfig {
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let webhook_url = match var("NOTIFY_WEBHOOK_URL") {
+            None => None,
+            Some(v) => Some(WebhookUrl::parse(&v).ok_or(ConfigError::Invalid {
+                name: "NOTIFY_WEBHOOK_URL",
+                // The URL is the webhook's credential: not repeated in a log line.
+                value: "(not shown)".to_owned(),
+                hint: "an https:// incoming-webhook URL (http:// only to 127.0.0.1 or localhost)",
+            })?),
+        };
+        let topic_arn = match var("NOTIFY_TOPIC_ARN") {
+            None => None,
+            Some(v) if v.starts_with("arn:") && v.split(':').nth(2) == Some("sns") => Some(v),
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: "NOTIFY_TOPIC_ARN",
+                    value: v,
+                    hint: "an SNS topic ARN, arn:aws:sns:<region>:<account>:<topic>",
+                });
+            }
+        };
+        const KINDS_HINT: &str = "all, or a comma-separated list of deployment-started, deployment-blocked, deployment-failed, deleted-digest-running, quarantined-digest-running";
+        let kinds = match var("NOTIFY_ON") {
+            None => NoticeKind::ALL.to_vec(),
+            Some(v) if v == "all" => NoticeKind::ALL.to_vec(),
+            Some(v) => {
+                let kinds: Option<Vec<_>> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(NoticeKind::parse)
+                    .collect();
+                kinds
+                    .filter(|k| !k.is_empty())
+                    .ok_or(ConfigError::Invalid {
+                        name: "NOTIFY_ON",
+                        value: v,
+                        hint: KINDS_HINT,
+                    })?
+            }
+        };
+        let timeout = match var("NOTIFY_TIMEOUT_MS") {
+            None => crate::ports::notifier::DEFAULT_TIMEOUT,
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if (100..=10_000).contains(&ms) => std::time::Duration::from_millis(ms),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "NOTIFY_TIMEOUT_MS",
+                        value: v,
+                        hint: "milliseconds from 100 to 10000",
+                    });
+                }
+            },
+        };
+        Ok(Self {
+            webhook_url,
+            topic_arn,
+            kinds,
+            timeout,
+        })
+    }
+}
+
+impl Config {
+    pub fn from_env(defaults: Defaults) -> Result<Self, ConfigError> {
+        Self::from_lookup(defaults, |k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (the environment in production, a map in tests).
+    pub fn from_lookup(
+        defaults: Defaults,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let var = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let table_name = var("TABLE_NAME");
+        let state_dir = var("STATE_DIR").map(std::path::PathBuf::from);
+        match (&table_name, &state_dir) {
+            (None, None) if defaults.require_table => {
+                return Err(ConfigError::Missing {
+                    name: "TABLE_NAME",
+                    hint: "the DynamoDB table that holds image records (or STATE_DIR for the embedded store)",
+                });
+            }
+            (Some(_), Some(dir)) => {
+                return Err(ConfigError::Invalid {
+                    name: "STATE_DIR",
+                    value: dir.display().to_string(),
+                    hint: "set TABLE_NAME (DynamoDB) or STATE_DIR (embedded store), not both",
+                });
+            }
+            _ => {}
+        }
+
+        const AUTH_HINT: &str =
+            "one of token, basic, hmac-sha256, standard-webhooks, path-token, none";
+        let auth_mode = match (var("AUTH_MODE"), defaults.auth_mode) {
+            (Some(v), _) => AuthMode::parse(&v).ok_or(ConfigError::Invalid {
+                name: "AUTH_MODE",
+                value: v,
+                hint: AUTH_HINT,
+            })?,
+            (None, Some(d)) => d,
+            (None, None) => {
+                return Err(ConfigError::Missing {
+                    name: "AUTH_MODE",
+                    hint: AUTH_HINT,
+                });
+            }
+        };
+        let secrets = var("WEBHOOK_SECRETS")
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let verifier = Verifier::new(auth_mode, var("SIGNATURE_HEADER").as_deref(), secrets)?;
+
+        let rules = match (var("DEPLOY_RULES"), var("DEPLOY_RULES_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "DEPLOY_RULES_FILE",
+                    value: "(set together with DEPLOY_RULES)".to_owned(),
+                    hint: "set DEPLOY_RULES or DEPLOY_RULES_FILE, not both",
+                });
+            }
+            (Some(json), None) => Rules::parse(&json)?,
+            (None, Some(path)) => {
+                let json = std::fs::read_to_string(&path).map_err(|_| ConfigError::Invalid {
+                    name: "DEPLOY_RULES_FILE",
+                    value: path,
+                    hint: "a readable JSON file of deploy rules",
+                })?;
+                Rules::parse(&json)?
+            }
+            (None, None) => Rules::default(),
+        };
+
+        let deploy_mode = match var("DEPLOY_MODE").as_deref() {
+            None => defaults.deploy_mode,
+            Some("apply") => DeployMode::Apply,
+            Some("dry-run") => DeployMode::DryRun,
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: "DEPLOY_MODE",
+                    value: v.to_owned(),
+                    hint: "apply or dry-run",
+                });
+            }
+        };
+
+        let receipt_ttl_days = match var("RECEIPT_TTL_DAYS") {
+            None => DEFAULT_RECEIPT_TTL_DAYS,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=3650).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "RECEIPT_TTL_DAYS",
+                        value: v,
+                        hint: "a whole number of days from 1 to 3650",
+                    });
+                }
+            },
+        };
+
+        let quarantine = match var("QUARANTINE_SEVERITY") {
+            None => QuarantinePolicy::default(),
+            Some(v) => QuarantinePolicy::parse(&v).ok_or(ConfigError::Invalid {
+                name: "QUARANTINE_SEVERITY",
+                value: v,
+                hint: "severity:count pairs, e.g. critical:1,high:5 (severities critical, high, medium, low; counts from 1)",
+            })?,
+        };
+
+        let follow_clusters = var("FOLLOW_CLUSTERS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        #[cfg(feature = "aws")]
+        let notify = NotifyConfig::from_vars(var)?;
+
+        Ok(Self {
+            #[cfg(feature = "aws")]
+            notify,
+            service_region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+            follow_clusters,
+            webhooks: defaults.webhooks,
+            table_name,
+            state_dir,
+            verifier,
+            rules,
+            deploy_mode,
+            receipt_ttl_days,
+            quarantine,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(defaults: Defaults, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(defaults, |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn lambda_requires_table_and_auth_mode() {
+        let e = cfg(Defaults::LAMBDA, &[]).unwrap_err();
+        assert!(e.to_string().starts_with("TABLE_NAME is not set"), "{e}");
+        let e = cfg(Defaults::LAMBDA, &[("TABLE_NAME", "t")]).unwrap_err();
+        assert!(e.to_string().starts_with("AUTH_MODE is not set"), "{e}");
+        let c = cfg(
+            Defaults::LAMBDA,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "token"),
+                ("WEBHOOK_SECRETS", "a, b"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.deploy_mode, DeployMode::Apply);
+        assert_eq!(c.receipt_ttl_days, 7);
+    }
+
+    #[test]
+    fn state_dir_stands_in_for_the_table_but_not_beside_it() {
+        let auth = [("AUTH_MODE", "token"), ("WEBHOOK_SECRETS", "s")];
+        let c = cfg(
+            Defaults::LAMBDA,
+            &[auth[0], auth[1], ("STATE_DIR", "/tmp/ih")],
+        )
+        .unwrap();
+        assert!(c.table_name.is_none());
+        assert_eq!(
+            c.state_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/ih"))
+        );
+        let e = cfg(
+            Defaults::LAMBDA,
+            &[
+                auth[0],
+                auth[1],
+                ("STATE_DIR", "/tmp/ih"),
+                ("TABLE_NAME", "t"),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn local_defaults_to_no_auth_and_dry_run() {
+        let c = cfg(Defaults::LOCAL, &[]).unwrap();
+        assert_eq!(c.verifier.mode(), AuthMode::None);
+        assert_eq!(c.deploy_mode, DeployMode::DryRun);
+        assert!(c.table_name.is_none());
+    }
+
+    #[test]
+    fn quarantine_severity_thresholds() {
+        let p = QuarantinePolicy::parse("critical:1, high:5").unwrap();
+        let mut scan = ScanSummary {
+            scanner: "ecr-basic-scan".into(),
+            complete: true,
+            ..Default::default()
+        };
+        scan.high = 4;
+        assert_eq!(p.breach(&scan), None);
+        scan.high = 5;
+        assert_eq!(
+            p.breach(&scan).unwrap(),
+            "ecr-basic-scan scan found 5 high (threshold 5)"
+        );
+        scan.critical = 1;
+        assert!(p.breach(&scan).unwrap().contains("1 critical"));
+        for bad in ["", "critical", "critical:0", "severe:1", "high:x"] {
+            assert!(QuarantinePolicy::parse(bad).is_none(), "{bad}");
+        }
+        let e = cfg(Defaults::LOCAL, &[("QUARANTINE_SEVERITY", "nope")]).unwrap_err();
+        assert!(e.to_string().contains("QUARANTINE_SEVERITY"), "{e}");
+        assert_eq!(
+            cfg(Defaults::LOCAL, &[]).unwrap().quarantine,
+            QuarantinePolicy::default()
+        );
+    }
+
+    #[test]
+    fn rules_come_from_the_variable_or_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.json");
+        std::fs::write(
+            &path,
+            r#"[{"repository": "a/*", "cluster": "c", "service": "s"}]"#,
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let c = cfg(Defaults::LOCAL, &[("DEPLOY_RULES_FILE", path)]).unwrap();
+        assert_eq!(c.rules.len(), 1);
+        let e = cfg(
+            Defaults::LOCAL,
+            &[("DEPLOY_RULES_FILE", "/nonexistent/rules.json")],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("DEPLOY_RULES_FILE"), "{e}");
+        let e = cfg(
+            Defaults::LOCAL,
+            &[("DEPLOY_RULES_FILE", path), ("DEPLOY_RULES", "[]")],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_never_echo_secrets() {
+        let e = cfg(Defaults::LOCAL, &[("AUTH_MODE", "magic")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AUTH_MODE") && e.contains("hmac-sha256"), "{e}");
+        let e = cfg(Defaults::LOCAL, &[("DEPLOY_MODE", "yolo")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DEPLOY_MODE"), "{e}");
+        let e = cfg(Defaults::LOCAL, &[("RECEIPT_TTL_DAYS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("RECEIPT_TTL_DAYS"), "{e}");
+        let e = cfg(Defaults::LOCAL, &[("DEPLOY_RULES", "[{]")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DEPLOY_RULES"), "{e}");
+        let e = cfg(Defaults::LOCAL, &[("AUTH_MODE", "token")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("WEBHOOK_SECRETS"), "{e}");
+        let e = cfg(
+            Defaults::LOCAL,
+            &[
+                ("AUTH_MODE", "basic"),
+                ("WEBHOOK_SECRETS", "hunter2-no-colon"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn notifications_are_off_unless_a_destination_is_named() {
+        let c = cfg(Defaults::LOCAL, &[]).unwrap();
+        assert!(c.notify.webhook_url.is_none() && c.notify.topic_arn.is_none());
+        assert_eq!(c.notify.kinds, NoticeKind::ALL);
+        let c = cfg(
+            Defaults::LOCAL,
+            &[
+                (
+                    "NOTIFY_WEBHOOK_URL",
+                    "https://hooks.slack.com/services/T0/B0/s3cr3t",
+                ),
+                (
+                    "NOTIFY_TOPIC_ARN",
+                    "arn:aws:sns:eu-west-1:123456789012:deploys",
+                ),
+                ("NOTIFY_ON", "deployment-failed, deleted-digest-running"),
+                ("NOTIFY_TIMEOUT_MS", "1500"),
+            ],
+        )
+        .unwrap();
+        assert!(c.notify.webhook_url.is_some());
+        assert_eq!(
+            c.notify.kinds,
+            [
+                NoticeKind::DeploymentFailed,
+                NoticeKind::DeletedDigestRunning
+            ]
+        );
+        assert_eq!(c.notify.timeout, std::time::Duration::from_millis(1500));
+        // The configuration is logged at times: the webhook's secret path must not be in it.
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn bad_notification_settings_are_named_without_the_secret() {
+        let e = cfg(
+            Defaults::LOCAL,
+            &[("NOTIFY_WEBHOOK_URL", "http://hooks.example.com/s3cr3t")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("NOTIFY_WEBHOOK_URL") && e.contains("https://"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr3t"), "{e}");
+        for (name, value) in [
+            ("NOTIFY_TOPIC_ARN", "deploys"),
+            (
+                "NOTIFY_TOPIC_ARN",
+                "arn:aws:sqs:eu-west-1:123456789012:deploys",
+            ),
+            ("NOTIFY_ON", "deployment-started,everything"),
+            ("NOTIFY_ON", ","),
+            ("NOTIFY_TIMEOUT_MS", "50"),
+            ("NOTIFY_TIMEOUT_MS", "soon"),
+        ] {
+            let e = cfg(Defaults::LOCAL, &[(name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(name), "{name}={value}: {e}");
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Long-lived state of a function: configuration and clients, built once at init and shared by
+//! every request the execution environment handles.
+
+pub mod config;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::adapters::slack::SlackWebhook;
+use crate::adapters::sns::SnsTopic;
+use crate::adapters::{DryRunDeployer, EcsDeployer, follow};
+use crate::adapters::{DynamoStore, EmbeddedStore};
+use crate::app::config::{Config, ConfigError, Defaults, DeployMode, NotifyConfig};
+pub use crate::model::function::Function;
+use crate::ports::deployer::Deployer;
+use crate::ports::notifier::{Notifier, Sink};
+use crate::ports::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct App {
+    config: Config,
+    store: Arc<dyn Store>,
+    deployer: Arc<dyn Deployer>,
+    notifier: Notifier,
+}
+
+impl App {
+    /// An app that sends no notifications; `with_notifier` adds them.
+    pub fn new(config: Config, store: Arc<dyn Store>, deployer: Arc<dyn Deployer>) -> Self {
+        Self {
+            config,
+            store,
+            deployer,
+            notifier: Notifier::disabled(),
+        }
+    }
+
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// The Lambda wiring: configuration from the environment, DynamoDB (or the embedded store
+    /// under STATE_DIR), and ECS (or dry-run).
+    pub async fn from_env(function: Function) -> Result<Self, InitError> {
+        let config = Config::from_env(Defaults::LAMBDA)?;
+        let state_dir = config.state_dir.clone().unwrap_or_default();
+        // The delete function never deploys (its role cannot), so it gets no ECS client.
+        Self::wire(config, function != Function::Delete, &state_dir).await
+    }
+
+    /// The wiring of the functions AWS authenticates for us (outcomes: EventBridge; images: IAM
+    /// on the route): no webhook secret, no deploys, only the store.
+    pub async fn without_webhooks() -> Result<Self, InitError> {
+        let config = Config::from_env(Defaults::EVENTS)?;
+        let state_dir = config.state_dir.clone().unwrap_or_default();
+        Self::wire(config, false, &state_dir).await
+    }
+
+    /// The local binary's wiring: the embedded store under `state_dir` unless TABLE_NAME names a
+    /// DynamoDB table (reached through the SDK's usual variables, e.g. AWS_ENDPOINT_URL), and
+    /// dry-run unless DEPLOY_MODE=apply.
+    pub async fn local(state_dir: &Path) -> Result<Self, InitError> {
+        let config = Config::from_env(Defaults::LOCAL)?;
+        Self::wire(config, true, state_dir).await
+    }
+
+    /// The SDK configuration is loaded only when DynamoDB or ECS is used, and once; clients are
+    /// built only for what the function calls. Loading it reads the trust store, a few
+    /// milliseconds of cold start that the embedded store in dry-run does without.
+    async fn wire(config: Config, may_deploy: bool, state_dir: &Path) -> Result<Self, InitError> {
+        let deploys = may_deploy && config.deploy_mode == DeployMode::Apply;
+        let sdk = if config.table_name.is_some() || deploys || config.notify.topic_arn.is_some() {
+            Some(crate::adapters::aws::sdk_loader().load().await)
+        } else {
+            None
+        };
+        let store: Arc<dyn Store> = match (&config.table_name, &sdk) {
+            (Some(table), Some(sdk)) => Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                table.clone(),
+            )),
+            _ => Arc::new(EmbeddedStore::open(state_dir)?),
+        };
+        let deployer: Arc<dyn Deployer> = match &sdk {
+            Some(sdk) if deploys => Arc::new(
+                EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))
+                    .with_discovery(config.follow_clusters.clone(), follow::DEFAULT_TTL),
+            ),
+            _ => Arc::new(DryRunDeployer),
+        };
+        let notifier = notifier(&config.notify, sdk.as_ref());
+        Ok(Self::log_init(
+            Self::new(config, store, deployer).with_notifier(notifier),
+        ))
+    }
+
+    fn log_init(self) -> Self {
+        let mode = self.config.verifier.mode();
+        if mode == crate::auth::AuthMode::None && self.config.webhooks {
+            tracing::warn!(
+                "AUTH_MODE=none: requests are NOT authenticated; put an authorizer in front or set AUTH_MODE"
+            );
+        }
+        tracing::info!(
+            auth_mode = mode.as_str(),
+            deploy_mode = self.config.deploy_mode.as_str(),
+            rules = self.config.rules.len(),
+            notifications = self.notifier.is_enabled(),
+            "imagehook initialised"
+        );
+        self
+    }
+
+    /// What the pipeline needs for one request, borrowed from this app.
+    pub fn deps<'a>(
+        &'a self,
+        payload: Option<&'a crate::model::payload::Payload>,
+    ) -> crate::pipeline::Deps<'a> {
+        crate::pipeline::Deps {
+            store: self.store(),
+            deployer: self.deployer(),
+            rules: &self.config.rules,
+            quarantine: &self.config.quarantine,
+            receipt_ttl_days: self.config.receipt_ttl_days,
+            service_region: self.config.service_region.as_deref(),
+            payload,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub fn deployer(&self) -> &dyn Deployer {
+        self.deployer.as_ref()
+    }
+
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// Re-drives the request behind receipt `<provider>#<event id>` (`imagehook replay`).
+    pub async fn replay(
+        &self,
+        receipt_id: &str,
+    ) -> Result<Vec<crate::model::result::EventResult>, crate::pipeline::replay::ReplayError> {
+        crate::pipeline::replay::replay(&self.deps(None), &self.notifier, receipt_id).await
+    }
+
+    /// The outcomes path for one ECS deployment state change, with its notification.
+    pub async fn outcome(&self, body: &[u8]) -> Result<serde_json::Value, StoreError> {
+        let answer =
+            crate::pipeline::outcomes::handle(self.store(), body, self.config.receipt_ttl_days)
+                .await?;
+        if let Some(notice) = crate::pipeline::notices::from_rollout(&answer) {
+            self.notifier.notify(vec![notice]).await;
+        }
+        Ok(answer)
+    }
+}
+
+/// The sinks NOTIFY_* name. The SNS client shares the SDK configuration `wire` loaded (it is
+/// loaded whenever a topic is set).
+fn notifier(config: &NotifyConfig, sdk: Option<&aws_config::SdkConfig>) -> Notifier {
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    if let Some(url) = &config.webhook_url {
+        sinks.push(Arc::new(SlackWebhook::new(url.clone())));
+    }
+    if let (Some(topic), Some(sdk)) = (&config.topic_arn, sdk) {
+        sinks.push(Arc::new(SnsTopic::new(
+            aws_sdk_sns::Client::new(sdk),
+            topic,
+        )));
+    }
+    Notifier::new(sinks, config.kinds.clone(), config.timeout)
+}

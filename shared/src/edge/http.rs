@@ -1,0 +1,350 @@
+//! The HTTP edge shared by the Lambda functions and the local server: check the request, verify
+//! it, parse it, run the function's path, and map the result to a response exactly once.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, header};
+use lambda_http::{Body, RequestExt, Response};
+use serde_json::json;
+
+use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
+use crate::app::{App, Function};
+use crate::auth::{AuthError, AuthMode, Presented};
+use crate::edge::metrics::Report;
+use crate::model::event::{Parsed, Provider, Timestamp};
+use crate::model::payload::Payload;
+use crate::model::result::Receipt;
+use crate::pipeline;
+use crate::pipeline::PipelineError;
+use crate::ports::store::StoreError;
+use crate::providers::{self, ParseError, UrlHints};
+
+/// Every way a request can fail, each with one status and a body that says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no such route")]
+    NotFound,
+    /// A wrong or missing path token (`AUTH_MODE=path-token`): answered exactly as `NotFound`,
+    /// logged and counted as a failed authentication.
+    #[error("no such route")]
+    PathToken,
+    #[error("method {0} is not allowed: use POST")]
+    MethodNotAllowed(Method),
+    #[error("the body is {0} bytes; the limit is {MAX_BODY_BYTES}")]
+    PayloadTooLarge(usize),
+    #[error(
+        "the request carries {0} events; the limit is {MAX_EVENTS_PER_REQUEST} per request and none was recorded: have the sender batch fewer"
+    )]
+    TooManyEvents(usize),
+    #[error("content type {0:?} is not supported: send application/json")]
+    UnsupportedMediaType(String),
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("a dependency is unavailable, retry later")]
+    Unavailable(#[source] PipelineError),
+    #[error("internal error")]
+    Internal(#[source] PipelineError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound | Self::PathToken => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) | Self::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Parse(ParseError::Reference { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Parse(_) => StatusCode::BAD_REQUEST,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound | Self::PathToken => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::TooManyEvents(_) => "too_many_events",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Parse(ParseError::Json(_)) => "invalid_json",
+            Self::Parse(ParseError::UnknownShape { .. }) => "unknown_format",
+            Self::Parse(ParseError::Reference { .. }) => "invalid_reference",
+            Self::Parse(_) => "invalid_event",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        match &self {
+            Self::Unavailable(e) => {
+                tracing::error!(error = %e, "dependency unavailable: asking the sender to retry")
+            }
+            Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            Self::Unauthorized(_) | Self::PathToken => {
+                tracing::warn!("request failed authentication")
+            }
+            other => {
+                tracing::info!(status = other.status().as_u16(), error = %other, "request refused")
+            }
+        }
+        let body = match self {
+            // API Gateway's own answer to a path no route matches: a wrong path token must look
+            // exactly like one, in AWS as in `imagehook serve`.
+            Self::NotFound | Self::PathToken => json!({"message": "Not Found"}),
+            _ => json!({"error": self.code(), "message": self.to_string()}),
+        };
+        let mut resp = json_response(self.status(), &body);
+        if matches!(self, Self::MethodNotAllowed(_)) {
+            resp.headers_mut().insert(
+                header::ALLOW,
+                http::HeaderValue::from_static("POST, OPTIONS"),
+            );
+        }
+        if matches!(self, Self::Unavailable(_)) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        let retryable = match &e {
+            PipelineError::Store(StoreError::Unavailable { .. } | StoreError::Io(_)) => true,
+            PipelineError::Store(_) => false,
+            PipelineError::Deploy(_) => true,
+        };
+        if retryable {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e)
+        }
+    }
+}
+
+/// Serialises `body` straight to text: through a `Value` first, a receipt cost twice as much.
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    // Only a map with non-string keys fails to serialise, and no response holds one.
+    let text = serde_json::to_string(body).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "response body not serialisable");
+        "{}".to_owned()
+    });
+    let mut resp = Response::new(Body::Text(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The body as bytes, whatever API Gateway made of it (text, or binary it base64-decoded).
+pub fn body_bytes(body: &Body) -> Bytes {
+    Bytes::copy_from_slice(body.as_ref())
+}
+
+/// How the body is encoded, from its content type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    /// `payload=<json>`, as GitHub and Gitea send when configured for form encoding.
+    Form,
+}
+
+fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let Some(v) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(Encoding::Json);
+    };
+    let raw = v.to_str().unwrap_or("");
+    let essence = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence.is_empty() || essence == "application/json" || essence.ends_with("+json") {
+        Ok(Encoding::Json)
+    } else if essence == "application/x-www-form-urlencoded" {
+        Ok(Encoding::Form)
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            raw.chars().take(100).collect(),
+        ))
+    }
+}
+
+/// The JSON document of a form-encoded delivery: its `payload` field.
+fn form_payload(body: &[u8]) -> Result<Bytes, ApiError> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| Bytes::from(v.into_owned()))
+        .ok_or(ApiError::Parse(ParseError::MissingFormPayload))
+}
+
+/// Event Grid's CloudEvents abuse protection: an OPTIONS request naming the sender's origin is
+/// answered with that origin allowed. It carries no event and no credentials, and reveals
+/// nothing.
+fn abuse_protection(req: &lambda_http::Request) -> Response<Body> {
+    let origin = req
+        .headers()
+        .get("webhook-request-origin")
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| !o.is_empty() && o.len() <= 255)
+        .unwrap_or("*");
+    let mut resp = Response::new(Body::Empty);
+    let headers = resp.headers_mut();
+    if let Ok(v) = http::HeaderValue::from_str(origin) {
+        headers.insert("webhook-allowed-origin", v);
+    }
+    headers.insert("webhook-allowed-rate", http::HeaderValue::from_static("*"));
+    headers.insert(
+        header::ALLOW,
+        http::HeaderValue::from_static("POST, OPTIONS"),
+    );
+    resp
+}
+
+/// The sender named by `?provider=` or a `{provider}` route segment, if any.
+fn provider_override(req: &lambda_http::Request) -> Result<Option<Provider>, ApiError> {
+    let named = req
+        .query_string_parameters_ref()
+        .and_then(|q| q.first("provider").map(str::to_owned))
+        .or_else(|| {
+            req.path_parameters_ref()
+                .and_then(|p| p.first("provider").map(str::to_owned))
+        });
+    match named {
+        None => Ok(None),
+        Some(name) => Provider::parse(&name).map(Some).ok_or_else(|| {
+            ApiError::Parse(ParseError::UnknownProvider {
+                name: name.chars().take(40).collect(),
+            })
+        }),
+    }
+}
+
+/// Whether the app takes path tokens and `token` (the `{token}` route segment) is not one of
+/// them. Such a request is answered as a path that does not exist (`ApiError::PathToken`), before
+/// anything else about it is looked at, its body included.
+pub fn path_token_refused(app: &App, token: Option<&str>) -> bool {
+    let verifier = &app.config().verifier;
+    let presented = Presented {
+        path_token: token,
+        now: 0,
+    };
+    verifier.mode() == AuthMode::PathToken
+        && verifier.verify(&[], &HeaderMap::new(), presented).is_err()
+}
+
+/// Runs one request through a function: the single entry point of every binary.
+pub async fn handle(app: &App, function: Function, req: lambda_http::Request) -> Response<Body> {
+    handle_reported(app, function, req).await.0
+}
+
+/// `handle`, with what the request did for the metrics.
+pub async fn handle_reported(
+    app: &App,
+    function: Function,
+    req: lambda_http::Request,
+) -> (Response<Body>, Report) {
+    let mut report = Report::default();
+    let resp = match handle_inner(app, function, req).await {
+        Ok(Reply::Receipt(receipt)) => {
+            report.notify_failures =
+                crate::pipeline::notices::send(app.notifier(), &receipt.events).await;
+            for e in &receipt.events {
+                report
+                    .events
+                    .push((e.provider, e.action.clone(), e.outcome.as_str()));
+                report
+                    .deployments
+                    .extend(e.deployments.iter().map(|d| d.outcome.as_str()));
+            }
+            json_response(StatusCode::OK, &receipt)
+        }
+        Ok(Reply::Handshake(body)) => json_response(StatusCode::OK, &body),
+        Ok(Reply::Raw(resp)) => resp,
+        Err(e) => {
+            report.auth_failed = matches!(e, ApiError::Unauthorized(_) | ApiError::PathToken);
+            e.into_response()
+        }
+    };
+    report.status = resp.status().as_u16();
+    (resp, report)
+}
+
+enum Reply {
+    Receipt(Receipt),
+    Handshake(serde_json::Value),
+    Raw(Response<Body>),
+}
+
+async fn handle_inner(
+    app: &App,
+    function: Function,
+    req: lambda_http::Request,
+) -> Result<Reply, ApiError> {
+    let verifier = &app.config().verifier;
+    let presented = Presented {
+        path_token: req.path_parameters_ref().and_then(|p| p.first("token")),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    // With path tokens the URL is the secret: a wrong one must look exactly like a path that
+    // does not exist, whatever else is wrong with the request, so it is checked first.
+    if path_token_refused(app, presented.path_token) {
+        return Err(ApiError::PathToken);
+    }
+    if req.method() == Method::OPTIONS {
+        return Ok(Reply::Raw(abuse_protection(&req)));
+    }
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed(req.method().clone()));
+    }
+    let body = body_bytes(req.body());
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge(body.len()));
+    }
+    let encoding = encoding(req.headers())?;
+    verifier.verify(&body, req.headers(), presented)?;
+    let provider = provider_override(&req)?;
+    let body = match encoding {
+        Encoding::Json => body,
+        Encoding::Form => form_payload(&body)?,
+    };
+
+    let received_at = Timestamp::now();
+    let query = |k: &str| {
+        req.query_string_parameters_ref()
+            .and_then(|q| q.first(k))
+            .map(str::to_owned)
+    };
+    let hints = UrlHints {
+        provider,
+        registry: query("registry"),
+        region: query("region"),
+    };
+    let events = providers::parse_request(&body, req.headers(), &hints, &received_at)?;
+    // Refused whole, before the first write: a sender retrying the same batch would hit the
+    // same limit, so half of it must not be recorded.
+    if events.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::TooManyEvents(events.len()));
+    }
+    if let Some(Parsed::Handshake(body)) = events.iter().find(|e| matches!(e, Parsed::Handshake(_)))
+    {
+        tracing::info!("handshake answered");
+        return Ok(Reply::Handshake(body.clone()));
+    }
+    let payload = Payload::new(&body, hints);
+    let deps = app.deps(Some(&payload));
+    let results = pipeline::handle(&deps, function, events, &received_at).await?;
+    Ok(Reply::Receipt(Receipt {
+        received: results.len(),
+        events: results,
+    }))
+}

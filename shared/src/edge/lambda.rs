@@ -1,0 +1,83 @@
+//! The Lambda functions' mains: init once, then one call into the edge per invocation.
+
+use crate::app::App;
+use crate::model::function::Function;
+
+/// A Lambda function's whole main: one thread, JSON-capable logging, then `main`. Lambda hands
+/// an environment one invocation at a time: worker threads would only add start-up time and
+/// cross-thread wake-ups.
+fn lambda_main<F>(main: F) -> Result<(), lambda_http::Error>
+where
+    F: std::future::Future<Output = Result<(), lambda_http::Error>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        lambda_http::tracing::init_default_subscriber();
+        main.await
+    })
+}
+
+/// The webhook functions: init once, then one call into the shared edge per request.
+pub fn run_lambda(function: Function) -> Result<(), lambda_http::Error> {
+    lambda_main(async {
+        let app = App::from_env(function).await?;
+        lambda_http::run(lambda_http::service_fn(|req| async {
+            let started = std::time::Instant::now();
+            let (resp, report) = crate::edge::http::handle_reported(&app, function, req).await;
+            emit_metrics(function.name(), &report, started);
+            Ok::<_, lambda_http::Error>(resp)
+        }))
+        .await
+    })
+}
+
+/// Prints the request's EMF documents on stdout, where Lambda sends them to CloudWatch Logs.
+fn emit_metrics(
+    function: &str,
+    report: &crate::edge::metrics::Report,
+    started: std::time::Instant,
+) {
+    use std::io::Write;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let lines = crate::edge::metrics::emf_lines(
+        function,
+        report,
+        latency_ms,
+        i64::try_from(now_ms).unwrap_or_default(),
+    );
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        // A lost metric line must never fail the delivery it describes.
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+/// The outcomes function: one EventBridge event per invocation.
+pub fn run_outcomes() -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{LambdaEvent, run, service_fn};
+    lambda_main(async {
+        let app = App::without_webhooks().await?;
+        run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+            let app = &app;
+            async move {
+                let body = serde_json::to_vec(&event.payload)?;
+                app.outcome(&body).await.map_err(lambda_http::Error::from)
+            }
+        }))
+        .await
+    })
+}
+
+/// The read-only images function: GET /images/{repository}.
+pub fn run_images() -> Result<(), lambda_http::Error> {
+    lambda_main(async {
+        let app = App::without_webhooks().await?;
+        lambda_http::run(lambda_http::service_fn(|req| async {
+            Ok::<_, lambda_http::Error>(crate::edge::images::handle(&app, req).await)
+        }))
+        .await
+    })
+}

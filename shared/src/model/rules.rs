@@ -1,0 +1,340 @@
+//! Deploy rules: which ECS services follow which images.
+//!
+//! `DEPLOY_RULES` is a JSON array; each rule maps a repository glob and a tag pattern to one ECS
+//! service (and optionally the container in it), with a rollout policy. Patterns are compiled once
+//! at init, so a bad rule stops the function from starting instead of failing on the first push.
+
+use std::sync::Arc;
+
+use globset::{Glob, GlobMatcher};
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::model::policy::{Policy, Scheme};
+use crate::model::reference::ImageRef;
+
+/// A rule as written in `DEPLOY_RULES`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Glob on `registry/repository` or on `repository` alone (e.g. `shop/*`).
+    pub repository: String,
+    /// `glob` (the default form), `semver:<range>`, `regex:<re>` (a named group `version`
+    /// orders tags) or `force` (follow the tag the service runs). Absent: every tag.
+    #[serde(default)]
+    pub tags: Option<String>,
+    /// Never move the service to a lower version than the one it runs.
+    #[serde(default, alias = "newer-only")]
+    pub newer_only: bool,
+    /// Deploy only once the digest has arrived in this region (registry replica), or, with
+    /// `service-region`, in the region the service runs in.
+    #[serde(default, alias = "require-region")]
+    pub require_region: Option<String>,
+    pub cluster: String,
+    pub service: String,
+    /// The container to update. Absent: every container whose image is that repository.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// A free label (dev, staging, prod...) recorded on the deployment.
+    #[serde(default)]
+    pub stage: Option<String>,
+}
+
+/// How a rule chooses tags.
+#[derive(Debug, Clone)]
+pub enum TagPattern {
+    Glob(GlobMatcher),
+    Semver(semver::VersionReq),
+    Regex(Arc<Regex>),
+    /// Any tag may match; the deployer keeps only the one the service runs.
+    Force,
+}
+
+impl TagPattern {
+    pub fn parse(s: &str) -> Result<Self, RuleError> {
+        if s.trim() == "force" {
+            return Ok(Self::Force);
+        }
+        if let Some(range) = s.strip_prefix("semver:") {
+            let req = semver::VersionReq::parse(range.trim())
+                .map_err(|e| RuleError::Pattern(s.to_owned(), e.to_string()))?;
+            return Ok(Self::Semver(req));
+        }
+        if let Some(re) = s.strip_prefix("regex:") {
+            let re = Regex::new(re).map_err(|e| RuleError::Pattern(s.to_owned(), e.to_string()))?;
+            return Ok(Self::Regex(Arc::new(re)));
+        }
+        let glob = s.strip_prefix("glob:").unwrap_or(s);
+        Ok(Self::Glob(compile_glob(glob)?))
+    }
+
+    pub fn matches(&self, tag: &str) -> bool {
+        match self {
+            Self::Glob(g) => g.is_match(tag),
+            // A leading `v` is common in tags (v1.4.2) and means nothing to semver.
+            Self::Semver(req) => {
+                let v = tag.strip_prefix('v').unwrap_or(tag);
+                semver::Version::parse(v).is_ok_and(|v| req.matches(&v))
+            }
+            Self::Regex(re) => re.is_match(tag),
+            Self::Force => true,
+        }
+    }
+
+    /// How this pattern orders the tags it matches.
+    pub(crate) fn scheme(&self) -> Scheme {
+        match self {
+            Self::Regex(re) if re.capture_names().any(|n| n == Some("version")) => {
+                Scheme::Regex(re.clone())
+            }
+            _ => Scheme::Semver,
+        }
+    }
+}
+
+fn compile_glob(s: &str) -> Result<GlobMatcher, RuleError> {
+    Glob::new(s)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| RuleError::Pattern(s.to_owned(), e.to_string()))
+}
+
+/// A rule with its patterns compiled.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub spec: RuleSpec,
+    repository: GlobMatcher,
+    tags: Option<TagPattern>,
+    policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("DEPLOY_RULES is not a JSON array of rules: {0}")]
+    Json(String),
+    #[error("DEPLOY_RULES: invalid pattern {0:?}: {1}")]
+    Pattern(String, String),
+    #[error("DEPLOY_RULES: rule {0} has an empty {1}")]
+    Empty(usize, &'static str),
+    #[error("DEPLOY_RULES: rule {0}: {1}")]
+    Conflict(usize, &'static str),
+}
+
+/// Where a matched rule sends an image.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub cluster: String,
+    pub service: String,
+    pub container: Option<String>,
+    pub stage: Option<String>,
+    pub policy: Policy,
+    /// What imagehook last deployed to the service (digest, tag), read from its records for
+    /// policies that compare: a service pinned to `repo@digest` shows no tag in ECS.
+    pub last_deployed: Option<(String, Option<String>)>,
+    /// The rule's `require_region`, as written (`service-region` is resolved when deploying).
+    pub require_region: Option<String>,
+}
+
+/// All rules of a deployment.
+#[derive(Debug, Clone, Default)]
+pub struct Rules(Vec<Rule>);
+
+impl Rules {
+    pub fn parse(json: &str) -> Result<Self, RuleError> {
+        if json.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        let specs: Vec<RuleSpec> =
+            serde_json::from_str(json).map_err(|e| RuleError::Json(e.to_string()))?;
+        let mut rules = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.into_iter().enumerate() {
+            for (name, value) in [
+                ("repository", &spec.repository),
+                ("cluster", &spec.cluster),
+                ("service", &spec.service),
+                (
+                    "require_region",
+                    spec.require_region.as_ref().unwrap_or(&"-".to_owned()),
+                ),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(RuleError::Empty(i, name));
+                }
+            }
+            let tags = spec.tags.as_deref().map(TagPattern::parse).transpose()?;
+            let follow_tag = matches!(tags, Some(TagPattern::Force));
+            if follow_tag && spec.newer_only {
+                return Err(RuleError::Conflict(
+                    i,
+                    "force follows one tag, so newer_only has nothing to compare; use one or the other",
+                ));
+            }
+            let policy = Policy {
+                scheme: tags.as_ref().map_or(Scheme::Semver, TagPattern::scheme),
+                newer_only: spec.newer_only,
+                follow_tag,
+            };
+            rules.push(Rule {
+                repository: compile_glob(&spec.repository)?,
+                tags,
+                policy,
+                spec,
+            });
+        }
+        Ok(Self(rules))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The services that follow this image, each once even when several rules name it.
+    /// An image without a tag matches no rule: a digest-only push (a platform manifest of a
+    /// multi-arch index, say) is recorded but not deployed.
+    pub fn targets(&self, image: &ImageRef) -> Vec<Target> {
+        let Some(tag) = &image.tag else {
+            return Vec::new();
+        };
+        let full = image.name();
+        let mut out: Vec<Target> = self
+            .0
+            .iter()
+            .filter(|r| {
+                r.repository.is_match(&full) || r.repository.is_match(image.repository.as_str())
+            })
+            .filter(|r| r.tags.as_ref().is_none_or(|p| p.matches(tag.as_str())))
+            .map(|r| Target {
+                cluster: r.spec.cluster.clone(),
+                service: r.spec.service.clone(),
+                container: r.spec.container.clone(),
+                stage: r.spec.stage.clone(),
+                policy: r.policy.clone(),
+                last_deployed: None,
+                require_region: r.spec.require_region.clone(),
+            })
+            .collect();
+        out.sort();
+        out.dedup_by(|a, b| a.cluster == b.cluster && a.service == b.service);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(s: &str) -> ImageRef {
+        ImageRef::parse(s).unwrap()
+    }
+
+    #[test]
+    fn repository_glob_matches_full_name_or_path() {
+        let rules = Rules::parse(
+            r#"[{"repository": "shop/*", "cluster": "prod", "service": "api"},
+                {"repository": "*.azurecr.io/billing", "cluster": "prod", "service": "billing"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rules.targets(&img("contoso.azurecr.io/shop/api:1")).len(),
+            1
+        );
+        assert_eq!(
+            rules.targets(&img("contoso.azurecr.io/billing:1"))[0].service,
+            "billing"
+        );
+        assert!(rules.targets(&img("contoso.azurecr.io/other:1")).is_empty());
+    }
+
+    #[test]
+    fn tag_patterns_glob_semver_regex() {
+        let g = TagPattern::parse("v*").unwrap();
+        assert!(g.matches("v1.2.3") && !g.matches("latest"));
+        let s = TagPattern::parse("semver:^1.4").unwrap();
+        assert!(s.matches("1.4.2") && s.matches("v1.9.0"));
+        assert!(!s.matches("2.0.0") && !s.matches("latest") && !s.matches("1.5.0-rc.1"));
+        let r = TagPattern::parse("regex:^main-[0-9a-f]{7}$").unwrap();
+        assert!(r.matches("main-abc1234") && !r.matches("main-abc12345"));
+        assert!(
+            TagPattern::parse("glob:release-*")
+                .unwrap()
+                .matches("release-7")
+        );
+    }
+
+    #[test]
+    fn untagged_images_match_no_rule() {
+        let rules =
+            Rules::parse(r#"[{"repository": "**", "cluster": "c", "service": "s"}]"#).unwrap();
+        let d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        assert!(
+            rules
+                .targets(&img(&format!("r.example.com/a@{d}")))
+                .is_empty()
+        );
+        assert_eq!(rules.targets(&img("r.example.com/a:1")).len(), 1);
+    }
+
+    #[test]
+    fn a_service_named_by_two_rules_is_deployed_once() {
+        let rules = Rules::parse(
+            r#"[{"repository": "shop/api", "cluster": "c", "service": "s"},
+                {"repository": "shop/*", "tags": "v*", "cluster": "c", "service": "s"}]"#,
+        )
+        .unwrap();
+        assert_eq!(rules.targets(&img("r.example.com/shop/api:v1")).len(), 1);
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_the_reason() {
+        assert!(matches!(Rules::parse("{"), Err(RuleError::Json(_))));
+        assert!(matches!(
+            Rules::parse(
+                r#"[{"repository": "a", "tags": "semver:not a range", "cluster": "c", "service": "s"}]"#
+            ),
+            Err(RuleError::Pattern(..))
+        ));
+        assert!(matches!(
+            Rules::parse(
+                r#"[{"repository": "a", "tags": "regex:(", "cluster": "c", "service": "s"}]"#
+            ),
+            Err(RuleError::Pattern(..))
+        ));
+        assert_eq!(
+            Rules::parse(r#"[{"repository": "a", "cluster": "", "service": "s"}]"#).unwrap_err(),
+            RuleError::Empty(0, "cluster")
+        );
+        assert!(matches!(
+            Rules::parse(r#"[{"repository": "a", "cluster": "c", "service": "s", "typo": 1}]"#),
+            Err(RuleError::Json(_))
+        ));
+        assert!(Rules::parse("").unwrap().is_empty());
+        assert!(matches!(
+            Rules::parse(
+                r#"[{"repository": "a", "tags": "force", "newer_only": true, "cluster": "c", "service": "s"}]"#
+            ),
+            Err(RuleError::Conflict(0, _))
+        ));
+    }
+
+    #[test]
+    fn rules_carry_their_policy_to_the_targets() {
+        let rules = Rules::parse(
+            r#"[{"repository": "shop/api", "tags": "regex:^main-(?P<version>[0-9]+)$", "newer-only": true, "cluster": "c", "service": "a"},
+                {"repository": "shop/api", "tags": "force", "cluster": "c", "service": "b"},
+                {"repository": "shop/api", "tags": "semver:>=1", "newer_only": true, "cluster": "c", "service": "c"}]"#,
+        )
+        .unwrap();
+        let t = rules.targets(&img("r.example.com/shop/api:main-42"));
+        assert_eq!(t.len(), 2, "main-42 is no semver: service c does not match");
+        let a = t.iter().find(|t| t.service == "a").unwrap();
+        assert!(a.policy.newer_only && matches!(a.policy.scheme, Scheme::Regex(_)));
+        assert_eq!(a.policy.scheme.version("main-42").unwrap().major, 42);
+        let b = t.iter().find(|t| t.service == "b").unwrap();
+        assert!(b.policy.follow_tag && !b.policy.newer_only);
+        let c = rules.targets(&img("r.example.com/shop/api:v1.2.0"));
+        assert!(c.iter().any(|t| t.service == "c" && t.policy.newer_only));
+    }
+}
