@@ -5,11 +5,14 @@ use imagehook_core::adapters::{DynamoStore, EmbeddedStore};
 use imagehook_core::model::event::{Action, ImageEvent, Provider, Timestamp};
 use imagehook_core::model::reference::ImageRef;
 use imagehook_core::model::rules::Target;
-use imagehook_core::pipeline::ledger::{
-    self, DeleteOutcome, PushOutcome, QuarantineOutcome, Receipt,
-};
+use imagehook_core::pipeline::delete::{DeleteOutcome, record_delete};
+use imagehook_core::pipeline::deployments::{record_deployments, services_running};
+use imagehook_core::pipeline::held::{blocked_deployments, tag_digest};
+use imagehook_core::pipeline::push::{PushOutcome, record_push};
+use imagehook_core::pipeline::quarantine::{QuarantineOutcome, record_quarantine, record_release};
+use imagehook_core::pipeline::receipt::Receipt;
 use imagehook_core::ports::deployer::{DeployOutcome, Deployment};
-use imagehook_core::ports::store::Store;
+use imagehook_core::ports::store::{Store, StoreDump};
 use imagehook_tests::*;
 use serde_json::{Map, Value, json};
 
@@ -58,37 +61,31 @@ fn target() -> Target {
     }
 }
 
-async fn scenario(store: &dyn Store) -> Vec<Map<String, Value>> {
+async fn scenario(store: &(impl Store + StoreDump)) -> Vec<Map<String, Value>> {
     let targets = [target()];
     let at = Timestamp::parse("2026-11-20T12:00:01Z").unwrap();
     let e1 = push("e1", &format!(":v1@{A}"), "2026-11-20T10:00:00Z");
     assert_eq!(
-        ledger::record_push(store, &receipt(&e1), &targets)
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e1), &targets).await.unwrap(),
         PushOutcome::Applied
     );
     // Redelivery before the deployments were recorded: duplicate, still pending.
     assert_eq!(
-        ledger::record_push(store, &receipt(&e1), &targets)
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e1), &targets).await.unwrap(),
         PushOutcome::Duplicate { pending: true }
     );
     let mut dep = Deployment::new(&target(), &e1.image, DeployOutcome::Updated);
     dep.task_definition =
         Some("arn:aws:ecs:eu-central-1:210987654321:task-definition/api:2".into());
-    ledger::record_deployments(store, &e1, &[dep], &[], &at)
+    record_deployments(store, &e1, &[dep], &[], &at)
         .await
         .unwrap();
     assert_eq!(
-        ledger::record_push(store, &receipt(&e1), &targets)
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e1), &targets).await.unwrap(),
         PushOutcome::Duplicate { pending: false }
     );
     assert_eq!(
-        ledger::services_running(store, &e1).await.unwrap(),
+        services_running(store, &e1).await.unwrap(),
         vec!["prod/api"]
     );
 
@@ -96,45 +93,33 @@ async fn scenario(store: &dyn Store) -> Vec<Map<String, Value>> {
     // the same instant counts as newer (later arrival wins).
     let e2 = push("e2", &format!(":v1@{B}"), "2026-11-20T11:00:00Z");
     assert_eq!(
-        ledger::record_push(store, &receipt(&e2), &[])
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e2), &[]).await.unwrap(),
         PushOutcome::Applied
     );
     let e3 = push("e3", &format!(":v1@{A}"), "2026-11-20T09:00:00Z");
     assert_eq!(
-        ledger::record_push(store, &receipt(&e3), &targets)
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e3), &targets).await.unwrap(),
         PushOutcome::Stale
     );
     let e4 = push("e4", &format!(":v2@{A}"), "2026-11-20T11:00:00Z");
     assert_eq!(
-        ledger::record_push(store, &receipt(&e4), &[])
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e4), &[]).await.unwrap(),
         PushOutcome::Applied
     );
     let e5 = push("e5", &format!(":v2@{B}"), "2026-11-20T11:00:00Z");
     assert_eq!(
-        ledger::record_push(store, &receipt(&e5), &[])
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e5), &[]).await.unwrap(),
         PushOutcome::Applied
     );
     // Without a digest the tag is unpinned; a digest-only push touches no tag.
     let e6 = push("e6", ":latest", "2026-11-20T11:30:00Z");
     assert_eq!(
-        ledger::record_push(store, &receipt(&e6), &[])
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e6), &[]).await.unwrap(),
         PushOutcome::Applied
     );
     let e7 = push("e7", &format!("@{B}"), "2026-11-20T11:40:00Z");
     assert_eq!(
-        ledger::record_push(store, &receipt(&e7), &[])
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e7), &[]).await.unwrap(),
         PushOutcome::Applied
     );
 
@@ -146,28 +131,23 @@ async fn scenario(store: &dyn Store) -> Vec<Map<String, Value>> {
         "2026-11-20T11:50:00Z",
     );
     assert_eq!(
-        ledger::record_quarantine(store, &receipt(&q), "1 critical", "ecr-basic-scan")
+        record_quarantine(store, &receipt(&q), "1 critical", "ecr-basic-scan")
             .await
             .unwrap(),
         QuarantineOutcome::Applied { services: vec![] }
     );
     let e8 = push("e8", &format!(":v3@{B}"), "2026-11-20T11:55:00Z");
     assert_eq!(
-        ledger::record_push(store, &receipt(&e8), &targets)
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e8), &targets).await.unwrap(),
         PushOutcome::Blocked {
             reason: "digest is quarantined: 1 critical".into()
         }
     );
-    let blocked = ledger::blocked_deployments(store, &e8).await.unwrap();
+    let blocked = blocked_deployments(store, &e8).await.unwrap();
     assert_eq!(blocked.len(), 1);
     assert_eq!(blocked[0].tag.as_deref(), Some("v3"));
     assert_eq!(
-        ledger::tag_digest(store, &e8, "v3")
-            .await
-            .unwrap()
-            .as_deref(),
+        tag_digest(store, &e8, "v3").await.unwrap().as_deref(),
         Some(B)
     );
     // Release: pending until the held deployment is recorded.
@@ -178,28 +158,23 @@ async fn scenario(store: &dyn Store) -> Vec<Map<String, Value>> {
         "2026-11-20T11:58:00Z",
     );
     assert_eq!(
-        ledger::record_release(store, &receipt(&rel), "clean scan", true)
+        record_release(store, &receipt(&rel), "clean scan", true)
             .await
             .unwrap(),
         QuarantineOutcome::Applied { services: vec![] }
     );
     assert_eq!(
-        ledger::record_release(store, &receipt(&rel), "clean scan", true)
+        record_release(store, &receipt(&rel), "clean scan", true)
             .await
             .unwrap(),
         QuarantineOutcome::Duplicate { pending: true }
     );
     let settled: Vec<_> = blocked.iter().map(|b| b.key.clone()).collect();
     let dep = Deployment::new(&target(), &rel.image, DeployOutcome::Updated);
-    ledger::record_deployments(store, &rel, &[dep], &settled, &at)
+    record_deployments(store, &rel, &[dep], &settled, &at)
         .await
         .unwrap();
-    assert!(
-        ledger::blocked_deployments(store, &e8)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(blocked_deployments(store, &e8).await.unwrap().is_empty());
     let again = event(
         "r2",
         Action::Release,
@@ -207,7 +182,7 @@ async fn scenario(store: &dyn Store) -> Vec<Map<String, Value>> {
         "2026-11-20T11:59:00Z",
     );
     assert_eq!(
-        ledger::record_release(store, &receipt(&again), "clean scan", false)
+        record_release(store, &receipt(&again), "clean scan", false)
             .await
             .unwrap(),
         QuarantineOutcome::NotQuarantined
@@ -221,29 +196,25 @@ async fn scenario(store: &dyn Store) -> Vec<Map<String, Value>> {
         "2026-11-20T12:10:00Z",
     );
     let DeleteOutcome::Applied { removed_tags, .. } =
-        ledger::record_delete(store, &receipt(&d1)).await.unwrap()
+        record_delete(store, &receipt(&d1)).await.unwrap()
     else {
         panic!("delete not applied")
     };
     assert!(removed_tags.is_empty(), "{removed_tags:?}");
     assert_eq!(
-        ledger::record_delete(store, &receipt(&d1)).await.unwrap(),
+        record_delete(store, &receipt(&d1)).await.unwrap(),
         DeleteOutcome::Duplicate
     );
     // A push of A older than the delete is blocked; a newer one revives it.
     let e9 = push("e9", &format!(":v4@{A}"), "2026-11-20T12:05:00Z");
-    let PushOutcome::Blocked { reason } = ledger::record_push(store, &receipt(&e9), &[])
-        .await
-        .unwrap()
+    let PushOutcome::Blocked { reason } = record_push(store, &receipt(&e9), &[]).await.unwrap()
     else {
         panic!("old push of a deleted digest was not blocked")
     };
     assert!(reason.contains("deleted"), "{reason}");
     let e10 = push("e10", &format!(":v5@{A}"), "2026-11-20T12:20:00Z");
     assert_eq!(
-        ledger::record_push(store, &receipt(&e10), &[])
-            .await
-            .unwrap(),
+        record_push(store, &receipt(&e10), &[]).await.unwrap(),
         PushOutcome::Applied
     );
     // Delete by tag removes the tag item and takes the tag off its image.
@@ -254,7 +225,7 @@ async fn scenario(store: &dyn Store) -> Vec<Map<String, Value>> {
         "2026-11-20T12:30:00Z",
     );
     let DeleteOutcome::Applied { removed_tags, .. } =
-        ledger::record_delete(store, &receipt(&d2)).await.unwrap()
+        record_delete(store, &receipt(&d2)).await.unwrap()
     else {
         panic!("tag delete not applied")
     };
@@ -268,7 +239,7 @@ async fn scenario(store: &dyn Store) -> Vec<Map<String, Value>> {
     );
     let DeleteOutcome::Applied {
         mut removed_tags, ..
-    } = ledger::record_delete(store, &receipt(&d3)).await.unwrap()
+    } = record_delete(store, &receipt(&d3)).await.unwrap()
     else {
         panic!("delete not applied")
     };

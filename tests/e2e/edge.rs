@@ -224,10 +224,10 @@ async fn every_sample_event_is_answered_by_its_function() {
             continue;
         }
         let route = v["rawPath"].as_str().or(v["path"].as_str()).unwrap();
-        let function = Function::ALL
+        let function = Function::WEBHOOKS
             .iter()
             .copied()
-            .find(|f| route.ends_with(f.route()))
+            .find(|f| f.route().is_some_and(|r| route.ends_with(r)))
             .unwrap_or_else(|| panic!("{name}: no function for {route}"));
         let app = app_with(AuthMode::Token, &["sample-webhook-token"]);
         let resp = imagehook_core::edge::http::handle(&app, function, request(&text)).await;

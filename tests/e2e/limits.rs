@@ -31,7 +31,7 @@ fn raw_event(file: &str, body: &str, headers: Value) -> String {
 }
 
 async fn nothing_stored(app: &App) {
-    let items = app.store().dump().await.unwrap();
+    let items = app.dump().await.unwrap();
     assert!(items.is_empty(), "refused, yet stored: {items:?}");
 }
 
@@ -138,7 +138,7 @@ async fn an_envelope_of_up_to_100_events_is_handled_and_a_larger_one_refused_who
             .filter(|i| i["PK"].as_str().unwrap().starts_with("EVT#"))
             .count()
     };
-    let before = app.store().dump().await.unwrap();
+    let before = app.dump().await.unwrap();
     assert_eq!(receipts(&before), 100);
 
     for n in [101, 1000] {
@@ -155,7 +155,7 @@ async fn an_envelope_of_up_to_100_events_is_handled_and_a_larger_one_refused_who
             "{message}"
         );
         // Not one of them recorded, not even the first hundred.
-        assert_eq!(app.store().dump().await.unwrap(), before, "{n} events");
+        assert_eq!(app.dump().await.unwrap(), before, "{n} events");
     }
 
     // The same limit for every sender that batches: an Event Grid array of 101.
@@ -171,7 +171,7 @@ async fn an_envelope_of_up_to_100_events_is_handled_and_a_larger_one_refused_who
         .collect();
     let (status, reply) = send(&app, Function::Push, &with_body(&sample, &json!(batch))).await;
     refused(status, &reply, 413, "too_many_events");
-    assert_eq!(app.store().dump().await.unwrap(), before);
+    assert_eq!(app.dump().await.unwrap(), before);
 }
 
 /// `depth` levels of `open`, then `leaf`, then the matching closes.

@@ -165,8 +165,8 @@ fn post(function: Function, headers: &[(&str, &str)], body: &str) -> lambda_http
     h.insert("content-length".into(), json!(body.len().to_string()));
     v["headers"] = Value::Object(h);
     v["body"] = json!(body);
-    v["rawPath"] = json!(function.route());
-    v["requestContext"]["http"]["path"] = json!(function.route());
+    v["rawPath"] = json!(function.route().unwrap());
+    v["requestContext"]["http"]["path"] = json!(function.route().unwrap());
     lambda_http::request::from_str(&v.to_string()).unwrap()
 }
 
@@ -820,7 +820,7 @@ async fn a_wrong_path_token_answers_byte_for_byte_what_an_unknown_path_answers()
         ("a form without payload", form),
         ("no authorization header", unauthenticated),
     ];
-    for function in Function::ALL {
+    for function in Function::WEBHOOKS {
         for (what, case) in &cases {
             for token in [WRONG, "", &PATH_TOKEN[1..]] {
                 let req = lambda_http::request::from_str(&case.to_string()).unwrap();

@@ -23,7 +23,7 @@ use imagehook_core::auth::{AuthMode, Secret, Verifier};
 use imagehook_core::model::function::Function;
 use imagehook_core::model::rules::Rules;
 use imagehook_core::ports::deployer::Deployer;
-use imagehook_core::ports::store::Store;
+use imagehook_core::ports::store::StoreDump;
 use serde_json::Value;
 
 /// The workspace root (where `events/` lives).
@@ -344,7 +344,7 @@ pub fn app_with_policy(
         quarantine,
         notify: Default::default(),
     };
-    let store: Arc<dyn Store> = Arc::new(DynamoStore::new(
+    let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(spec.dynamo_sdk),
         spec.table,
     ));
@@ -556,7 +556,7 @@ pub async fn images_api(app: &App, repository: &str, stage: Option<&str>) -> (u1
             s.to_owned(),
         )]));
     }
-    let resp = imagehook_core::edge::images::handle(app, req).await;
+    let resp = imagehook_core::edge::images::handle(app.reader(), req).await;
     let body = serde_json::from_slice(resp.body().as_ref()).expect("JSON body");
     (resp.status().as_u16(), body)
 }

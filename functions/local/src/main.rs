@@ -15,7 +15,7 @@ use imagehook_core::adapters::DryRunDeployer;
 use imagehook_core::adapters::EmbeddedStore;
 use imagehook_core::app::App;
 use imagehook_core::model::function::Function;
-use imagehook_core::ports::store::Store;
+use imagehook_core::ports::store::StoreDump;
 use lambda_http::RequestExt;
 use serde_json::{Map, Value, json};
 
@@ -131,7 +131,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Ok(ExitCode::SUCCESS)
         }
         Command::State => {
-            let records = app.store().dump().await?;
+            let records = app.dump().await?;
             println!("{}", serde_json::to_string_pretty(&group(records))?);
             Ok(ExitCode::SUCCESS)
         }
@@ -160,14 +160,16 @@ async fn run_event(
 ) -> Result<(Value, bool), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if function == "outcomes" {
+    let function = Function::parse(function)
+        .filter(|f| *f != Function::Images)
+        .ok_or_else(|| {
+            format!("unknown function {function:?}: expected push, delete, quarantine or outcomes")
+        })?;
+    if function == Function::Outcomes {
         let out = app.outcome(text.as_bytes()).await?;
         let ok = out["outcome"] != "rejected";
         return Ok((out, ok));
     }
-    let function = Function::parse(function).ok_or_else(|| {
-        format!("unknown function {function:?}: expected push, delete, quarantine or outcomes")
-    })?;
     let req = lambda_http::request::from_str(&text)
         .map_err(|e| format!("{} is not an API Gateway event: {e}", path.display()))?;
     let resp = imagehook_core::edge::http::handle(app, function, req).await;
@@ -189,7 +191,7 @@ async fn simulate(
     function: &str,
     path: &Path,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let before = app.store().dump().await?;
+    let before = app.dump().await?;
     let scratch = Arc::new(EmbeddedStore::seeded(before.clone())?);
     let sim = App::new(
         app.config().clone(),
@@ -248,7 +250,7 @@ async fn history(
     if let Some(stage) = stage {
         req = req.with_query_string_parameters(HashMap::from([("stage".to_owned(), stage)]));
     }
-    let resp = imagehook_core::edge::images::handle(app, req).await;
+    let resp = imagehook_core::edge::images::handle(app.reader(), req).await;
     let body: Value = serde_json::from_slice(resp.body().as_ref())?;
     if resp.status().is_success() {
         println!("{}", serde_json::to_string_pretty(&body)?);

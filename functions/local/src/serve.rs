@@ -58,7 +58,7 @@ pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
 /// The routes of the template: `/<function>`, `/<function>/<provider>` and
 /// `/hooks/<token>/<function>`; anything else is the one 404.
 fn route_of(path: &str) -> Option<(Function, HashMap<String, String>)> {
-    let function = |name: &str| Function::ALL.iter().copied().find(|f| f.name() == name);
+    let function = |name: &str| Function::parse(name).filter(|f| f.is_webhook());
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
         [f] => Some((function(f)?, HashMap::new())),
@@ -85,7 +85,8 @@ async fn route(app: &App, req: hyper::Request<Incoming>) -> hyper::Response<Full
         (Some(repository), _) => match to_lambda(req).await {
             Ok(req) => {
                 let params = HashMap::from([("repository".to_owned(), repository)]);
-                imagehook_core::edge::images::handle(app, req.with_path_parameters(params)).await
+                imagehook_core::edge::images::handle(app.reader(), req.with_path_parameters(params))
+                    .await
             }
             Err(e) => e.into_response(),
         },

@@ -14,9 +14,12 @@ use aws_sdk_dynamodb::types::{
 };
 use serde_json::{Map, Value};
 
+use super::records::{decode, services};
 use crate::ports::store::keys::{PK, SK};
 use crate::ports::store::ops::{Cancelled, Cond, Op, Update};
-use crate::ports::store::{Item, Key, Store, StoreError};
+use crate::ports::store::{
+    Item, Key, Record, ServiceRecord, StoreDump, StoreError, StoreRead, StoreWrite,
+};
 
 use crate::ports::store::MAX_TRANSACTION_ITEMS;
 /// The sparse index over service CURRENT items by the image they run.
@@ -314,7 +317,7 @@ impl DynamoStore {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl StoreWrite for DynamoStore {
     async fn transact(&self, ops: Vec<Op>) -> Result<Result<(), Cancelled>, StoreError> {
         if ops.len() > MAX_TRANSACTION_ITEMS {
             return Err(rejected(format!("{} items in one transaction", ops.len())));
@@ -336,12 +339,14 @@ impl Store for DynamoStore {
                     err.as_service_error()
                 {
                     let reasons = tc.cancellation_reasons();
-                    let failed: Vec<_> = reasons
+                    let failed = reasons
                         .iter()
                         .enumerate()
                         .filter(|(_, r)| r.code() == Some(CONDITION_FAILED))
-                        .map(|(i, r)| (i, r.item().map(item_to_json)))
-                        .collect();
+                        .map(|(i, r)| {
+                            Ok((i, r.item().map(|it| decode(&item_to_json(it))).transpose()?))
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()?;
                     // Only refused conditions are an answer; a conflict or throttle is retried.
                     let others = reasons
                         .iter()
@@ -354,8 +359,11 @@ impl Store for DynamoStore {
             }
         }
     }
+}
 
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+#[async_trait]
+impl StoreRead for DynamoStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -365,32 +373,39 @@ impl Store for DynamoStore {
             .send()
             .await
             .map_err(|e| classify("GetItem", e))?;
-        Ok(out.item().map(item_to_json))
+        out.item().map(|i| decode(&item_to_json(i))).transpose()
     }
 
-    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
-        self.query_pages(
-            None,
-            "#pk = :pk AND begins_with(#sk, :sk)",
-            HashMap::from([("#pk".into(), PK.into()), ("#sk".into(), SK.into())]),
-            HashMap::from([
-                (":pk".into(), AttributeValue::S(pk.to_owned())),
-                (":sk".into(), AttributeValue::S(sk_prefix.to_owned())),
-            ]),
-        )
-        .await
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Record>, StoreError> {
+        let items = self
+            .query_pages(
+                None,
+                "#pk = :pk AND begins_with(#sk, :sk)",
+                HashMap::from([("#pk".into(), PK.into()), ("#sk".into(), SK.into())]),
+                HashMap::from([
+                    (":pk".into(), AttributeValue::S(pk.to_owned())),
+                    (":sk".into(), AttributeValue::S(sk_prefix.to_owned())),
+                ]),
+            )
+            .await?;
+        items.iter().map(decode).collect()
     }
 
-    async fn running(&self, image: &str) -> Result<Vec<Item>, StoreError> {
-        self.query_pages(
-            Some(RUNNING_INDEX),
-            "#r = :r",
-            HashMap::from([("#r".into(), "running".into())]),
-            HashMap::from([(":r".into(), AttributeValue::S(image.to_owned()))]),
-        )
-        .await
+    async fn running(&self, image: &str) -> Result<Vec<ServiceRecord>, StoreError> {
+        let items = self
+            .query_pages(
+                Some(RUNNING_INDEX),
+                "#r = :r",
+                HashMap::from([("#r".into(), "running".into())]),
+                HashMap::from([(":r".into(), AttributeValue::S(image.to_owned()))]),
+            )
+            .await?;
+        services(&items)
     }
+}
 
+#[async_trait]
+impl StoreDump for DynamoStore {
     async fn dump(&self) -> Result<Vec<Item>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;

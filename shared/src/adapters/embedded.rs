@@ -26,9 +26,12 @@ use serde::ser::SerializeMap;
 use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
 
+use super::records::{decode as record_of, services, texts};
 use crate::ports::store::keys::{PK, SK};
 use crate::ports::store::ops::{Cancelled, Cond, Op, Update};
-use crate::ports::store::{Item, Key, Store, StoreError};
+use crate::ports::store::{
+    Item, Key, Record, ServiceRecord, StoreDump, StoreError, StoreRead, StoreWrite,
+};
 
 const JOURNAL: &str = "store.jsonl";
 
@@ -396,7 +399,7 @@ fn apply<'a>(u: &'a Update, old: Option<&'a Item>) -> Draft<'a> {
         item.insert(a, Cow::Owned(json!(cur + n)));
     }
     for (a, v) in &u.add_to_set {
-        let mut set = crate::ports::store::strings(item.get(a).map(AsRef::as_ref));
+        let mut set = texts(item.get(a).map(AsRef::as_ref));
         if !set.contains(v) {
             set.push(v.clone());
             set.sort();
@@ -404,7 +407,7 @@ fn apply<'a>(u: &'a Update, old: Option<&'a Item>) -> Draft<'a> {
         item.insert(a, Cow::Owned(json!(set)));
     }
     for (a, v) in &u.delete_from_set {
-        let mut set = crate::ports::store::strings(item.get(a).map(AsRef::as_ref));
+        let mut set = texts(item.get(a).map(AsRef::as_ref));
         set.retain(|x| x != v);
         // DynamoDB has no empty sets: removing the last element removes the attribute.
         if set.is_empty() {
@@ -428,7 +431,7 @@ fn apply<'a>(u: &'a Update, old: Option<&'a Item>) -> Draft<'a> {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl StoreWrite for EmbeddedStore {
     async fn transact(&self, ops: Vec<Op>) -> Result<Result<(), Cancelled>, StoreError> {
         self.with(|inner| {
             let olds = ops
@@ -442,7 +445,7 @@ impl Store for EmbeddedStore {
                     Op::Update(u) => u.cond.as_ref(),
                 };
                 if cond.is_some_and(|c| !holds(c, old.as_ref())) {
-                    failed.push((i, old.clone()));
+                    failed.push((i, old.as_ref().map(record_of).transpose()?));
                 }
             }
             if !failed.is_empty() {
@@ -469,28 +472,31 @@ impl Store for EmbeddedStore {
             Ok(Ok(()))
         })
     }
+}
 
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.with(|inner| inner.get(key))
+#[async_trait]
+impl StoreRead for EmbeddedStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        self.with(|inner| inner.get(key)?.as_ref().map(record_of).transpose())
     }
 
-    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Record>, StoreError> {
         self.with(|inner| {
             inner
                 .items
                 .range(Key::new(pk, sk_prefix)..)
                 .take_while(|(k, _)| k.pk == pk && k.sk.starts_with(sk_prefix))
-                .map(|(k, t)| inner.decode(k, t))
+                .map(|(k, t)| record_of(&inner.decode(k, t)?))
                 .collect()
         })
     }
 
-    async fn running(&self, image: &str) -> Result<Vec<Item>, StoreError> {
+    async fn running(&self, image: &str) -> Result<Vec<ServiceRecord>, StoreError> {
         // A scan of the items held in memory, which include every item with a `running`
         // attribute, as DynamoDB's sparse GSI holds exactly those; only delete warnings ask.
         let needle =
             serde_json::to_string(image).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.with(|inner| {
+        let items = self.with(|inner| {
             inner
                 .items
                 .iter()
@@ -504,10 +510,14 @@ impl Store for EmbeddedStore {
                         i.get("running").and_then(Value::as_str) == Some(image)
                     })
                 })
-                .collect()
-        })
+                .collect::<Result<Vec<Item>, StoreError>>()
+        })?;
+        services(&items)
     }
+}
 
+#[async_trait]
+impl StoreDump for EmbeddedStore {
     async fn dump(&self) -> Result<Vec<Item>, StoreError> {
         self.with(|inner| {
             inner
@@ -574,8 +584,8 @@ mod tests {
         )
         .unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let old = store.get(&Key::new("P", "S")).await.unwrap().unwrap();
-        assert_eq!(Value::Object(old), json!({"PK": "P", "SK": "S", "a": 1}));
+        let old = read(&store, "P", "S").await;
+        assert_eq!(old, Some(json!({"PK": "P", "SK": "S", "a": 1})));
 
         let item: Item = serde_json::from_value(json!({"b": 2})).unwrap();
         let put = Op::Put {
@@ -589,8 +599,8 @@ mod tests {
 
         drop(store);
         let reopened = EmbeddedStore::open(dir.path()).unwrap();
-        let new = reopened.get(&Key::new("P2", "S2")).await.unwrap().unwrap();
-        assert_eq!(Value::Object(new), json!({"PK": "P2", "SK": "S2", "b": 2}));
+        let new = read(&reopened, "P2", "S2").await;
+        assert_eq!(new, Some(json!({"PK": "P2", "SK": "S2", "b": 2})));
         let all = reopened.dump().await.unwrap();
         assert_eq!(all.len(), 2);
     }
@@ -603,10 +613,10 @@ mod tests {
         }
     }
 
+    /// An item as stored, below the typed read port.
     async fn read(store: &EmbeddedStore, pk: &str, sk: &str) -> Option<Value> {
         store
-            .get(&Key::new(pk, sk))
-            .await
+            .with(|inner| inner.get(&Key::new(pk, sk)))
             .unwrap()
             .map(Value::Object)
     }
@@ -662,19 +672,27 @@ mod tests {
     #[tokio::test]
     async fn running_finds_journaled_services_before_and_after_reopening() {
         let (dir, store) = journaled(vec![
-            put("SVC#c/web", "CURRENT", json!({"running": "r/app@sha256:1"})),
-            put("SVC#c/api", "CURRENT", json!({"running": "r/app@sha256:2"})),
+            put(
+                "SVC#c/web",
+                "CURRENT",
+                json!({"type": "service", "cluster": "c", "service": "web", "running": "r/app@sha256:1"}),
+            ),
+            put(
+                "SVC#c/api",
+                "CURRENT",
+                json!({"type": "service", "cluster": "c", "service": "api", "running": "r/app@sha256:2"}),
+            ),
             put("IMG#r/app", "D#sha256:1", json!({"digest": "sha256:1"})),
         ])
         .await;
         let found = store.running("r/app@sha256:1").await.unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0]["PK"], "SVC#c/web");
+        assert_eq!(found[0].service, "web");
         drop(store);
         let reopened = EmbeddedStore::open(dir.path()).unwrap();
         let found = reopened.running("r/app@sha256:2").await.unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0]["PK"], "SVC#c/api");
+        assert_eq!(found[0].service, "api");
         assert!(reopened.running("r/app@sha256:3").await.unwrap().is_empty());
     }
 }

@@ -7,6 +7,7 @@ pub mod dynamo;
 pub mod ecs;
 pub mod embedded;
 pub mod follow;
+pub mod records;
 pub mod slack;
 pub mod sns;
 

@@ -14,7 +14,7 @@ use crate::app::config::{Config, ConfigError, Defaults, DeployMode, NotifyConfig
 pub use crate::model::function::Function;
 use crate::ports::deployer::Deployer;
 use crate::ports::notifier::{Notifier, Sink};
-use crate::ports::store::{Store, StoreError};
+use crate::ports::store::{Item, Store, StoreDump, StoreError, StoreRead};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -24,19 +24,39 @@ pub enum InitError {
     Store(#[from] StoreError),
 }
 
+/// A function's long-lived state. What it may do follows from the ports it holds: the
+/// webhook and outcomes functions read and write the store, only the local binary (and the
+/// tests) can dump it, and only the functions that deploy get an ECS client.
 pub struct App {
     config: Config,
     store: Arc<dyn Store>,
+    dump: Option<Arc<dyn StoreDump>>,
     deployer: Arc<dyn Deployer>,
     notifier: Notifier,
 }
 
 impl App {
-    /// An app that sends no notifications; `with_notifier` adds them.
-    pub fn new(config: Config, store: Arc<dyn Store>, deployer: Arc<dyn Deployer>) -> Self {
+    /// An app over a store it may also dump (the local binary, the tests), sending no
+    /// notifications; `with_notifier` adds them.
+    pub fn new<S: Store + StoreDump + 'static>(
+        config: Config,
+        store: Arc<S>,
+        deployer: Arc<dyn Deployer>,
+    ) -> Self {
+        let dump: Arc<dyn StoreDump> = store.clone();
+        Self::with_ports(config, store, Some(dump), deployer)
+    }
+
+    fn with_ports(
+        config: Config,
+        store: Arc<dyn Store>,
+        dump: Option<Arc<dyn StoreDump>>,
+        deployer: Arc<dyn Deployer>,
+    ) -> Self {
         Self {
             config,
             store,
+            dump,
             deployer,
             notifier: Notifier::disabled(),
         }
@@ -53,15 +73,33 @@ impl App {
         let config = Config::from_env(Defaults::LAMBDA)?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
         // The delete function never deploys (its role cannot), so it gets no ECS client.
-        Self::wire(config, function != Function::Delete, &state_dir).await
+        Self::wire(config, function != Function::Delete, false, &state_dir).await
     }
 
-    /// The wiring of the functions AWS authenticates for us (outcomes: EventBridge; images: IAM
-    /// on the route): no webhook secret, no deploys, only the store.
-    pub async fn without_webhooks() -> Result<Self, InitError> {
+    /// The outcomes function's wiring (EventBridge authenticates for us): no webhook secret, no
+    /// deploys, the store and the notifier.
+    pub async fn for_outcomes() -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::EVENTS)?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
-        Self::wire(config, false, &state_dir).await
+        Self::wire(config, false, false, &state_dir).await
+    }
+
+    /// The images function's wiring (IAM on the route authenticates for us): the store's read
+    /// port and nothing else.
+    pub async fn reader_from_env() -> Result<Arc<dyn StoreRead>, InitError> {
+        let config = Config::from_env(Defaults::EVENTS)?;
+        let state_dir = config.state_dir.clone().unwrap_or_default();
+        let sdk = match config.table_name {
+            Some(_) => Some(crate::adapters::aws::sdk_loader().load().await),
+            None => None,
+        };
+        Ok(match (&config.table_name, &sdk) {
+            (Some(table), Some(sdk)) => Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                table.clone(),
+            )),
+            _ => Arc::new(EmbeddedStore::open(&state_dir)?),
+        })
     }
 
     /// The local binary's wiring: the embedded store under `state_dir` unless TABLE_NAME names a
@@ -69,26 +107,38 @@ impl App {
     /// dry-run unless DEPLOY_MODE=apply.
     pub async fn local(state_dir: &Path) -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::LOCAL)?;
-        Self::wire(config, true, state_dir).await
+        Self::wire(config, true, true, state_dir).await
     }
 
     /// The SDK configuration is loaded only when DynamoDB or ECS is used, and once; clients are
     /// built only for what the function calls. Loading it reads the trust store, a few
     /// milliseconds of cold start that the embedded store in dry-run does without.
-    async fn wire(config: Config, may_deploy: bool, state_dir: &Path) -> Result<Self, InitError> {
+    async fn wire(
+        config: Config,
+        may_deploy: bool,
+        may_dump: bool,
+        state_dir: &Path,
+    ) -> Result<Self, InitError> {
         let deploys = may_deploy && config.deploy_mode == DeployMode::Apply;
         let sdk = if config.table_name.is_some() || deploys || config.notify.topic_arn.is_some() {
             Some(crate::adapters::aws::sdk_loader().load().await)
         } else {
             None
         };
-        let store: Arc<dyn Store> = match (&config.table_name, &sdk) {
-            (Some(table), Some(sdk)) => Arc::new(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                table.clone(),
-            )),
-            _ => Arc::new(EmbeddedStore::open(state_dir)?),
+        let (store, dump): (Arc<dyn Store>, Arc<dyn StoreDump>) = match (&config.table_name, &sdk) {
+            (Some(table), Some(sdk)) => {
+                let s = Arc::new(DynamoStore::new(
+                    aws_sdk_dynamodb::Client::new(sdk),
+                    table.clone(),
+                ));
+                (s.clone(), s)
+            }
+            _ => {
+                let s = Arc::new(EmbeddedStore::open(state_dir)?);
+                (s.clone(), s)
+            }
         };
+        let dump = may_dump.then_some(dump);
         let deployer: Arc<dyn Deployer> = match &sdk {
             Some(sdk) if deploys => Arc::new(
                 EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))
@@ -98,7 +148,7 @@ impl App {
         };
         let notifier = notifier(&config.notify, sdk.as_ref());
         Ok(Self::log_init(
-            Self::new(config, store, deployer).with_notifier(notifier),
+            Self::with_ports(config, store, dump, deployer).with_notifier(notifier),
         ))
     }
 
@@ -141,6 +191,23 @@ impl App {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// The store's read port alone, as the images API is given it.
+    pub fn reader(&self) -> &dyn StoreRead {
+        self.store.as_ref()
+    }
+
+    /// Every stored item (`imagehook state`, the tests). Refused where the wiring gave no
+    /// full-table read, as in every deployed function.
+    pub async fn dump(&self) -> Result<Vec<Item>, StoreError> {
+        match &self.dump {
+            Some(d) => d.dump().await,
+            None => Err(StoreError::Rejected {
+                operation: "Scan",
+                message: "this function is not given a full-table read".into(),
+            }),
+        }
     }
 
     pub fn deployer(&self) -> &dyn Deployer {

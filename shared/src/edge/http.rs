@@ -4,129 +4,17 @@
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, header};
 use lambda_http::{Body, RequestExt, Response};
-use serde_json::json;
 
 use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::app::{App, Function};
-use crate::auth::{AuthError, AuthMode, Presented};
+use crate::auth::{AuthMode, Presented};
+pub use crate::edge::error::ApiError;
 use crate::edge::metrics::Report;
 use crate::model::event::{Parsed, Provider, Timestamp};
 use crate::model::payload::Payload;
 use crate::model::result::Receipt;
 use crate::pipeline;
-use crate::pipeline::PipelineError;
-use crate::ports::store::StoreError;
 use crate::providers::{self, ParseError, UrlHints};
-
-/// Every way a request can fail, each with one status and a body that says what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("no such route")]
-    NotFound,
-    /// A wrong or missing path token (`AUTH_MODE=path-token`): answered exactly as `NotFound`,
-    /// logged and counted as a failed authentication.
-    #[error("no such route")]
-    PathToken,
-    #[error("method {0} is not allowed: use POST")]
-    MethodNotAllowed(Method),
-    #[error("the body is {0} bytes; the limit is {MAX_BODY_BYTES}")]
-    PayloadTooLarge(usize),
-    #[error(
-        "the request carries {0} events; the limit is {MAX_EVENTS_PER_REQUEST} per request and none was recorded: have the sender batch fewer"
-    )]
-    TooManyEvents(usize),
-    #[error("content type {0:?} is not supported: send application/json")]
-    UnsupportedMediaType(String),
-    #[error(transparent)]
-    Unauthorized(#[from] AuthError),
-    #[error(transparent)]
-    Parse(#[from] ParseError),
-    #[error("a dependency is unavailable, retry later")]
-    Unavailable(#[source] PipelineError),
-    #[error("internal error")]
-    Internal(#[source] PipelineError),
-}
-
-impl ApiError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::NotFound | Self::PathToken => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge(_) | Self::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Parse(ParseError::Reference { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Parse(_) => StatusCode::BAD_REQUEST,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::NotFound | Self::PathToken => "not_found",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::PayloadTooLarge(_) => "payload_too_large",
-            Self::TooManyEvents(_) => "too_many_events",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::Parse(ParseError::Json(_)) => "invalid_json",
-            Self::Parse(ParseError::UnknownShape { .. }) => "unknown_format",
-            Self::Parse(ParseError::Reference { .. }) => "invalid_reference",
-            Self::Parse(_) => "invalid_event",
-            Self::Unavailable(_) => "unavailable",
-            Self::Internal(_) => "internal",
-        }
-    }
-
-    pub fn into_response(self) -> Response<Body> {
-        match &self {
-            Self::Unavailable(e) => {
-                tracing::error!(error = %e, "dependency unavailable: asking the sender to retry")
-            }
-            Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
-            Self::Unauthorized(_) | Self::PathToken => {
-                tracing::warn!("request failed authentication")
-            }
-            other => {
-                tracing::info!(status = other.status().as_u16(), error = %other, "request refused")
-            }
-        }
-        let body = match self {
-            // API Gateway's own answer to a path no route matches: a wrong path token must look
-            // exactly like one, in AWS as in `imagehook serve`.
-            Self::NotFound | Self::PathToken => json!({"message": "Not Found"}),
-            _ => json!({"error": self.code(), "message": self.to_string()}),
-        };
-        let mut resp = json_response(self.status(), &body);
-        if matches!(self, Self::MethodNotAllowed(_)) {
-            resp.headers_mut().insert(
-                header::ALLOW,
-                http::HeaderValue::from_static("POST, OPTIONS"),
-            );
-        }
-        if matches!(self, Self::Unavailable(_)) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
-        }
-        resp
-    }
-}
-
-impl From<PipelineError> for ApiError {
-    fn from(e: PipelineError) -> Self {
-        let retryable = match &e {
-            PipelineError::Store(StoreError::Unavailable { .. } | StoreError::Io(_)) => true,
-            PipelineError::Store(_) => false,
-            PipelineError::Deploy(_) => true,
-        };
-        if retryable {
-            Self::Unavailable(e)
-        } else {
-            Self::Internal(e)
-        }
-    }
-}
 
 /// Serialises `body` straight to text: through a `Value` first, a receipt cost twice as much.
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
@@ -261,7 +149,7 @@ pub async fn handle_reported(
             for e in &receipt.events {
                 report
                     .events
-                    .push((e.provider, e.action.clone(), e.outcome.as_str()));
+                    .push((e.provider, e.action.to_string(), e.outcome.as_str()));
                 report
                     .deployments
                     .extend(e.deployments.iter().map(|d| d.outcome.as_str()));
@@ -304,7 +192,7 @@ async fn handle_inner(
         return Ok(Reply::Raw(abuse_protection(&req)));
     }
     if req.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed(req.method().clone()));
+        return Err(ApiError::MethodNotAllowed(req.method().clone(), "POST"));
     }
     let body = body_bytes(req.body());
     if body.len() > MAX_BODY_BYTES {

@@ -6,32 +6,30 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
-use crate::app::App;
+use crate::edge::error::ApiError;
 use crate::edge::http::json_response;
 use crate::model::reference::ImageRef;
 use crate::pipeline::history;
-
-fn error(status: StatusCode, code: &str, message: String) -> Response<Body> {
-    json_response(status, &json!({"error": code, "message": message}))
-}
+use crate::ports::store::StoreRead;
 
 /// `repository` is the full name, registry included (`contoso.azurecr.io/shop/api`); `?stage=`
-/// narrows to one stage.
-pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    if req.method() != Method::GET {
-        return error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("method {} is not allowed: use GET", req.method()),
-        );
+/// narrows to one stage. Reads only: the function is given the store's read port.
+pub async fn handle(store: &dyn StoreRead, req: Request) -> Response<Body> {
+    match answer(store, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
     }
-    let Some(name) = req
+}
+
+async fn answer(store: &dyn StoreRead, req: Request) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::GET {
+        return Err(ApiError::MethodNotAllowed(req.method().clone(), "GET"));
+    }
+    let name = req
         .path_parameters_ref()
         .and_then(|p| p.first("repository"))
         .map(str::to_owned)
-    else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such route".into());
-    };
+        .ok_or(ApiError::NotFound)?;
     let stage = req
         .query_string_parameters_ref()
         .and_then(|q| q.first("stage"))
@@ -39,42 +37,24 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let image = match ImageRef::parse(&name) {
         Ok(i) if i.tag.is_none() && i.digest.is_none() => i,
         Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_repository",
-                format!("{name:?} names an image; give the repository only, without tag or digest"),
-            );
+            return Err(ApiError::BadRepository(format!(
+                "{name:?} names an image; give the repository only, without tag or digest"
+            )));
         }
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_repository",
-                format!("{name:?} is not a repository name: {e}"),
-            );
+            return Err(ApiError::BadRepository(format!(
+                "{name:?} is not a repository name: {e}"
+            )));
         }
     };
     let (registry, repository) = (image.registry.as_str(), image.repository.as_str());
-    let found = async {
-        let items = history::history(app.store(), registry, repository, stage.as_deref()).await?;
-        let images = history::images(app.store(), registry, repository).await?;
-        Ok::<_, crate::ports::store::StoreError>((items, images))
-    };
-    let (items, images) = match found.await {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::error!(error = %e, "history query failed");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the record store is unavailable, retry later".into(),
-            );
-        }
-    };
+    let records = history::history(store, registry, repository, stage.as_deref()).await?;
+    let images = history::images(store, registry, repository).await?;
     let body = json!({
         "registry": image.registry.as_str(),
         "repository": image.repository.as_str(),
-        "stages": history::by_stage(items),
+        "stages": history::by_stage(records),
         "images": images,
     });
-    json_response(StatusCode::OK, &body)
+    Ok(json_response(StatusCode::OK, &body))
 }

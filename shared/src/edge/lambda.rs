@@ -59,7 +59,7 @@ fn emit_metrics(
 pub fn run_outcomes() -> Result<(), lambda_http::Error> {
     use lambda_http::lambda_runtime::{LambdaEvent, run, service_fn};
     lambda_main(async {
-        let app = App::without_webhooks().await?;
+        let app = App::for_outcomes().await?;
         run(service_fn(|event: LambdaEvent<serde_json::Value>| {
             let app = &app;
             async move {
@@ -74,9 +74,9 @@ pub fn run_outcomes() -> Result<(), lambda_http::Error> {
 /// The read-only images function: GET /images/{repository}.
 pub fn run_images() -> Result<(), lambda_http::Error> {
     lambda_main(async {
-        let app = App::without_webhooks().await?;
+        let store = App::reader_from_env().await?;
         lambda_http::run(lambda_http::service_fn(|req| async {
-            Ok::<_, lambda_http::Error>(crate::edge::images::handle(&app, req).await)
+            Ok::<_, lambda_http::Error>(crate::edge::images::handle(store.as_ref(), req).await)
         }))
         .await
     })

@@ -9,6 +9,7 @@ pub mod notice;
 pub mod payload;
 pub mod policy;
 pub mod quarantine;
+pub mod records;
 pub mod reference;
 pub mod result;
 pub mod rules;

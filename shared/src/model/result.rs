@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::model::deployment::Deployment;
-use crate::model::event::{IgnoredEvent, ImageEvent};
+use crate::model::event::{Action, IgnoredEvent, ImageEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -27,11 +27,46 @@ impl EventOutcome {
     }
 }
 
+/// What an event asked for: one of imagehook's actions, or, for an event it ignores, the
+/// sender's own word for it (`pull`, `ping`, `chart_push`...), reported back as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventAction {
+    Known(Action),
+    Sender(String),
+}
+
+impl EventAction {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Known(a) => a.as_str(),
+            Self::Sender(s) => s,
+        }
+    }
+}
+
+impl From<Action> for EventAction {
+    fn from(a: Action) -> Self {
+        Self::Known(a)
+    }
+}
+
+impl Serialize for EventAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for EventAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EventResult {
     pub id: Option<String>,
     pub provider: &'static str,
-    pub action: String,
+    pub action: EventAction,
     pub registry: Option<String>,
     pub repository: Option<String>,
     pub tag: Option<String>,
@@ -51,7 +86,7 @@ impl EventResult {
         Self {
             id: Some(e.id.clone()),
             provider: e.provider.as_str(),
-            action: e.action.as_str().to_owned(),
+            action: EventAction::Known(e.action),
             registry: Some(e.image.registry.to_string()),
             repository: Some(e.image.repository.to_string()),
             tag: e.image.tag.as_ref().map(ToString::to_string),
@@ -68,7 +103,7 @@ impl EventResult {
         Self {
             id: i.id,
             provider: i.provider.as_str(),
-            action: i.action,
+            action: EventAction::Sender(i.action),
             registry: i.registry,
             repository: i.repository,
             tag: i.tag,

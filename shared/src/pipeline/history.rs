@@ -6,9 +6,10 @@ use serde_json::{Map, Value, json};
 
 use crate::model::deployment::Deployment;
 use crate::model::event::{ImageEvent, Timestamp};
+use crate::model::records::HistoryRecord;
 use crate::ports::store::keys;
 use crate::ports::store::ops::Op;
-use crate::ports::store::{Item, Key, Store, StoreError};
+use crate::ports::store::{Key, StoreError, StoreRead};
 
 /// One history item per stage the event's deployments name, listing every service of that
 /// stage with its outcome. Re-recording the same event (a retried delivery completing its
@@ -74,84 +75,65 @@ pub fn history_ops(event: &ImageEvent, deployments: &[Deployment], at: &Timestam
 
 /// A repository's history, newest first, for one stage or all of them.
 pub async fn history(
-    store: &dyn Store,
+    store: &dyn StoreRead,
     registry: &str,
     repository: &str,
     stage: Option<&str>,
-) -> Result<Vec<Item>, StoreError> {
-    let mut items = store
+) -> Result<Vec<HistoryRecord>, StoreError> {
+    let mut records: Vec<HistoryRecord> = store
         .query(
             &keys::image_pk(registry, repository),
             &keys::history_prefix(stage),
         )
-        .await?;
-    items.sort_by(|a, b| {
-        let at = |i: &Item| {
-            i.get("pushed_at")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
-        at(b).cmp(&at(a))
-    });
-    Ok(items)
+        .await?
+        .into_iter()
+        .filter_map(|r| r.history())
+        .collect();
+    records.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at));
+    Ok(records)
 }
 
 /// The repository's digests as the API shows them: tags, status, and where each has arrived.
 pub async fn images(
-    store: &dyn Store,
+    store: &dyn StoreRead,
     registry: &str,
     repository: &str,
 ) -> Result<Vec<Value>, StoreError> {
-    let items = store
+    let records = store
         .query(&keys::image_pk(registry, repository), "D#")
         .await?;
-    Ok(items
+    Ok(records
         .into_iter()
+        .filter_map(|r| r.image())
         .map(|i| {
             let mut out = Map::new();
-            for k in [
-                "digest",
-                "tags",
-                "status",
-                "last_pushed_at",
-                "regions",
-                "region_arrivals",
-                "replication_failures",
-            ] {
-                if let Some(v) = i.get(k) {
-                    out.insert(k.into(), v.clone());
+            let mut put = |k: &str, v: Option<Value>| {
+                if let Some(v) = v {
+                    out.insert(k.into(), v);
                 }
-            }
+            };
+            put("digest", i.digest.map(Value::from));
+            put("tags", (!i.tags.is_empty()).then(|| json!(i.tags)));
+            put("status", i.status.map(|s| json!(s.as_str())));
+            put("last_pushed_at", i.last_pushed_at.map(Value::from));
+            put("regions", (!i.regions.is_empty()).then(|| json!(i.regions)));
+            put("region_arrivals", i.region_arrivals);
+            put("replication_failures", i.replication_failures);
             Value::Object(out)
         })
         .collect())
 }
 
 /// The history as the API and the CLI print it: stages, each newest first.
-pub fn by_stage(items: Vec<Item>) -> Value {
+pub fn by_stage(records: Vec<HistoryRecord>) -> Value {
     let mut stages = Map::new();
-    for mut item in items {
-        let stage = item
-            .get("stage")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        for k in [
-            keys::PK,
-            keys::SK,
-            "type",
-            "stage",
-            "registry",
-            "repository",
-        ] {
-            item.remove(k);
-        }
+    for record in records {
+        let entry = serde_json::to_value(&record).unwrap_or_default();
         if let Value::Array(list) = stages
-            .entry(stage)
+            .entry(record.stage)
             .or_insert_with(|| Value::Array(Vec::new()))
         {
-            list.push(Value::Object(item));
+            list.push(entry);
         }
     }
     Value::Object(stages)

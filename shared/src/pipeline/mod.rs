@@ -1,27 +1,30 @@
-//! The three functions' paths. Each handles the events of its own action and acknowledges the
-//! rest as ignored, so a registry that sends every action to one URL does no harm.
+//! The actions, one file each, each owning its decision and the writes it makes: push, delete,
+//! quarantine (and release), replicate, the ECS deployment outcomes, replay and history, with
+//! what they share (receipts, held deployments, what services run, notices). The webhook
+//! functions' entry is [`handle`]: each handles the events of its own action and acknowledges
+//! the rest as ignored, so a registry that sends every action to one URL does no harm.
 
 pub mod delete;
+pub mod deployments;
+pub mod held;
 pub mod history;
-pub mod ledger;
 pub mod notices;
 pub mod outcomes;
 pub mod push;
 pub mod quarantine;
+pub mod receipt;
 pub mod replay;
 pub mod replicate;
-pub mod replication;
-pub mod rollouts;
 
+use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::event::{Action, ImageEvent, Parsed, Timestamp};
 use crate::model::function::Function;
 use crate::model::quarantine::QuarantinePolicy;
 use crate::model::result::{EventOutcome, EventResult};
 use crate::model::rules::Rules;
-use crate::model::rules::Target;
-use crate::ports::deployer::{DeployOutcome, Deployer, Deployment};
-use crate::ports::store::Store;
-use ledger::{Blocked, Receipt};
+use crate::ports::deployer::{DeployError, Deployer};
+use crate::ports::store::{Store, StoreError};
+use receipt::Receipt;
 
 /// A failure of the store or of ECS while handling an event. Both are worth the sender's retry
 /// or not as the underlying error says ([`PipelineError::is_retryable`]); the edge maps it to a
@@ -29,14 +32,25 @@ use ledger::{Blocked, Receipt};
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("store: {0}")]
-    Store(#[from] crate::ports::store::StoreError),
+    Store(#[from] StoreError),
     #[error("deploy: {0}")]
-    Deploy(#[from] crate::ports::deployer::DeployError),
+    Deploy(#[from] DeployError),
+}
+
+impl PipelineError {
+    /// Whether the sender's retry may succeed where this attempt failed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Deploy(e) => e.is_retryable(),
+        }
+    }
 }
 
 const SECONDS_PER_DAY: i64 = 86_400;
 
 /// What the paths need, borrowed from the function's long-lived state.
+#[derive(Clone, Copy)]
 pub struct Deps<'a> {
     pub store: &'a dyn Store,
     pub deployer: &'a dyn Deployer,
@@ -101,6 +115,10 @@ pub async fn handle(
                 Function::Push => replicate::replicate_one(deps, &e, received_at).await?,
                 Function::Delete => delete::delete_one(deps, &e, received_at).await?,
                 Function::Quarantine => quarantine::quarantine_one(deps, &e, received_at).await?,
+                // No image event belongs to these two (`function_for`); answered like any
+                // event another function owns.
+                Function::Outcomes | Function::Images => EventResult::of(&e, EventOutcome::Ignored)
+                    .with_reason(format!("{} takes no image events", function.name())),
             },
         };
         result.log();
@@ -121,65 +139,4 @@ fn warn_failed(result: &mut EventResult, deployments: &[Deployment]) {
             ));
         }
     }
-}
-
-/// Applies held deployments of the event's digest, once per service and only where the held
-/// tag still points at the digest (a tag that moved on was deployed, or held, by the newer
-/// push), with the policy each rule has now. Then records them, settles every entry in `held`,
-/// and marks the event's receipt done, even when nothing was deployed.
-pub(crate) async fn apply_held(
-    deps: &Deps<'_>,
-    event: &ImageEvent,
-    held: &[Blocked],
-    result: &mut EventResult,
-) -> Result<(), PipelineError> {
-    let digest = event.image.digest.as_ref().map(ToString::to_string);
-    let mut targets: Vec<Target> = Vec::new();
-    for b in held {
-        let current = match &b.tag {
-            Some(tag) => ledger::tag_digest(deps.store, event, tag).await?,
-            None => digest.clone(),
-        };
-        if current == digest
-            && !targets
-                .iter()
-                .any(|t| t.cluster == b.target.cluster && t.service == b.target.service)
-        {
-            targets.push(with_current_policy(deps, event, b));
-        }
-    }
-    let deployments = if targets.is_empty() {
-        Vec::new()
-    } else {
-        deps.deployer.deploy(&event.image, &targets).await?
-    };
-    let settled: Vec<_> = held.iter().map(|b| b.key.clone()).collect();
-    ledger::record_deployments(deps.store, event, &deployments, &settled, &Timestamp::now())
-        .await?;
-    warn_failed(result, &deployments);
-    result.deployments = deployments;
-    Ok(())
-}
-
-/// A held deployment with the rollout policy its rule has now (rules may have changed while
-/// the digest was held); the default policy if no rule names the service any more.
-fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Target {
-    let mut image = event.image.clone();
-    if let Some(tag) = b
-        .tag
-        .as_deref()
-        .and_then(|t| crate::model::reference::Tag::parse(t).ok())
-    {
-        image.tag = Some(tag);
-    }
-    let mut target = b.target.clone();
-    if let Some(t) = deps
-        .rules
-        .targets(&image)
-        .into_iter()
-        .find(|t| t.cluster == target.cluster && t.service == target.service)
-    {
-        target.policy = t.policy;
-    }
-    target
 }

@@ -4,8 +4,9 @@
 use serde_json::Value;
 
 use crate::model::deployment::DeployOutcome;
+use crate::model::event::Action;
 use crate::model::notice::{Notice, NoticeKind};
-use crate::model::result::EventResult;
+use crate::model::result::{EventAction, EventResult};
 use crate::ports::notifier::Notifier;
 
 /// The notices of a webhook delivery's results.
@@ -35,9 +36,9 @@ pub fn from_results(results: &[EventResult]) -> Vec<Notice> {
                 event_id: r.id.clone(),
             });
         }
-        let kind = match r.action.as_str() {
-            "delete" => NoticeKind::DeletedDigestRunning,
-            "quarantine" => NoticeKind::QuarantinedDigestRunning,
+        let kind = match r.action {
+            EventAction::Known(Action::Delete) => NoticeKind::DeletedDigestRunning,
+            EventAction::Known(Action::Quarantine) => NoticeKind::QuarantinedDigestRunning,
             _ => continue,
         };
         for service in &r.running_services {
@@ -109,10 +110,18 @@ mod tests {
     use serde_json::json;
 
     fn result(action: &str) -> EventResult {
+        let known = [
+            Action::Push,
+            Action::Delete,
+            Action::Quarantine,
+            Action::Release,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == action);
         EventResult {
             id: Some("e-1".into()),
             provider: "generic",
-            action: action.into(),
+            action: known.map_or_else(|| EventAction::Sender(action.into()), EventAction::Known),
             registry: Some("registry.example.com".into()),
             repository: Some("shop/api".into()),
             tag: Some("1.2.0".into()),

@@ -1,15 +1,18 @@
 //! The push path: record each push, then roll it out to the services that follow it, unless the
 //! digest is quarantined or deleted, in which case the deployments wait as `blocked`.
 
-use super::{Deps, warn_failed};
+use serde_json::json;
+
+use super::receipt::{MAX_ATTEMPTS, Receipt, pending, unexpected};
+use super::{Deps, PipelineError, deployments, held, replicate, warn_failed};
 use crate::model::deployment::{DeployOutcome, Deployment};
-use crate::model::event::{ImageEvent, Timestamp};
+use crate::model::event::{ImageEvent, Provider, Timestamp};
+use crate::model::records::{ImageRecord, ImageStatus, ReceiptStatus, Record};
 use crate::model::result::{EventOutcome, EventResult};
 use crate::model::rules::Target;
-use crate::pipeline::PipelineError;
-use crate::pipeline::ledger::{self, PushOutcome};
-use crate::pipeline::replication;
-use crate::pipeline::rollouts;
+use crate::ports::store::keys;
+use crate::ports::store::ops::{Cond, Op, Update};
+use crate::ports::store::{Key, Store, StoreError};
 
 pub(super) async fn push_one(
     deps: &Deps<'_>,
@@ -18,7 +21,7 @@ pub(super) async fn push_one(
 ) -> Result<EventResult, PipelineError> {
     let targets = targets(deps, event).await?;
     let receipt = deps.receipt(event, received_at);
-    let recorded = ledger::record_push(deps.store, &receipt, &targets).await?;
+    let recorded = record_push(deps.store, &receipt, &targets).await?;
 
     let mut result = match recorded {
         PushOutcome::Applied => EventResult::of(event, EventOutcome::Applied),
@@ -64,16 +67,17 @@ pub(super) async fn push_one(
     let (targets, mut deployments) = without_failed_rollouts(deps, event, targets).await?;
     let (targets, held) = held_for_regions(deps, event, targets).await?;
     if !held.is_empty() {
-        replication::hold(deps.store, &receipt, &held).await?;
+        held::hold(deps.store, &receipt, &held).await?;
         deployments.extend(held.iter().map(|(t, region)| {
             Deployment::new(t, &event.image, DeployOutcome::Blocked)
-                .with_reason(replication::not_yet_replicated(region))
+                .with_reason(held::not_yet_replicated(region))
         }));
     }
     if !targets.is_empty() {
         deployments.extend(deps.deployer.deploy(&event.image, &targets).await?);
     }
-    ledger::record_deployments(deps.store, event, &deployments, &[], &Timestamp::now()).await?;
+    deployments::record_deployments(deps.store, event, &deployments, &[], &Timestamp::now())
+        .await?;
     if event.image.digest.is_none() {
         result.warnings.push(format!(
             "the event carried no digest: deployed by tag {}, not pinned",
@@ -99,7 +103,7 @@ async fn without_failed_rollouts(
     let mut skipped = Vec::new();
     for mut t in targets {
         if t.policy.newer_only || t.policy.follow_tag {
-            let record = rollouts::service_record(deps.store, &t.cluster, &t.service).await?;
+            let record = deployments::service_record(deps.store, &t.cluster, &t.service).await?;
             if let Some(digest) = event
                 .image
                 .digest
@@ -151,7 +155,7 @@ async fn held_for_regions(
     ) else {
         return Ok((targets, Vec::new()));
     };
-    let presence = replication::presence(
+    let presence = replicate::presence(
         deps.store,
         event.image.registry.as_str(),
         event.image.repository.as_str(),
@@ -176,4 +180,197 @@ async fn held_for_regions(
         }
     }
     Ok((deploy, held))
+}
+
+/// What recording a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Recorded, and the tag (if any) now points at this digest.
+    Applied,
+    /// Recorded on the image, but the tag already points at a push at least this recent.
+    Stale,
+    /// Seen before: nothing changed. `pending` when the earlier delivery recorded the event but
+    /// not its deployments, which must then be completed.
+    Duplicate { pending: bool },
+    /// Recorded, tag moved, but the digest may not be deployed (quarantined, or deleted after
+    /// this push): the deployments are recorded as blocked and applied on release.
+    Blocked { reason: String },
+    /// Applied, and the digest's ACR quarantine lifted: with quarantine enabled, ACR sends the
+    /// push of a quarantined image only once the image has been marked Passed.
+    AppliedAcrPassed,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PushVariant {
+    Normal,
+    Stale,
+    Blocked,
+    AcrPassed,
+}
+
+/// The quarantine source ACR's own quarantine events record.
+const ACR_SOURCE: &str = "acr";
+const ACR_PASSED: &str = "ACR sent the push of a quarantined image: it was marked Passed";
+
+fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &str) -> Vec<Op> {
+    let e = r.event;
+    let t = e.occurred_at.as_str();
+    let (status, outcome) = match variant {
+        PushVariant::Normal | PushVariant::AcrPassed if !targets.is_empty() => {
+            (ReceiptStatus::Pending, "applied")
+        }
+        PushVariant::Normal | PushVariant::AcrPassed => (ReceiptStatus::Done, "applied"),
+        PushVariant::Stale => (ReceiptStatus::Done, "stale"),
+        PushVariant::Blocked => (ReceiptStatus::Done, "blocked"),
+    };
+    let mut ops = vec![r.put(
+        status,
+        outcome,
+        (variant == PushVariant::Blocked).then_some(reason),
+    )];
+    if let Some(key) = r.image_key() {
+        let mut u = r
+            .image_update(key)
+            .set_if_absent("status", ImageStatus::Active.as_str())
+            .set_opt("media_type", e.media_type.as_deref())
+            .set_opt("size", e.size)
+            .add("push_count", 1);
+        if let Some(tag) = &e.image.tag {
+            u = u.add_to_set("tags", tag.as_str());
+        }
+        if let Some(region) = &e.region {
+            u = replicate::arrived(u, r, region);
+        }
+        if variant == PushVariant::Normal {
+            // Active again unless quarantined, or deleted after this push was made.
+            u = u
+                .set("status", ImageStatus::Active.as_str())
+                .set("last_pushed_at", t)
+                .when(Cond::And(vec![
+                    Cond::Missing("quarantine_reason"),
+                    Cond::Or(vec![
+                        Cond::Missing("deleted_at"),
+                        Cond::Ne("status", json!(ImageStatus::Deleted.as_str())),
+                        Cond::Lt("deleted_at", json!(t)),
+                    ]),
+                ]));
+            u.set_if_absent.retain(|(a, _)| *a != "status");
+        }
+        if variant == PushVariant::AcrPassed {
+            u = u
+                .set("status", ImageStatus::Active.as_str())
+                .set("last_pushed_at", t)
+                .set("released_at", t)
+                .remove("quarantine_reason")
+                .remove("quarantine_source")
+                .remove("quarantined_at")
+                .append("history", r.history("released", Some(ACR_PASSED)));
+            u.set_if_absent.retain(|(a, _)| *a != "status");
+        }
+        ops.push(Op::Update(u));
+    }
+    if let (Some(tag), true) = (&e.image.tag, variant != PushVariant::Stale) {
+        let mut u = Update::new(Key::new(r.image_pk(), keys::tag_sk(tag.as_str())))
+            .set("type", "tag")
+            .set("registry", e.image.registry.as_str())
+            .set("repository", e.image.repository.as_str())
+            .set("tag", tag.as_str())
+            .set("updated_at", t)
+            .set("event_id", e.id.as_str())
+            .copy("previous_digest", "digest", "")
+            .add("version", 1)
+            .when(Cond::Or(vec![
+                Cond::Missing("updated_at"),
+                Cond::Le("updated_at", json!(t)),
+            ]));
+        u = match &e.image.digest {
+            Some(d) => u.set("digest", d.as_str()).remove("unpinned"),
+            None => u.set("unpinned", true).remove("digest"),
+        };
+        ops.push(Op::Update(u));
+    }
+    if variant == PushVariant::Blocked {
+        for target in targets {
+            ops.push(held::blocked_op(r, target, reason, None));
+            let dep = Deployment::new(target, &e.image, DeployOutcome::Blocked).with_reason(reason);
+            let (key, item) = deployments::deployment_item(e, &dep, r.received_at);
+            ops.push(Op::Put {
+                key,
+                item,
+                cond: None,
+            });
+        }
+    }
+    ops
+}
+
+/// Records a push: receipt, image and tag in one transaction (DESIGN §4).
+pub async fn record_push(
+    store: &dyn Store,
+    r: &Receipt<'_>,
+    targets: &[Target],
+) -> Result<PushOutcome, StoreError> {
+    let mut variant = PushVariant::Normal;
+    let mut reason = String::new();
+    for _ in 0..MAX_ATTEMPTS {
+        let ops = push_ops(r, targets, variant, &reason);
+        let tag_at = ops
+            .iter()
+            .position(|o| o.key().sk.starts_with(keys::TAG_PREFIX));
+        let image_at = r.image_key().map(|_| 1);
+        let cancelled = match store.transact(ops).await? {
+            Ok(()) => {
+                return Ok(match variant {
+                    PushVariant::Normal => PushOutcome::Applied,
+                    PushVariant::AcrPassed => PushOutcome::AppliedAcrPassed,
+                    PushVariant::Stale => PushOutcome::Stale,
+                    PushVariant::Blocked => PushOutcome::Blocked { reason },
+                });
+            }
+            Err(c) => c,
+        };
+        if let Some(old) = cancelled.failed_at(0) {
+            return Ok(PushOutcome::Duplicate {
+                pending: pending(old),
+            });
+        }
+        if tag_at.is_some_and(|i| cancelled.failed_at(i).is_some()) {
+            variant = PushVariant::Stale;
+            continue;
+        }
+        match image_at.and_then(|i| cancelled.failed_at(i)) {
+            Some(old) => {
+                let old = match old {
+                    Some(Record::Image(image)) => Some(image),
+                    _ => None,
+                };
+                let acr_quarantine = old
+                    .and_then(|i| i.quarantine.as_ref())
+                    .is_some_and(|q| q.source.as_deref() == Some(ACR_SOURCE))
+                    && r.event.provider == Provider::Acr;
+                if acr_quarantine && variant == PushVariant::Normal {
+                    variant = PushVariant::AcrPassed;
+                } else {
+                    reason = blocked_reason(old);
+                    variant = PushVariant::Blocked;
+                }
+            }
+            None => return Err(unexpected(&cancelled)),
+        }
+    }
+    Err(StoreError::Corrupt(
+        "push could not be recorded: conditions kept changing".into(),
+    ))
+}
+
+fn blocked_reason(image: Option<&ImageRecord>) -> String {
+    match image.and_then(|i| i.quarantine.as_ref()) {
+        Some(q) => format!("digest is quarantined: {}", q.reason),
+        None => format!(
+            "digest was deleted at {}, after this push",
+            image
+                .and_then(|i| i.deleted_at.as_deref())
+                .unwrap_or("an unknown time")
+        ),
+    }
 }

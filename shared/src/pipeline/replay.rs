@@ -3,15 +3,13 @@
 //! pipeline. Receipts make that idempotent: an applied event is a duplicate, one whose
 //! deployments were never recorded (the sender gave up after a 503) gets them now.
 
-use serde_json::Value;
-
-use crate::model::event::{Parsed, Provider, Timestamp};
+use crate::model::event::{Parsed, Timestamp};
 use crate::model::payload::{INLINE_LIMIT, Payload};
 use crate::model::result::EventResult;
 use crate::pipeline::{self, Deps};
 use crate::ports::notifier::Notifier;
 use crate::ports::store::keys;
-use crate::providers::{self, UrlHints};
+use crate::providers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -43,21 +41,17 @@ pub async fn replay(
         .store
         .get(&keys::receipt(provider, id))
         .await?
+        .and_then(|r| r.receipt())
         .ok_or_else(|| ReplayError::NoReceipt(receipt_id.to_owned()))?;
-    let kept = receipt.get("payload").cloned().unwrap_or(Value::Null);
-    let str_of = |k: &str| kept.get(k).and_then(Value::as_str).map(str::to_owned);
-    let Some(body) = str_of("body") else {
-        let what = match (str_of("sha256"), kept.get("size")) {
+    let kept = receipt.payload.unwrap_or_default();
+    let Some(body) = kept.body else {
+        let what = match (kept.sha256, kept.size) {
             (Some(sha), Some(size)) => format!("{size} bytes, sha256 {sha}"),
             _ => "no payload attribute".to_owned(),
         };
         return Err(ReplayError::NoBody(receipt_id.to_owned(), what));
     };
-    let hints = UrlHints {
-        provider: str_of("provider").as_deref().and_then(Provider::parse),
-        registry: str_of("registry_hint"),
-        region: str_of("region"),
-    };
+    let hints = kept.hints;
     let received_at = Timestamp::now();
     let events = providers::parse_request(
         body.as_bytes(),

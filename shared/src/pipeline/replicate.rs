@@ -2,12 +2,18 @@
 //! recorded on the image, and deployments that waited for that region are applied, once per
 //! service; a failure is recorded and reported as a warning, and what waits keeps waiting.
 
-use super::{Deps, apply_held};
+use serde_json::json;
+
+use super::deployments::record_deployments;
+use super::held::{apply_held, blocked_deployments};
+use super::receipt::{Receipt, pending};
+use super::{Deps, PipelineError};
 use crate::model::event::{Action, ImageEvent, Timestamp};
+use crate::model::records::{ImageStatus, ReceiptStatus};
 use crate::model::result::{EventOutcome, EventResult};
-use crate::pipeline::PipelineError;
-use crate::pipeline::ledger;
-use crate::pipeline::replication::{self, ReplicationOutcome};
+use crate::ports::store::keys;
+use crate::ports::store::ops::{Op, Update};
+use crate::ports::store::{Key, Store, StoreError};
 
 pub(super) async fn replicate_one(
     deps: &Deps<'_>,
@@ -16,15 +22,14 @@ pub(super) async fn replicate_one(
 ) -> Result<EventResult, PipelineError> {
     let region = event.region.as_deref().unwrap_or_default();
     let failed = event.action == Action::ReplicationFailed;
-    let waiting: Vec<_> = ledger::blocked_deployments(deps.store, event)
+    let waiting: Vec<_> = blocked_deployments(deps.store, event)
         .await?
         .into_iter()
         .filter(|b| b.waiting_region.as_deref() == Some(region))
         .collect();
     let receipt = deps.receipt(event, received_at);
     let outcome =
-        replication::record_replication(deps.store, &receipt, region, failed, !waiting.is_empty())
-            .await?;
+        record_replication(deps.store, &receipt, region, failed, !waiting.is_empty()).await?;
     let mut result = match outcome {
         ReplicationOutcome::Applied => EventResult::of(event, EventOutcome::Applied),
         ReplicationOutcome::Duplicate { pending: false } => {
@@ -51,19 +56,19 @@ pub(super) async fn replicate_one(
         return Ok(result);
     }
     // A digest quarantined or deleted since keeps its deployments held: a release applies them.
-    let presence = replication::presence(
+    let presence = presence(
         deps.store,
         event.image.registry.as_str(),
         event.image.repository.as_str(),
         digest,
     )
     .await?;
-    if presence.status.as_deref().is_some_and(|s| s != "active") {
+    if let Some(status) = presence.status.filter(|s| *s != ImageStatus::Active) {
         result.warnings.push(format!(
             "{digest} arrived in {region} but is {}: its deployments stay held",
-            presence.status.as_deref().unwrap_or_default()
+            status.as_str()
         ));
-        ledger::record_deployments(deps.store, event, &[], &[], &Timestamp::now()).await?;
+        record_deployments(deps.store, event, &[], &[], &Timestamp::now()).await?;
         return Ok(result);
     }
     result.reason = Some(format!(
@@ -71,4 +76,88 @@ pub(super) async fn replicate_one(
     ));
     apply_held(deps, event, &waiting, &mut result).await?;
     Ok(result)
+}
+
+/// Adds an arrival in `region` to an image update.
+pub(super) fn arrived(u: Update, r: &Receipt<'_>, region: &str) -> Update {
+    u.add_to_set("regions", region).append(
+        "region_arrivals",
+        json!({"region": region, "at": r.event.occurred_at.as_str(), "event": r.by()}),
+    )
+}
+
+/// What recording a replication did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicationOutcome {
+    Applied,
+    /// Seen before; `pending` when its held deployments were not all applied then.
+    Duplicate {
+        pending: bool,
+    },
+}
+
+/// Records a replication: the arrival (or the failure) on the image item, with the receipt, in
+/// one transaction. `holds_waiting`: deployments wait for this arrival, so the receipt stays
+/// `pending` until they are recorded.
+pub async fn record_replication(
+    store: &dyn Store,
+    r: &Receipt<'_>,
+    region: &str,
+    failed: bool,
+    holds_waiting: bool,
+) -> Result<ReplicationOutcome, StoreError> {
+    let status = if holds_waiting && !failed {
+        ReceiptStatus::Pending
+    } else {
+        ReceiptStatus::Done
+    };
+    let mut ops = vec![r.put(status, "applied", r.event.reason.as_deref())];
+    if let Some(key) = r.image_key() {
+        let u = r
+            .image_update(key)
+            .set_if_absent("status", ImageStatus::Active.as_str());
+        let u = if failed {
+            u.append(
+                "replication_failures",
+                json!({"region": region, "at": r.event.occurred_at.as_str(), "event": r.by(),
+                       "reason": r.event.reason.as_deref().unwrap_or("replication failed")}),
+            )
+        } else {
+            arrived(u, r, region)
+        };
+        ops.push(Op::Update(u));
+    }
+    match store.transact(ops).await? {
+        Ok(()) => Ok(ReplicationOutcome::Applied),
+        Err(c) => Ok(ReplicationOutcome::Duplicate {
+            pending: pending(c.failed_at(0).flatten()),
+        }),
+    }
+}
+
+/// What the image item says about a digest: the regions it is in and its status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Presence {
+    pub regions: Vec<String>,
+    pub status: Option<ImageStatus>,
+}
+
+pub async fn presence(
+    store: &dyn Store,
+    registry: &str,
+    repository: &str,
+    digest: &str,
+) -> Result<Presence, StoreError> {
+    let image = store
+        .get(&Key::new(
+            keys::image_pk(registry, repository),
+            keys::image_sk(digest),
+        ))
+        .await?
+        .and_then(|r| r.image())
+        .unwrap_or_default();
+    Ok(Presence {
+        regions: image.regions,
+        status: image.status,
+    })
 }

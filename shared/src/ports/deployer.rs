@@ -21,6 +21,14 @@ pub struct DeployError {
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
+impl DeployError {
+    /// ECS faults reach the pipeline only when a retry may fix them: what a retry cannot fix
+    /// (a missing service, a refused update) is a `Failed` deployment, not an error.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}
+
 /// Rolls an image out to services.
 #[async_trait]
 pub trait Deployer: Send + Sync {

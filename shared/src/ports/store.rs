@@ -2,9 +2,11 @@
 //! (DESIGN §4), behind a port with two implementations of the same semantics: DynamoDB in
 //! production and an embedded, file-backed store for the local binary.
 //!
-//! The port is deliberately low-level (a conditional transaction, a get, a query): what each
-//! event writes, and how a refused condition is read, is decided once in [`ledger`], so the two
-//! stores cannot drift apart.
+//! The port is deliberately low-level (a conditional transaction, a get, a query) and split
+//! along IAM's lines: reads, conditional writes and the full dump are separate traits, so a
+//! function can do only what the ports it is given allow. What each event writes, and how a
+//! refused condition is read, is decided by the pipeline, so the two stores cannot drift apart.
+//! Reads come back as typed records ([`Record`]), decoded beside the adapters.
 
 pub mod keys;
 pub mod ops;
@@ -12,11 +14,8 @@ pub mod ops;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+pub use crate::model::records::{Record, ServiceRecord};
 pub use ops::{Cancelled, Cond, Op, Update};
-
-/// Receipt states: `pending` while an event's deployments are not recorded yet, else `done`.
-pub const RECEIPT_PENDING: &str = "pending";
-pub const RECEIPT_DONE: &str = "done";
 
 /// The most operations one transaction may hold (DynamoDB's TransactWriteItems limit): writers
 /// split larger writes into transactions of at most this many.
@@ -47,6 +46,14 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether a retry may succeed: the store was unreachable or refused for the moment. A
+    /// rejected request or an unreadable record is a bug a retry repeats.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Io(_))
+    }
+}
+
 /// An item's key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -63,32 +70,35 @@ impl Key {
     }
 }
 
-/// The strings of a string-set (or list) attribute; none when absent.
-pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Reads, consistent ones: DynamoDB's GetItem and Query (the running index included). All the
+/// images function is given.
+#[async_trait]
+pub trait StoreRead: Send + Sync {
+    /// One record.
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError>;
+
+    /// The records of a partition whose sort key starts with `sk_prefix`.
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Record>, StoreError>;
+
+    /// The services whose record says they run `image` (`registry/repo@digest`).
+    async fn running(&self, image: &str) -> Result<Vec<ServiceRecord>, StoreError>;
 }
 
-/// The port.
+/// Conditional, transactional writes: DynamoDB's TransactWriteItems.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait StoreWrite: Send + Sync {
     /// Applies every op or none. `Ok(Err(_))` when a condition did not hold.
     async fn transact(&self, ops: Vec<Op>) -> Result<Result<(), Cancelled>, StoreError>;
+}
 
-    /// One item, read consistently.
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError>;
-
-    /// The items of a partition whose sort key starts with `sk_prefix`, read consistently.
-    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError>;
-
-    /// The services whose CURRENT item says they run `image` (`registry/repo@digest`).
-    async fn running(&self, image: &str) -> Result<Vec<Item>, StoreError>;
-
-    /// Every stored record, sorted by key (for `imagehook state` and the tests).
+/// Every stored item as it is, sorted by key: a full-table read (DynamoDB's Scan) for the local
+/// binary's `imagehook state` and the tests, never given to a deployed function.
+#[async_trait]
+pub trait StoreDump: Send + Sync {
     async fn dump(&self) -> Result<Vec<Item>, StoreError>;
 }
+
+/// What the webhook and outcomes functions are given: reads and conditional writes.
+pub trait Store: StoreRead + StoreWrite {}
+
+impl<T: StoreRead + StoreWrite + ?Sized> Store for T {}

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::Key;
+use crate::model::records::Record;
 
 /// A condition on one item, evaluated as DynamoDB does (a comparison with a missing attribute
 /// is false).
@@ -122,14 +123,14 @@ impl Op {
 }
 
 /// A transaction whose conditions did not hold: nothing was written. Lists the failed items by
-/// position, each with the item as it was (DynamoDB's `ReturnValuesOnConditionCheckFailure`).
+/// position, each with the record as it was (DynamoDB's `ReturnValuesOnConditionCheckFailure`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Cancelled {
-    pub failed: Vec<(usize, Option<Map<String, Value>>)>,
+    pub failed: Vec<(usize, Option<Record>)>,
 }
 
 impl Cancelled {
-    pub fn failed_at(&self, index: usize) -> Option<Option<&Map<String, Value>>> {
+    pub fn failed_at(&self, index: usize) -> Option<Option<&Record>> {
         self.failed
             .iter()
             .find(|(i, _)| *i == index)

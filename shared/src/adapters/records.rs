@@ -1,0 +1,197 @@
+//! Stored items to typed records, for both stores: DynamoDB items become the same JSON maps the
+//! embedded store keeps, and this is where either turns into what the pipeline reads. An item
+//! is read by its `type` attribute; an attribute that is absent, empty (DynamoDB updates copy
+//! `""` where there was nothing) or of the wrong shape reads as none.
+
+use serde_json::Value;
+
+use crate::model::event::Provider;
+use crate::model::payload::UrlHints;
+use crate::model::records::{
+    BlockedRecord, HistoryRecord, HistoryService, ImageRecord, ImageStatus, KeptPayload,
+    Quarantine, ReceiptRecord, ReceiptStatus, Record, RolloutRecord, ServiceRecord, TagRecord,
+};
+use crate::ports::store::{Item, StoreError};
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// The strings of a string-set (or list) attribute; none when absent.
+pub(crate) fn texts(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The typed record an item holds. An item whose required attributes are missing is corrupt:
+/// the pipeline wrote every one of them.
+pub fn decode(item: &Item) -> Result<Record, StoreError> {
+    let at = |a: &str| text(item.get(a));
+    let required = |a: &str| {
+        at(a).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "a {} record has no {a}",
+                at("type").unwrap_or_default()
+            ))
+        })
+    };
+    Ok(match at("type").as_deref().unwrap_or_default() {
+        "receipt" => Record::Receipt(ReceiptRecord {
+            // Receipts written before they had a status were complete.
+            status: at("status")
+                .and_then(|s| ReceiptStatus::parse(&s))
+                .unwrap_or(ReceiptStatus::Done),
+            payload: item.get("payload").and_then(Value::as_object).map(|p| {
+                let p = |a: &str| text(p.get(a));
+                KeptPayload {
+                    body: p("body"),
+                    sha256: p("sha256"),
+                    size: item
+                        .get("payload")
+                        .and_then(|v| v.get("size"))
+                        .and_then(Value::as_u64),
+                    hints: UrlHints {
+                        provider: p("provider").as_deref().and_then(Provider::parse),
+                        registry: p("registry_hint"),
+                        region: p("region"),
+                    },
+                }
+            }),
+        }),
+        "image" => Record::Image(ImageRecord {
+            digest: at("digest"),
+            status: at("status").and_then(|s| ImageStatus::parse(&s)),
+            tags: texts(item.get("tags")),
+            last_pushed_at: at("last_pushed_at"),
+            deleted_at: at("deleted_at"),
+            quarantine: at("quarantine_reason").map(|reason| Quarantine {
+                reason,
+                source: at("quarantine_source"),
+            }),
+            regions: texts(item.get("regions")),
+            region_arrivals: item.get("region_arrivals").cloned(),
+            replication_failures: item.get("replication_failures").cloned(),
+        }),
+        "tag" => Record::Tag(TagRecord {
+            tag: required("tag")?,
+            digest: at("digest"),
+        }),
+        "service" => Record::Service(ServiceRecord {
+            cluster: required("cluster")?,
+            service: required("service")?,
+            digest: at("digest"),
+            tag: at("tag"),
+            failed_digests: texts(item.get("failed_digests")),
+        }),
+        "blocked" => Record::Blocked(BlockedRecord {
+            digest: required("digest")?,
+            cluster: required("cluster")?,
+            service: required("service")?,
+            container: at("container"),
+            stage: at("stage"),
+            tag: at("tag"),
+            waiting_region: at("waiting_region"),
+        }),
+        "rollout" => Record::Rollout(RolloutRecord {
+            deployment_sk: required("deployment_sk")?,
+            digest: at("digest"),
+        }),
+        "history" => Record::History(HistoryRecord {
+            stage: required("stage")?,
+            tag: at("tag"),
+            digest: at("digest"),
+            pushed_at: at("pushed_at").unwrap_or_default(),
+            event: at("event").unwrap_or_default(),
+            services: item
+                .get("services")
+                .and_then(Value::as_array)
+                .map(|list| list.iter().filter_map(history_service).collect())
+                .unwrap_or_default(),
+        }),
+        other => Record::Other(other.to_owned()),
+    })
+}
+
+/// The service records of the running index's items.
+pub fn services(items: &[Item]) -> Result<Vec<ServiceRecord>, StoreError> {
+    items
+        .iter()
+        .map(|i| {
+            decode(i)?
+                .service()
+                .ok_or_else(|| StoreError::Corrupt("the running index holds a non-service".into()))
+        })
+        .collect()
+}
+
+fn history_service(v: &Value) -> Option<HistoryService> {
+    let at = |a: &str| text(v.get(a));
+    Some(HistoryService {
+        cluster: at("cluster")?,
+        service: at("service")?,
+        outcome: at("outcome").unwrap_or_default(),
+        at: at("at").unwrap_or_default(),
+        task_definition: at("task_definition"),
+        reason: at("reason"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn item(v: Value) -> Item {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn images_read_their_status_and_quarantine_typed() {
+        let r = decode(&item(
+            json!({"type": "image", "digest": "sha256:a", "status": "quarantined",
+            "quarantine_reason": "1 critical", "quarantine_source": "acr", "tags": ["v1", "v2"],
+            "deleted_at": ""}),
+        ))
+        .unwrap();
+        let Record::Image(i) = r else {
+            panic!("not an image: {r:?}")
+        };
+        assert_eq!(i.status, Some(ImageStatus::Quarantined));
+        assert_eq!(i.quarantine.unwrap().source.as_deref(), Some("acr"));
+        assert_eq!(i.tags, ["v1", "v2"]);
+        assert_eq!(i.deleted_at, None, "an empty copy reads as none");
+    }
+
+    #[test]
+    fn receipts_without_a_status_are_done_and_keep_their_payload() {
+        let r = decode(&item(json!({"type": "receipt", "payload": {"body": "{}",
+            "sha256": "ab", "size": 2, "provider": "acr", "region": "westeurope"}})))
+        .unwrap()
+        .receipt()
+        .unwrap();
+        assert_eq!(r.status, ReceiptStatus::Done);
+        let p = r.payload.unwrap();
+        assert_eq!((p.body.as_deref(), p.size), (Some("{}"), Some(2)));
+        assert_eq!(p.hints.provider, Some(Provider::Acr));
+        assert_eq!(p.hints.region.as_deref(), Some("westeurope"));
+    }
+
+    #[test]
+    fn a_record_missing_what_was_always_written_is_corrupt() {
+        assert!(matches!(
+            decode(&item(json!({"type": "blocked", "cluster": "prod"}))),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(
+            decode(&item(json!({"type": "deployment"}))).unwrap(),
+            Record::Other("deployment".into())
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! The one map from errors to HTTP statuses, for every HTTP function: each failure has one
+//! status, one code and a body that says what to fix.
+
+use http::{Method, StatusCode, header};
+use lambda_http::{Body, Response};
+use serde_json::json;
+
+use super::http::json_response;
+use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
+use crate::auth::AuthError;
+use crate::pipeline::PipelineError;
+use crate::ports::store::StoreError;
+use crate::providers::ParseError;
+
+/// Every way a request can fail, each with one status and a body that says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no such route")]
+    NotFound,
+    /// A wrong or missing path token (`AUTH_MODE=path-token`): answered exactly as `NotFound`,
+    /// logged and counted as a failed authentication.
+    #[error("no such route")]
+    PathToken,
+    #[error("method {0} is not allowed: use {1}")]
+    MethodNotAllowed(Method, &'static str),
+    #[error("the body is {0} bytes; the limit is {MAX_BODY_BYTES}")]
+    PayloadTooLarge(usize),
+    #[error(
+        "the request carries {0} events; the limit is {MAX_EVENTS_PER_REQUEST} per request and none was recorded: have the sender batch fewer"
+    )]
+    TooManyEvents(usize),
+    #[error("content type {0:?} is not supported: send application/json")]
+    UnsupportedMediaType(String),
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// The images API's path names no repository.
+    #[error("{0}")]
+    BadRepository(String),
+    #[error("a dependency is unavailable, retry later")]
+    Unavailable(#[source] PipelineError),
+    #[error("internal error")]
+    Internal(#[source] PipelineError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound | Self::PathToken => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) | Self::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Parse(ParseError::Reference { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Parse(_) | Self::BadRepository(_) => StatusCode::BAD_REQUEST,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound | Self::PathToken => "not_found",
+            Self::MethodNotAllowed(..) => "method_not_allowed",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::TooManyEvents(_) => "too_many_events",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Parse(ParseError::Json(_)) => "invalid_json",
+            Self::Parse(ParseError::UnknownShape { .. }) => "unknown_format",
+            Self::Parse(ParseError::Reference { .. }) => "invalid_reference",
+            Self::Parse(_) => "invalid_event",
+            Self::BadRepository(_) => "bad_repository",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        match &self {
+            Self::Unavailable(e) => {
+                tracing::error!(error = %e, "dependency unavailable: asking the sender to retry")
+            }
+            Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            Self::Unauthorized(_) | Self::PathToken => {
+                tracing::warn!("request failed authentication")
+            }
+            other => {
+                tracing::info!(status = other.status().as_u16(), error = %other, "request refused")
+            }
+        }
+        let body = match self {
+            // API Gateway's own answer to a path no route matches: a wrong path token must look
+            // exactly like one, in AWS as in `imagehook serve`.
+            Self::NotFound | Self::PathToken => json!({"message": "Not Found"}),
+            _ => json!({"error": self.code(), "message": self.to_string()}),
+        };
+        let mut resp = json_response(self.status(), &body);
+        if let Self::MethodNotAllowed(_, allowed) = self {
+            let allow = if allowed == "POST" {
+                "POST, OPTIONS"
+            } else {
+                allowed
+            };
+            resp.headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static(allow));
+        }
+        if matches!(self, Self::Unavailable(_)) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+/// A failure of ours or of a dependency: 503 with Retry-After when a retry may succeed (the
+/// receipts make it safe), else 500. Decided by the error itself, here and only here.
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        if e.is_retryable() {
+            Self::Unavailable(e)
+        } else {
+            Self::Internal(e)
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::from(PipelineError::Store(e))
+    }
+}

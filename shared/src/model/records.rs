@@ -1,0 +1,254 @@
+//! The records the store keeps, as the pipeline reads them: typed, with statuses as enums. The
+//! adapters decode stored items into these (`adapters/records.rs`), so no attribute map crosses
+//! into the pipeline; the pipeline writes through the store port's operations, naming the same
+//! attributes with the constants and `as_str` values below.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::payload::UrlHints;
+
+/// Where an image's digest stands in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageStatus {
+    Active,
+    Deleted,
+    Quarantined,
+}
+
+impl ImageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Deleted => "deleted",
+            Self::Quarantined => "quarantined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Active, Self::Deleted, Self::Quarantined]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// Whether an event's receipt still waits for its deployments to be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptStatus {
+    /// Recorded, but its deployments are not on record yet: a redelivery completes them.
+    Pending,
+    Done,
+}
+
+impl ReceiptStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Done]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// One stored record, by its kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Receipt(ReceiptRecord),
+    Image(ImageRecord),
+    Tag(TagRecord),
+    Service(ServiceRecord),
+    Blocked(BlockedRecord),
+    Rollout(RolloutRecord),
+    History(HistoryRecord),
+    /// A kind the pipeline never reads back (deployment items), named by its `type`.
+    Other(String),
+}
+
+impl Record {
+    pub fn receipt(self) -> Option<ReceiptRecord> {
+        match self {
+            Self::Receipt(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn image(self) -> Option<ImageRecord> {
+        match self {
+            Self::Image(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn tag(self) -> Option<TagRecord> {
+        match self {
+            Self::Tag(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn service(self) -> Option<ServiceRecord> {
+        match self {
+            Self::Service(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn blocked(self) -> Option<BlockedRecord> {
+        match self {
+            Self::Blocked(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn rollout(self) -> Option<RolloutRecord> {
+        match self {
+            Self::Rollout(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn history(self) -> Option<HistoryRecord> {
+        match self {
+            Self::History(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// An event's receipt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptRecord {
+    pub status: ReceiptStatus,
+    /// The verified request the event came from, as far as it was kept.
+    pub payload: Option<KeptPayload>,
+}
+
+/// A receipt's copy of its request: the body when it was small enough, else its hash and size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeptPayload {
+    pub body: Option<String>,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    pub hints: UrlHints,
+}
+
+/// Why and by whom a digest is quarantined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    pub reason: String,
+    pub source: Option<String>,
+}
+
+/// One digest of a repository.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageRecord {
+    pub digest: Option<String>,
+    pub status: Option<ImageStatus>,
+    pub tags: Vec<String>,
+    pub last_pushed_at: Option<String>,
+    pub deleted_at: Option<String>,
+    pub quarantine: Option<Quarantine>,
+    /// The regions (registry replicas) the digest has arrived in.
+    pub regions: Vec<String>,
+    /// Arrivals and failed replications as recorded (`{region, at, event[, reason]}` each),
+    /// shown by the images API as they are.
+    pub region_arrivals: Option<Value>,
+    pub replication_failures: Option<Value>,
+}
+
+/// Where a tag points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRecord {
+    pub tag: String,
+    /// `None` for a tag pushed without a digest (unpinned).
+    pub digest: Option<String>,
+}
+
+/// What imagehook knows of one ECS service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub cluster: String,
+    pub service: String,
+    /// The digest and tag imagehook last deployed there (`None` when never, or after a
+    /// rollback to something it did not record).
+    pub digest: Option<String>,
+    pub tag: Option<String>,
+    /// Digests whose rollout to this service failed.
+    pub failed_digests: Vec<String>,
+}
+
+/// A deployment held back: the digest is quarantined or deleted, or not yet in a region the
+/// rule requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedRecord {
+    pub digest: String,
+    pub cluster: String,
+    pub service: String,
+    pub container: Option<String>,
+    pub stage: Option<String>,
+    pub tag: Option<String>,
+    /// Held until the digest arrives in this region, not for a quarantine.
+    pub waiting_region: Option<String>,
+}
+
+/// Points an ECS deployment id at the deployment item imagehook recorded when it started it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutRecord {
+    pub deployment_sk: String,
+    pub digest: Option<String>,
+}
+
+/// One version rolled out to one stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryRecord {
+    #[serde(skip)]
+    pub stage: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    pub pushed_at: String,
+    pub event: String,
+    pub services: Vec<HistoryService>,
+}
+
+/// One service of a stage in a history record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryService {
+    pub cluster: String,
+    pub service: String,
+    pub outcome: String,
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_stored_names() {
+        for s in [
+            ImageStatus::Active,
+            ImageStatus::Deleted,
+            ImageStatus::Quarantined,
+        ] {
+            assert_eq!(ImageStatus::parse(s.as_str()), Some(s));
+        }
+        for s in [ReceiptStatus::Pending, ReceiptStatus::Done] {
+            assert_eq!(ReceiptStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ImageStatus::parse("Active"), None);
+        assert_eq!(ReceiptStatus::parse(""), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! What the services run: an event's deployments recorded (with what each service now runs and
+//! the history of its stage), and the services the running index names for a digest.
+
+use serde_json::{Map, json};
+
+use super::history;
+use super::receipt::unexpected;
+use crate::model::deployment::{DeployOutcome, Deployment};
+use crate::model::event::{ImageEvent, Timestamp};
+use crate::model::records::{ReceiptStatus, ServiceRecord};
+use crate::ports::store::keys;
+use crate::ports::store::ops::{Op, Update};
+use crate::ports::store::{Item, Key, MAX_TRANSACTION_ITEMS, Store, StoreError};
+
+/// Room for the receipt's closing update in the last transaction.
+const CHUNK: usize = MAX_TRANSACTION_ITEMS - 1;
+
+pub(super) fn deployment_item(event: &ImageEvent, d: &Deployment, at: &Timestamp) -> (Key, Item) {
+    let what = event
+        .image
+        .digest
+        .as_ref()
+        .map_or_else(|| event.image.to_string(), ToString::to_string);
+    let mut item = Map::new();
+    item.insert("type".into(), json!("deployment"));
+    item.insert("cluster".into(), json!(d.cluster));
+    item.insert("service".into(), json!(d.service));
+    item.insert("outcome".into(), json!(d.outcome.as_str()));
+    item.insert("to".into(), json!(d.image));
+    item.insert(
+        "event".into(),
+        json!(format!("{}#{}", event.provider, event.id)),
+    );
+    item.insert("recorded_at".into(), json!(at.as_str()));
+    for (k, v) in [
+        ("task_definition", &d.task_definition),
+        ("from_task_definition", &d.previous_task_definition),
+        ("stage", &d.stage),
+        ("reason", &d.reason),
+        ("ecs_deployment_id", &d.ecs_deployment_id),
+    ] {
+        if let Some(v) = v {
+            item.insert(k.into(), json!(v));
+        }
+    }
+    let key = Key::new(
+        keys::service_pk(&d.cluster, &d.service),
+        keys::deployment_sk(event.occurred_at.as_str(), &what),
+    );
+    (key, item)
+}
+
+/// Records an event's deployments (and what a service now runs), removes the blocked entries
+/// they settle, and marks the receipt done last, so `done` means everything is on record.
+pub async fn record_deployments(
+    store: &dyn Store,
+    event: &ImageEvent,
+    deployments: &[Deployment],
+    settled: &[Key],
+    at: &Timestamp,
+) -> Result<(), StoreError> {
+    let mut ops = Vec::new();
+    for d in deployments {
+        let (key, item) = deployment_item(event, d, at);
+        if let Some(id) = &d.ecs_deployment_id {
+            // State changes name ECS's deployment id: this points them at the record.
+            let mut pointer = Map::new();
+            pointer.insert("type".into(), json!("rollout"));
+            pointer.insert("deployment_sk".into(), json!(key.sk));
+            pointer.insert("image".into(), json!(d.image));
+            if let Some(digest) = &event.image.digest {
+                pointer.insert("digest".into(), json!(digest.as_str()));
+            }
+            ops.push(Op::Put {
+                key: Key::new(key.pk.clone(), keys::rollout_sk(id)),
+                item: pointer,
+                cond: None,
+            });
+        }
+        ops.push(Op::Put {
+            key,
+            item,
+            cond: None,
+        });
+        if matches!(d.outcome, DeployOutcome::Updated | DeployOutcome::Unchanged) {
+            let key = Key::new(
+                keys::service_pk(&d.cluster, &d.service),
+                keys::SERVICE_CURRENT,
+            );
+            let mut u = Update::new(key)
+                .set("type", "service")
+                .set("cluster", d.cluster.as_str())
+                .set("service", d.service.as_str())
+                .set("image", d.image.as_str())
+                .set("updated_at", at.as_str())
+                // What it ran before, so a rollback can be recorded as a return to it.
+                .copy("previous_digest", "digest", "")
+                .copy("previous_tag", "tag", "")
+                .set("tag", event.image.tag.as_ref().map_or("", |t| t.as_str()))
+                .set_opt("task_definition_arn", d.task_definition.as_deref())
+                .add("version", 1);
+            u = match &event.image.digest {
+                // `running` feeds the index that answers "which services run this digest?".
+                Some(digest) => u
+                    .set("digest", digest.as_str())
+                    .set("running", format!("{}@{digest}", event.image.name())),
+                None => u.remove("digest").remove("running"),
+            };
+            ops.push(Op::Update(u));
+        }
+    }
+    ops.extend(history::history_ops(event, deployments, at));
+    for key in settled {
+        ops.push(Op::Delete {
+            key: key.clone(),
+            cond: None,
+        });
+    }
+    let receipt = Op::Update(
+        Update::new(keys::receipt(event.provider.as_str(), &event.id))
+            .set("status", ReceiptStatus::Done.as_str())
+            .set("deployed_at", at.as_str()),
+    );
+    let mut chunks: Vec<Vec<Op>> = ops.chunks(CHUNK).map(<[Op]>::to_vec).collect();
+    match chunks.last_mut() {
+        Some(last) => last.push(receipt),
+        None => chunks.push(vec![receipt]),
+    }
+    for chunk in chunks {
+        store.transact(chunk).await?.map_err(|c| unexpected(&c))?;
+    }
+    Ok(())
+}
+
+/// The services whose CURRENT item says they run this digest, as `cluster/service`.
+pub async fn services_running(
+    store: &dyn Store,
+    event: &ImageEvent,
+) -> Result<Vec<String>, StoreError> {
+    let Some(digest) = &event.image.digest else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<String> = store
+        .running(&format!("{}@{digest}", event.image.name()))
+        .await?
+        .iter()
+        .map(|s| format!("{}/{}", s.cluster, s.service))
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// What imagehook knows of a service (an empty record when nothing): the digest and tag it last
+/// deployed there, and the digests whose rollout there failed.
+pub async fn service_record(
+    store: &dyn Store,
+    cluster: &str,
+    service: &str,
+) -> Result<ServiceRecord, StoreError> {
+    Ok(store
+        .get(&Key::new(
+            keys::service_pk(cluster, service),
+            keys::SERVICE_CURRENT,
+        ))
+        .await?
+        .and_then(|r| r.service())
+        .unwrap_or_else(|| ServiceRecord {
+            cluster: cluster.to_owned(),
+            service: service.to_owned(),
+            ..ServiceRecord::default()
+        }))
+}

@@ -1,0 +1,203 @@
+//! Held deployments: a deployment of a quarantined or deleted digest, or of one not yet in the
+//! region its rule requires, waits as a `blocked` record, and is applied on release (or on
+//! arrival), once per service and only where the tag still points at the digest.
+
+use serde_json::{Map, json};
+
+use super::deployments::record_deployments;
+use super::receipt::Receipt;
+use super::{Deps, PipelineError, warn_failed};
+use crate::model::event::{ImageEvent, Timestamp};
+use crate::model::result::EventResult;
+use crate::model::rules::Target;
+use crate::ports::store::keys;
+use crate::ports::store::ops::Op;
+use crate::ports::store::{Key, Store, StoreError};
+
+/// A held deployment of the event's digest to `target`: released by the quarantine function, or,
+/// with `waiting_region`, applied when the digest arrives in that region.
+pub(super) fn blocked_op(
+    r: &Receipt<'_>,
+    target: &Target,
+    reason: &str,
+    waiting_region: Option<&str>,
+) -> Op {
+    let e = r.event;
+    let digest = e.image.digest.as_ref().map_or("", |d| d.as_str());
+    let mut b = Map::new();
+    b.insert("type".into(), json!("blocked"));
+    b.insert("cluster".into(), json!(target.cluster));
+    b.insert("service".into(), json!(target.service));
+    b.insert("digest".into(), json!(digest));
+    b.insert("image".into(), json!(e.image.deployable()));
+    b.insert("event".into(), json!(r.by()));
+    b.insert("blocked_at".into(), json!(r.received_at.as_str()));
+    b.insert("reason".into(), json!(reason));
+    for (k, v) in [
+        ("tag", e.image.tag.as_ref().map(|t| t.to_string())),
+        ("container", target.container.clone()),
+        ("stage", target.stage.clone()),
+        ("waiting_region", waiting_region.map(str::to_owned)),
+    ] {
+        if let Some(v) = v {
+            b.insert(k.into(), json!(v));
+        }
+    }
+    Op::Put {
+        key: Key::new(
+            r.image_pk(),
+            keys::blocked_sk(digest, &target.cluster, &target.service),
+        ),
+        item: b,
+        cond: None,
+    }
+}
+
+/// A deployment held back, as the blocked record says.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    pub key: Key,
+    pub target: Target,
+    pub tag: Option<String>,
+    /// Held until the digest arrives in this region (a rule's `require_region`), not for a
+    /// quarantine.
+    pub waiting_region: Option<String>,
+}
+
+/// The blocked deployments of a digest, one per service.
+pub async fn blocked_deployments(
+    store: &dyn Store,
+    event: &ImageEvent,
+) -> Result<Vec<Blocked>, StoreError> {
+    let Some(digest) = &event.image.digest else {
+        return Ok(Vec::new());
+    };
+    let pk = keys::image_pk(
+        event.image.registry.as_str(),
+        event.image.repository.as_str(),
+    );
+    Ok(store
+        .query(&pk, &keys::blocked_prefix(digest.as_str()))
+        .await?
+        .into_iter()
+        .filter_map(|r| r.blocked())
+        .map(|b| Blocked {
+            key: Key::new(
+                pk.clone(),
+                keys::blocked_sk(&b.digest, &b.cluster, &b.service),
+            ),
+            target: Target {
+                cluster: b.cluster,
+                service: b.service,
+                container: b.container,
+                stage: b.stage,
+                // The policy is the rule's, looked up again when the deployment is applied.
+                policy: Default::default(),
+                last_deployed: None,
+                require_region: None,
+            },
+            tag: b.tag,
+            waiting_region: b.waiting_region,
+        })
+        .collect())
+}
+
+/// Where a tag points now (`None`: no such tag, or unpinned).
+pub async fn tag_digest(
+    store: &dyn Store,
+    event: &ImageEvent,
+    tag: &str,
+) -> Result<Option<String>, StoreError> {
+    let pk = keys::image_pk(
+        event.image.registry.as_str(),
+        event.image.repository.as_str(),
+    );
+    Ok(store
+        .get(&Key::new(pk, keys::tag_sk(tag)))
+        .await?
+        .and_then(|r| r.tag())
+        .and_then(|t| t.digest))
+}
+
+/// Applies held deployments of the event's digest, once per service and only where the held
+/// tag still points at the digest (a tag that moved on was deployed, or held, by the newer
+/// push), with the policy each rule has now. Then records them, settles every entry in `held`,
+/// and marks the event's receipt done, even when nothing was deployed.
+pub(crate) async fn apply_held(
+    deps: &Deps<'_>,
+    event: &ImageEvent,
+    held: &[Blocked],
+    result: &mut EventResult,
+) -> Result<(), PipelineError> {
+    let digest = event.image.digest.as_ref().map(ToString::to_string);
+    let mut targets: Vec<Target> = Vec::new();
+    for b in held {
+        let current = match &b.tag {
+            Some(tag) => tag_digest(deps.store, event, tag).await?,
+            None => digest.clone(),
+        };
+        if current == digest
+            && !targets
+                .iter()
+                .any(|t| t.cluster == b.target.cluster && t.service == b.target.service)
+        {
+            targets.push(with_current_policy(deps, event, b));
+        }
+    }
+    let deployments = if targets.is_empty() {
+        Vec::new()
+    } else {
+        deps.deployer.deploy(&event.image, &targets).await?
+    };
+    let settled: Vec<_> = held.iter().map(|b| b.key.clone()).collect();
+    record_deployments(deps.store, event, &deployments, &settled, &Timestamp::now()).await?;
+    warn_failed(result, &deployments);
+    result.deployments = deployments;
+    Ok(())
+}
+
+/// A held deployment with the rollout policy its rule has now (rules may have changed while
+/// the digest was held); the default policy if no rule names the service any more.
+fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Target {
+    let mut image = event.image.clone();
+    if let Some(tag) = b
+        .tag
+        .as_deref()
+        .and_then(|t| crate::model::reference::Tag::parse(t).ok())
+    {
+        image.tag = Some(tag);
+    }
+    let mut target = b.target.clone();
+    if let Some(t) = deps
+        .rules
+        .targets(&image)
+        .into_iter()
+        .find(|t| t.cluster == target.cluster && t.service == target.service)
+    {
+        target.policy = t.policy;
+    }
+    target
+}
+
+/// Holds deployments until the digest arrives in their region.
+pub async fn hold(
+    store: &dyn Store,
+    r: &Receipt<'_>,
+    held: &[(Target, String)],
+) -> Result<(), StoreError> {
+    if held.is_empty() {
+        return Ok(());
+    }
+    let ops = held
+        .iter()
+        .map(|(t, region)| blocked_op(r, t, &not_yet_replicated(region), Some(region.as_str())))
+        .collect();
+    store
+        .transact(ops)
+        .await?
+        .map_err(|_| StoreError::Corrupt("unconditional puts were refused".into()))
+}
+
+pub fn not_yet_replicated(region: &str) -> String {
+    format!("not yet replicated to {region}: deployed when the digest arrives there")
+}
