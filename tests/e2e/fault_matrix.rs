@@ -1,7 +1,7 @@
-//! The fault matrix (README "Faults and retries"): DynamoDB and ECS failing before, during and
-//! after the writes of a push, and throttling, injected on the real SDK clients against moto.
-//! For each: the status tells the sender whether to retry, nothing is half-written, and the
-//! retried delivery converges to exactly one rollout of the service.
+//! The fault matrix (docs/reliability.md, "Faults and retries"): DynamoDB and ECS failing
+//! before, during and after the writes of a push, and throttling, injected on the real SDK
+//! clients against moto. For each: the status tells the sender whether to retry, nothing is
+//! half-written, and the retried delivery converges to exactly one rollout of the service.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(v(""), None);
     }
 
-    /// (running tag, pushed tag, policy) -> decision: the table the README documents.
+    /// (running tag, pushed tag, policy) -> decision: the table of docs/rollouts.md, Policies.
     #[test]
     fn decision_table() {
         let date = Policy {
