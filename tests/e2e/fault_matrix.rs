@@ -49,11 +49,8 @@ async fn faulty() -> Faulty {
                         "service": w.fx.service}]);
     let app = App::new(
         open_config(&w.table, &rules.to_string(), DeployMode::Apply),
-        Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::from_conf(d),
-            &w.table,
-        )),
-        Arc::new(EcsDeployer::new(aws_sdk_ecs::Client::from_conf(e))),
+        Arc::new(DynamoStore::new(dynamo_client_from(d), &w.table)),
+        Arc::new(EcsDeployer::new(ecs_client_from(e))),
     );
     Faulty {
         w,

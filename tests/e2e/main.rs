@@ -8,7 +8,6 @@ mod edge;
 mod fault_matrix;
 mod faults;
 mod follow;
-mod iam;
 mod lifecycle;
 mod limits;
 mod notify;

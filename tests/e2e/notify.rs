@@ -110,7 +110,7 @@ async fn every_kind_reaches_the_webhook_and_the_topic_once() {
     let arn = topic(&w, &capture).await;
     let sinks = vec![
         slack(&capture.url("/hook")),
-        Arc::new(SnsTopic::new(aws_sdk_sns::Client::new(&w.sdk), &arn)) as Arc<dyn Sink>,
+        Arc::new(SnsTopic::new(sns_client(&w.sdk), &arn)) as Arc<dyn Sink>,
     ];
     let app = app_with(&w, &rules(&w, "*"), sinks, Duration::from_secs(5));
     let service = format!("{}/{}", w.fx.cluster, w.fx.service);
@@ -208,7 +208,7 @@ async fn a_failed_rollout_is_announced_by_the_outcomes_path() {
     assert!(one_message(&capture).contains("Deployment started"));
 
     let progress = w.state_change("SERVICE_DEPLOYMENT_IN_PROGRESS", &id, "started");
-    app.outcome(progress.as_bytes()).await.unwrap();
+    outcomes(&app, &progress).await.unwrap();
     assert!(capture.take("/hook").is_empty(), "progress is not news");
 
     let failed = w.state_change(
@@ -217,7 +217,7 @@ async fn a_failed_rollout_is_announced_by_the_outcomes_path() {
         "ECS deployment circuit breaker: tasks failed to start.",
     );
     assert_eq!(
-        app.outcome(failed.as_bytes()).await.unwrap()["outcome"],
+        outcomes(&app, &failed).await.unwrap()["outcome"],
         "recorded"
     );
     let text = one_message(&capture);
@@ -233,10 +233,55 @@ async fn a_failed_rollout_is_announced_by_the_outcomes_path() {
     assert!(text.contains("circuit breaker: rolled back"), "{text}");
     // The redelivered failure is a duplicate: no second message.
     assert_eq!(
-        app.outcome(failed.as_bytes()).await.unwrap()["outcome"],
+        outcomes(&app, &failed).await.unwrap()["outcome"],
         "duplicate"
     );
     assert!(capture.take("/hook").is_empty());
+}
+
+/// The outcomes function publishes a rolled-back deployment to the topic as well (with the
+/// outcomes function's own role: sns:Publish).
+#[tokio::test]
+async fn a_failed_rollout_is_published_to_the_topic_by_the_outcomes_path() {
+    let w = world(&format!("{REPO}:latest")).await;
+    let capture = Capture::start().await;
+    let arn = topic(&w, &capture).await;
+    let sinks = vec![Arc::new(SnsTopic::new(sns_client(&w.sdk), &arn)) as Arc<dyn Sink>];
+    let app = app_with(&w, &rules(&w, "force"), sinks, Duration::from_secs(5));
+    let pushed = push(&app, "latest", &digest(8)).await;
+    let id = pushed["deployments"][0]["ecs_deployment_id"]
+        .as_str()
+        .expect("deployment id")
+        .to_owned();
+    assert_eq!(published(&capture)[0].1["kind"], "deployment-started");
+
+    let failed = w.state_change(
+        "SERVICE_DEPLOYMENT_FAILED",
+        &id,
+        "ECS deployment circuit breaker: tasks failed to start.",
+    );
+    assert_eq!(
+        outcomes(&app, &failed).await.unwrap()["outcome"],
+        "recorded"
+    );
+    let sent = published(&capture);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (subject, message) = &sent[0];
+    assert!(subject.starts_with("Deployment failed: "), "{subject}");
+    assert_eq!(message["kind"], "deployment-failed");
+    let service = format!("{}/{}", w.fx.cluster, w.fx.service);
+    assert_eq!(message["service"], service.as_str());
+    assert!(
+        message["image"].as_str().unwrap().ends_with(&digest(8)),
+        "{message}"
+    );
+    assert!(
+        message["detail"]
+            .as_str()
+            .unwrap()
+            .contains("circuit breaker: rolled back"),
+        "{message}"
+    );
 }
 
 /// A refusing webhook, a closed port, a hanging one and a topic that does not exist: the push
@@ -256,7 +301,7 @@ async fn failing_sinks_never_fail_the_delivery() {
             "http://127.0.0.1:{closed}/services/T000/B000/XXXX"
         )),
         slack(&capture.url("/slow/T000/B000/XXXX")),
-        Arc::new(SnsTopic::new(aws_sdk_sns::Client::new(&w.sdk), missing)) as Arc<dyn Sink>,
+        Arc::new(SnsTopic::new(sns_client(&w.sdk), missing)) as Arc<dyn Sink>,
     ];
     let app = app_with(&w, &rules(&w, "*"), sinks, Duration::from_millis(500));
 
@@ -264,8 +309,7 @@ async fn failing_sinks_never_fail_the_delivery() {
     let req = lambda_http::request::from_str(&with_body(&event_file("generic-push.json"), &body))
         .unwrap();
     let started = Instant::now();
-    let (resp, report) =
-        imagehook_core::edge::http::handle_reported(&app, Function::Push, req).await;
+    let (resp, report) = handle_reported(&app, Function::Push, req).await;
     let took = started.elapsed();
     assert_eq!(resp.status(), 200);
     let reply: Value = serde_json::from_slice(resp.body().as_ref()).unwrap();

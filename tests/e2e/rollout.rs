@@ -299,9 +299,7 @@ async fn task_definition_copies_change_only_the_repository_containers() {
 }
 
 async fn outcome(app: &imagehook_core::app::App, event: &str) -> Value {
-    imagehook_core::pipeline::outcomes::handle(app.store(), event.as_bytes(), 7)
-        .await
-        .unwrap()
+    outcomes(app, event).await.unwrap()
 }
 
 /// A circuit-breaker failure is recorded on the deployment, marks the digest failed for the

@@ -2,8 +2,15 @@
 //! server (started by `scripts/test`), unique resource names per test, and API Gateway events
 //! read from `events/`.
 
+pub mod calls;
 pub mod capture;
 pub mod faults;
+pub mod iam;
+
+pub use calls::{
+    IMAGES, OUTCOMES, as_function, dynamo_client, dynamo_client_from, ecs_client, ecs_client_from,
+    sns_client,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -344,12 +351,9 @@ pub fn app_with_policy(
         quarantine,
         notify: Default::default(),
     };
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(spec.dynamo_sdk),
-        spec.table,
-    ));
+    let store = Arc::new(DynamoStore::new(dynamo_client(spec.dynamo_sdk), spec.table));
     let deployer: Arc<dyn Deployer> = match spec.deploy_mode {
-        DeployMode::Apply => Arc::new(EcsDeployer::new(aws_sdk_ecs::Client::new(spec.ecs_sdk))),
+        DeployMode::Apply => Arc::new(EcsDeployer::new(ecs_client(spec.ecs_sdk))),
         DeployMode::DryRun => Arc::new(DryRunDeployer),
     };
     App::new(config, store, deployer)
@@ -398,10 +402,38 @@ pub struct Reply {
 /// Runs an API Gateway event through a function exactly as the Lambda runtime would hand it over.
 pub async fn invoke(app: &App, function: Function, event: &str) -> Reply {
     let req = lambda_http::request::from_str(event).expect("API Gateway event");
-    let resp = imagehook_core::edge::http::handle(app, function, req).await;
+    let resp = as_function(
+        function.name(),
+        imagehook_core::edge::http::handle(app, function, req),
+    )
+    .await;
     let status = resp.status().as_u16();
     let body = serde_json::from_slice(resp.body().as_ref()).expect("JSON response body");
     Reply { status, body }
+}
+
+/// A request through a webhook function's handler, with what it reports for the metrics.
+pub async fn handle_reported(
+    app: &App,
+    function: Function,
+    req: lambda_http::Request,
+) -> (
+    lambda_http::Response<lambda_http::Body>,
+    imagehook_core::edge::metrics::Report,
+) {
+    as_function(
+        function.name(),
+        imagehook_core::edge::http::handle_reported(app, function, req),
+    )
+    .await
+}
+
+/// An EventBridge event through the outcomes function, as its Lambda runtime hands it over.
+pub async fn outcomes(
+    app: &App,
+    event: &str,
+) -> Result<Value, imagehook_core::ports::store::StoreError> {
+    as_function(OUTCOMES, app.outcome(event.as_bytes())).await
 }
 
 /// The raw item at a key, as DynamoDB holds it, read with the real client.
@@ -525,7 +557,7 @@ impl aws_sdk_dynamodb::config::Intercept for CallLog {
     }
 }
 
-/// DynamoDB and ECS clients that log their calls.
+/// DynamoDB and ECS clients that log their calls (and record them, as every client of an app).
 pub fn counted_clients(
     sdk: &SdkConfig,
     dynamo: &CallLog,
@@ -537,10 +569,7 @@ pub fn counted_clients(
     let e = aws_sdk_ecs::config::Builder::from(sdk)
         .interceptor(ecs.clone())
         .build();
-    (
-        aws_sdk_dynamodb::Client::from_conf(d),
-        aws_sdk_ecs::Client::from_conf(e),
-    )
+    (dynamo_client_from(d), ecs_client_from(e))
 }
 
 /// GET /images/{repository}[?stage=] through the images function's handler.
@@ -556,7 +585,11 @@ pub async fn images_api(app: &App, repository: &str, stage: Option<&str>) -> (u1
             s.to_owned(),
         )]));
     }
-    let resp = imagehook_core::edge::images::handle(app.reader(), req).await;
+    let resp = as_function(
+        IMAGES,
+        imagehook_core::edge::images::handle(app.reader(), req),
+    )
+    .await;
     let body = serde_json::from_slice(resp.body().as_ref()).expect("JSON body");
     (resp.status().as_u16(), body)
 }
