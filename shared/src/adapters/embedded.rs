@@ -11,6 +11,9 @@
 //! delete warning scans for them, and there are few (one per followed service). The text leaves
 //! out `PK` and `SK`, which the map's key and the journal line already hold; reading puts them
 //! back.
+//!
+//! Over 500 lines in one file because the condition evaluator, the journal and the port share
+//! the in-memory map's invariants; a quarter of it is its tests.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;

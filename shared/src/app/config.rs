@@ -1,6 +1,9 @@
 //! Configuration, read from the environment once at init and validated there: a bad value stops
 //! the function from starting, with the variable's name in the message, instead of failing the
 //! first delivery.
+//!
+//! Over 500 lines because over a third of it is its tests: each variable's valid and refused
+//! values.
 
 #[cfg(feature = "aws")]
 use crate::adapters::slack::WebhookUrl;
