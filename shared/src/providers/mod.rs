@@ -211,11 +211,7 @@ pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseEr
             None => Err(ParseError::UnknownShape { tried: Vec::new() }),
         };
     }
-    let by_header = DETECTORS.iter().find(|d| (d.header_hint)(ctx.headers));
-    let detector = by_header
-        .filter(|d| (d.body_shape)(&value))
-        .or_else(|| DETECTORS.iter().find(|d| (d.body_shape)(&value)));
-    match detector {
+    match pick(&value, ctx.headers) {
         Some(d) => (d.parse)(&value, ctx),
         None => Err(ParseError::UnknownShape {
             tried: DETECTORS.iter().map(|d| d.format).collect(),
@@ -288,11 +284,17 @@ pub fn in_region(events: &mut [Parsed], region: Option<&str>) -> Result<(), Pars
 
 /// Which provider a body would be parsed as (for logs on failure paths).
 pub fn detect(body: &Value, headers: &HeaderMap) -> Option<Provider> {
+    pick(body, headers).map(|d| d.provider)
+}
+
+/// The one detection, for `parse` and `detect` alike: the first sender whose header hint
+/// matches, if its body shape agrees, else the first sender whose body shape matches.
+fn pick(body: &Value, headers: &HeaderMap) -> Option<&'static Detector> {
     DETECTORS
         .iter()
-        .find(|d| (d.header_hint)(headers) && (d.body_shape)(body))
+        .find(|d| (d.header_hint)(headers))
+        .filter(|d| (d.body_shape)(body))
         .or_else(|| DETECTORS.iter().find(|d| (d.body_shape)(body)))
-        .map(|d| d.provider)
 }
 
 /// Deserialises a sender's typed view of the body, naming the sender in the error.
@@ -461,6 +463,29 @@ mod tests {
         );
         let generic = serde_json::json!({"image": "a/b:1"});
         assert_eq!(detect(&generic, &HeaderMap::new()), Some(Provider::Generic));
+    }
+
+    #[test]
+    fn detection_names_the_sender_whose_parser_runs() {
+        // Two header hints: Event Grid's comes first in the table and its body shape fails, so
+        // the body decides, and Harbor's shape comes before GitHub's.
+        let mut headers = HeaderMap::new();
+        headers.insert("aeg-event-type", "Notification".parse().unwrap());
+        headers.insert("x-github-event", "package".parse().unwrap());
+        let body = serde_json::json!({"type": "PUSH_ARTIFACT", "occur_at": 1, "event_data": {},
+            "action": "published", "package": {"package_version": {}}});
+        assert_eq!(detect(&body, &headers), Some(Provider::Harbor));
+        let parsed = ctx_parse(&body.to_string(), headers);
+        let provider = match parsed {
+            Ok(out) => match out.as_slice() {
+                [Parsed::Image(e)] => Some(e.provider),
+                [Parsed::Ignored(i)] => Some(i.provider),
+                _ => None,
+            },
+            Err(ParseError::Malformed { provider, .. }) => Some(provider),
+            Err(_) => None,
+        };
+        assert_eq!(provider, Some(Provider::Harbor));
     }
 
     /// Keys the parsers look for, so random documents reach deep into every parser.
