@@ -155,19 +155,13 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         tag,
         digest,
     };
-    Ok(vec![Parsed::Image(ImageEvent {
-        region: None,
-        // A fresh UUID per event, repeated on the dispatcher's retries.
-        id: body.id.clone(),
-        provider: P,
-        action,
-        image,
-        occurred_at: timestamp(P, &body.timestamp)?,
-        media_type: None,
-        size: None,
-        scan: None,
-        reason: internal.map(|i| format!("by Angos ({i})")),
-    })])
+    // A fresh UUID per event, repeated on the dispatcher's retries.
+    let id = body.id.clone();
+    let occurred_at = timestamp(P, &body.timestamp)?;
+    Ok(vec![Parsed::Image(
+        ImageEvent::new(id, P, action, image, occurred_at)
+            .with_reason(internal.map(|i| format!("by Angos ({i})"))),
+    )])
 }
 
 fn registry_host(h: &HeaderMap) -> Option<&str> {

@@ -181,18 +181,11 @@ fn parse_one(v: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, ParseError> {
         Some(t) => timestamp(P, t)?,
         None => ctx.received_at.clone(),
     };
-    Ok(Parsed::Image(ImageEvent {
-        region: None,
-        id: env.id.clone(),
-        provider: P,
-        action,
-        image,
-        occurred_at,
-        media_type: target.media_type.clone(),
-        size: target.size,
-        scan: None,
-        reason: None,
-    }))
+    Ok(Parsed::Image(
+        ImageEvent::new(env.id.clone(), P, action, image, occurred_at)
+            .with_media_type(target.media_type.clone())
+            .with_size(target.size),
+    ))
 }
 
 fn handshake(env: &Envelope) -> Result<Parsed, ParseError> {

@@ -191,18 +191,11 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         None => (None, None),
     };
 
-    Ok(vec![Parsed::Image(ImageEvent {
-        region: None,
-        id,
-        provider: P,
-        action: action_kind,
-        image,
-        occurred_at,
-        media_type,
-        size,
-        scan: None,
-        reason: None,
-    })])
+    Ok(vec![Parsed::Image(
+        ImageEvent::new(id, P, action_kind, image, occurred_at)
+            .with_media_type(media_type)
+            .with_size(size),
+    )])
 }
 
 struct Kind<'a> {

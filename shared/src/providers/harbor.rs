@@ -265,18 +265,12 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
                 }
             },
         };
-        out.push(Parsed::Image(ImageEvent {
-            region: None,
-            id: event_id(&body, r, i, resources.len(), repository),
-            provider: P,
-            action,
-            image,
-            occurred_at: occurred_at.clone(),
-            media_type: None,
-            size: None,
-            scan,
-            reason,
-        }));
+        let id = event_id(&body, r, i, resources.len(), repository);
+        out.push(Parsed::Image(
+            ImageEvent::new(id, P, action, image, occurred_at.clone())
+                .with_scan(scan)
+                .with_reason(reason),
+        ));
     }
     Ok(out)
 }
