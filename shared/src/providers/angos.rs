@@ -16,7 +16,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::{ParseContext, ParseError, header, non_empty, reference, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
 use crate::model::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
@@ -90,7 +90,7 @@ enum Kind {
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
     let body: Body = typed(P, v)?;
-    let host = registry_host(ctx.headers);
+    let host = header(ctx.headers, REGISTRY_HEADER);
     let internal = body.actor.as_ref().and_then(|a| non_empty(&a.internal));
     let kind = match (body.kind.as_str(), internal) {
         ("manifest.push", Some("cache")) => Kind::Ignore(
@@ -164,13 +164,6 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     )])
 }
 
-fn registry_host(h: &HeaderMap) -> Option<&str> {
-    h.get(REGISTRY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
 fn required_digest(body: &Body) -> Result<&str, ParseError> {
     non_empty(&body.digest)
         .ok_or_else(|| ParseError::malformed(P, format!("{} event without `digest`", body.kind)))
@@ -196,6 +189,7 @@ fn ignored(body: &Body, host: Option<&str>, reason: &str) -> IgnoredEvent {
 
 #[cfg(test)]
 mod tests {
+    use super::super::only_ignored as ignored_of;
     use super::*;
     use crate::model::event::Timestamp;
 
@@ -236,13 +230,6 @@ mod tests {
             v[k] = x.clone();
         }
         v
-    }
-
-    fn ignored_of(out: &[Parsed]) -> &IgnoredEvent {
-        let [Parsed::Ignored(i)] = out else {
-            panic!("{out:?}")
-        };
-        i
     }
 
     #[test]

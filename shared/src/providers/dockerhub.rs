@@ -112,6 +112,7 @@ fn unix_seconds(n: &serde_json::Number) -> Result<Timestamp, ParseError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::only_image as one;
     use super::*;
     use serde_json::json;
 
@@ -140,13 +141,6 @@ mod tests {
                 "status": "Active"
             }
         })
-    }
-
-    fn one(out: &[Parsed]) -> &ImageEvent {
-        let [Parsed::Image(e)] = out else {
-            panic!("{out:?}")
-        };
-        e
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use http::HeaderMap;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, image_ref, timestamp};
+use super::{ParseContext, ParseError, header, image_ref, timestamp};
 use crate::model::event::{
     Action, IgnoredEvent, ImageEvent, Parsed, Provider, Timestamp, content_id,
 };
@@ -51,13 +51,6 @@ fn package_object(v: &Value) -> Option<(&'static str, &Value)> {
     ["package", "registry_package"]
         .into_iter()
         .find_map(|k| v.get(k).filter(|p| p.is_object()).map(|p| (k, p)))
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {

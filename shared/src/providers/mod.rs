@@ -302,6 +302,14 @@ pub(crate) fn typed<T: DeserializeOwned>(provider: Provider, v: &Value) -> Resul
     T::deserialize(v).map_err(|e| ParseError::malformed(provider, e.to_string()))
 }
 
+/// A header's value, trimmed; `None` when it is absent, empty or not text.
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
 pub(crate) fn user_agent_starts_with(headers: &HeaderMap, prefix: &str) -> bool {
     headers
         .get(http::header::USER_AGENT)
