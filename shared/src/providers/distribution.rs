@@ -7,6 +7,8 @@
 //! registry host comes from `request.host` (the host the client called), else `target.url`.
 //! Distribution signs nothing: authenticate with a static `Authorization` header in the
 //! endpoint's `headers`.
+//!
+//! More than half of this file is its tests: pushes, deletes, batches and both media types.
 
 use http::HeaderMap;
 use serde::Deserialize;

@@ -7,6 +7,8 @@
 //! The Event Grid schema's subscription handshake (`Microsoft.EventGrid.SubscriptionValidationEvent`)
 //! becomes a [`Parsed::Handshake`] carrying `{"validationResponse": <validationCode>}`. The
 //! CloudEvents schema validates with an HTTP OPTIONS request instead, which never reaches a parser.
+//!
+//! More than half of this file is its tests: both schemas, the handshake, and batches.
 
 use http::HeaderMap;
 use serde::Deserialize;
