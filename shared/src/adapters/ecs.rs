@@ -21,8 +21,8 @@ use crate::ports::deployer::{DeployError, DeployOutcome, Deployer, Deployment};
 /// infrastructure-as-code registered.
 pub const MANAGED_BY: (&str, &str) = ("managed-by", "imagehook");
 
-/// DescribeServices takes at most this many services per call.
-const DESCRIBE_BATCH: usize = 10;
+/// DescribeServices takes at most this many services per call (here and in follow discovery).
+pub(super) const DESCRIBE_BATCH: usize = 10;
 
 /// Error codes that no retry can fix: the deployment is recorded as failed instead of asking
 /// the sender to redeliver for a day.
@@ -69,18 +69,25 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let code = err.code().map(str::to_owned);
-    let message = DisplayErrorContext(&err).to_string();
-    match code.as_deref() {
+    match err.code() {
         Some(c) if PERMANENT_CODES.contains(&c) => Failure::Permanent(format!(
             "{operation}: {c}: {}",
             err.message().unwrap_or("refused")
         )),
-        _ => Failure::Transient(DeployError {
-            operation,
-            message,
-            source: Some(Box::new(err)),
-        }),
+        _ => Failure::Transient(transient(operation, err)),
+    }
+}
+
+/// An SDK error as a `DeployError`, which asks the sender to redeliver. Discovery (follow.rs)
+/// treats every error so: a failed scan must not read as "no followers".
+pub(super) fn transient(
+    operation: &'static str,
+    err: impl std::error::Error + Send + Sync + 'static,
+) -> DeployError {
+    DeployError {
+        operation,
+        message: DisplayErrorContext(&err).to_string(),
+        source: Some(Box::new(err)),
     }
 }
 

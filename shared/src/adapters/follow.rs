@@ -14,6 +14,7 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::ServiceField;
 use tokio::sync::Mutex;
 
+use super::ecs::{DESCRIBE_BATCH, transient};
 use crate::model::policy::Policy;
 use crate::model::reference::{ImageRef, image_name_of};
 use crate::model::rules::{TagPattern, Target};
@@ -25,9 +26,6 @@ pub const STAGE_TAG: &str = "imagehook:stage";
 
 /// How long a discovery is trusted by default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
-
-/// DescribeServices takes at most this many services per call.
-const DESCRIBE_BATCH: usize = 10;
 
 /// One service that asked, by its tags, to follow what it runs.
 #[derive(Debug, Clone)]
@@ -65,17 +63,6 @@ pub struct Discovery {
     clusters: Vec<String>,
     ttl: Duration,
     cache: Mutex<Cached>,
-}
-
-fn transient(
-    operation: &'static str,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> DeployError {
-    DeployError {
-        operation,
-        message: aws_sdk_ecs::error::DisplayErrorContext(&e).to_string(),
-        source: Some(Box::new(e)),
-    }
 }
 
 impl Discovery {

@@ -227,8 +227,8 @@ pub struct ImageEvent {
 }
 
 impl ImageEvent {
-    /// An event with only what every event has; the optional fields are set with struct
-    /// update syntax where a sender provides them.
+    /// An event with only what every event has; the `with_` setters add the optional fields a
+    /// sender provides (each takes an `Option`, so a field the sender left out stays `None`).
     pub fn new(
         id: String,
         provider: Provider,
@@ -248,6 +248,31 @@ impl ImageEvent {
             reason: None,
             region: None,
         }
+    }
+
+    pub fn with_media_type(mut self, media_type: Option<String>) -> Self {
+        self.media_type = media_type;
+        self
+    }
+
+    pub fn with_size(mut self, size: Option<u64>) -> Self {
+        self.size = size;
+        self
+    }
+
+    pub fn with_scan(mut self, scan: Option<ScanSummary>) -> Self {
+        self.scan = scan;
+        self
+    }
+
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    pub fn with_region(mut self, region: Option<String>) -> Self {
+        self.region = region;
+        self
     }
 }
 

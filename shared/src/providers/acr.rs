@@ -85,19 +85,16 @@ pub(super) fn parse(v: &Value, _ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, P
         non_empty(&target.digest),
         || "event with neither `target.tag` nor `target.digest`".to_owned(),
     )?;
-    Ok(vec![Parsed::Image(ImageEvent {
-        region: None,
-        id: body.id.clone(),
-        provider: P,
-        action,
-        image,
-        occurred_at: timestamp(P, &body.timestamp)?,
-        media_type: target.media_type.clone(),
-        size: target.size,
-        scan: None,
-        reason: (action == Action::Quarantine)
-            .then(|| "quarantined by Azure Container Registry".to_owned()),
-    })])
+    let occurred_at = timestamp(P, &body.timestamp)?;
+    Ok(vec![Parsed::Image(
+        ImageEvent::new(body.id.clone(), P, action, image, occurred_at)
+            .with_media_type(target.media_type.clone())
+            .with_size(target.size)
+            .with_reason(
+                (action == Action::Quarantine)
+                    .then(|| "quarantined by Azure Container Registry".to_owned()),
+            ),
+    )])
 }
 
 fn ignored(body: &Body, action: &str) -> IgnoredEvent {

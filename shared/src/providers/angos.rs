@@ -16,7 +16,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::{ParseContext, ParseError, header, non_empty, reference, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
 use crate::model::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
@@ -90,7 +90,7 @@ enum Kind {
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
     let body: Body = typed(P, v)?;
-    let host = registry_host(ctx.headers);
+    let host = header(ctx.headers, REGISTRY_HEADER);
     let internal = body.actor.as_ref().and_then(|a| non_empty(&a.internal));
     let kind = match (body.kind.as_str(), internal) {
         ("manifest.push", Some("cache")) => Kind::Ignore(
@@ -155,26 +155,13 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         tag,
         digest,
     };
-    Ok(vec![Parsed::Image(ImageEvent {
-        region: None,
-        // A fresh UUID per event, repeated on the dispatcher's retries.
-        id: body.id.clone(),
-        provider: P,
-        action,
-        image,
-        occurred_at: timestamp(P, &body.timestamp)?,
-        media_type: None,
-        size: None,
-        scan: None,
-        reason: internal.map(|i| format!("by Angos ({i})")),
-    })])
-}
-
-fn registry_host(h: &HeaderMap) -> Option<&str> {
-    h.get(REGISTRY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    // A fresh UUID per event, repeated on the dispatcher's retries.
+    let id = body.id.clone();
+    let occurred_at = timestamp(P, &body.timestamp)?;
+    Ok(vec![Parsed::Image(
+        ImageEvent::new(id, P, action, image, occurred_at)
+            .with_reason(internal.map(|i| format!("by Angos ({i})"))),
+    )])
 }
 
 fn required_digest(body: &Body) -> Result<&str, ParseError> {
@@ -202,6 +189,7 @@ fn ignored(body: &Body, host: Option<&str>, reason: &str) -> IgnoredEvent {
 
 #[cfg(test)]
 mod tests {
+    use super::super::only_ignored as ignored_of;
     use super::*;
     use crate::model::event::Timestamp;
 
@@ -242,13 +230,6 @@ mod tests {
             v[k] = x.clone();
         }
         v
-    }
-
-    fn ignored_of(out: &[Parsed]) -> &IgnoredEvent {
-        let [Parsed::Ignored(i)] = out else {
-            panic!("{out:?}")
-        };
-        i
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! registry host comes from `request.host` (the host the client called), else `target.url`.
 //! Distribution signs nothing: authenticate with a static `Authorization` header in the
 //! endpoint's `headers`.
+//!
+//! More than half of this file is its tests: pushes, deletes, batches and both media types.
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -185,18 +187,11 @@ fn parse_event(e: &Event) -> Result<Parsed, ParseError> {
         Some(s) => timestamp(P, s)?,
         None => return Err(ParseError::malformed(P, "event without `timestamp`")),
     };
-    Ok(Parsed::Image(ImageEvent {
-        region: None,
-        id: event_id(e),
-        provider: P,
-        action,
-        image,
-        occurred_at,
-        media_type: non_empty(&t.media_type).map(str::to_owned),
-        size: t.size.filter(|s| *s > 0).or(t.length.filter(|l| *l > 0)),
-        scan: None,
-        reason: None,
-    }))
+    Ok(Parsed::Image(
+        ImageEvent::new(event_id(e), P, action, image, occurred_at)
+            .with_media_type(non_empty(&t.media_type).map(str::to_owned))
+            .with_size(t.size.filter(|s| *s > 0).or(t.length.filter(|l| *l > 0))),
+    ))
 }
 
 /// A manifest by its media type, or by its URL when the media type is unknown or absent.

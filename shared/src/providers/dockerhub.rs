@@ -87,18 +87,10 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     };
     let pushed_at_text = pushed_at.map(ToString::to_string).unwrap_or_default();
     let id = content_id(&["push", image.repository.as_str(), tag, &pushed_at_text]);
-    Ok(vec![Parsed::Image(ImageEvent {
-        region: None,
-        id,
-        provider: P,
-        action: Action::Push,
-        image,
-        occurred_at,
-        media_type: media_type.map(str::to_owned),
-        size: None,
-        scan: None,
-        reason: None,
-    })])
+    Ok(vec![Parsed::Image(
+        ImageEvent::new(id, P, Action::Push, image, occurred_at)
+            .with_media_type(media_type.map(str::to_owned)),
+    )])
 }
 
 fn unix_seconds(n: &serde_json::Number) -> Result<Timestamp, ParseError> {
@@ -120,6 +112,7 @@ fn unix_seconds(n: &serde_json::Number) -> Result<Timestamp, ParseError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::only_image as one;
     use super::*;
     use serde_json::json;
 
@@ -148,13 +141,6 @@ mod tests {
                 "status": "Active"
             }
         })
-    }
-
-    fn one(out: &[Parsed]) -> &ImageEvent {
-        let [Parsed::Image(e)] = out else {
-            panic!("{out:?}")
-        };
-        e
     }
 
     #[test]

@@ -123,19 +123,12 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         detail.tag_and_digest(),
     )?;
     let occurred_at = event_time(env.time.as_ref(), ctx)?;
-    Ok(vec![Parsed::Image(ImageEvent {
-        // A push lands in the registry of its own Region first.
-        region: Some(region.to_owned()),
-        id: env.id.clone(),
-        provider: P,
-        action,
-        image,
-        occurred_at,
-        media_type: detail.manifest_media_type.clone(),
-        size: None,
-        scan: None,
-        reason: None,
-    })])
+    Ok(vec![Parsed::Image(
+        ImageEvent::new(env.id.clone(), P, action, image, occurred_at)
+            // A push lands in the registry of its own Region first.
+            .with_region(Some(region.to_owned()))
+            .with_media_type(detail.manifest_media_type.clone()),
+    )])
 }
 
 /// "ECR Replication Action": the event comes from the destination Region and account; the image
@@ -181,11 +174,11 @@ fn parse_replication(env: &Envelope, ctx: &ParseContext<'_>) -> Result<Vec<Parse
     let occurred_at = event_time(env.time.as_ref(), ctx)?;
     let reason = (action == Action::ReplicationFailed)
         .then(|| format!("ECR could not replicate the image to {region}"));
-    Ok(vec![Parsed::Image(ImageEvent {
-        region: Some(region),
-        reason,
-        ..ImageEvent::new(env.id.clone(), P, action, image, occurred_at)
-    })])
+    Ok(vec![Parsed::Image(
+        ImageEvent::new(env.id.clone(), P, action, image, occurred_at)
+            .with_region(Some(region))
+            .with_reason(reason),
+    )])
 }
 
 /// The image an ECR event names, in the registry of `(account, region)`.

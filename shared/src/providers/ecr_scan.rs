@@ -191,26 +191,20 @@ fn event(
     digest: &str,
     scan: ScanSummary,
 ) -> Result<ImageEvent, ParseError> {
-    Ok(ImageEvent {
-        region: None,
-        id: env.id.clone(),
-        provider: P,
-        action: Action::Quarantine,
-        image: ImageRef {
-            registry: reference(P, Registry::parse(&registry_host(account, region)))?,
-            repository: reference(P, Repository::parse(repository))?,
-            tag: None,
-            digest: Some(reference(P, Digest::parse(digest))?),
-        },
-        occurred_at: match non_empty(&env.time) {
-            Some(t) => timestamp(P, t)?,
-            None => ctx.received_at.clone(),
-        },
-        media_type: None,
-        size: None,
-        scan: Some(scan),
-        reason: None,
-    })
+    let image = ImageRef {
+        registry: reference(P, Registry::parse(&registry_host(account, region)))?,
+        repository: reference(P, Repository::parse(repository))?,
+        tag: None,
+        digest: Some(reference(P, Digest::parse(digest))?),
+    };
+    let occurred_at = match non_empty(&env.time) {
+        Some(t) => timestamp(P, t)?,
+        None => ctx.received_at.clone(),
+    };
+    Ok(
+        ImageEvent::new(env.id.clone(), P, Action::Quarantine, image, occurred_at)
+            .with_scan(Some(scan)),
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! The Event Grid schema's subscription handshake (`Microsoft.EventGrid.SubscriptionValidationEvent`)
 //! becomes a [`Parsed::Handshake`] carrying `{"validationResponse": <validationCode>}`. The
 //! CloudEvents schema validates with an HTTP OPTIONS request instead, which never reaches a parser.
+//!
+//! More than half of this file is its tests: both schemas, the handshake, and batches.
 
 use http::HeaderMap;
 use serde::Deserialize;
@@ -181,18 +183,11 @@ fn parse_one(v: &Value, ctx: &ParseContext<'_>) -> Result<Parsed, ParseError> {
         Some(t) => timestamp(P, t)?,
         None => ctx.received_at.clone(),
     };
-    Ok(Parsed::Image(ImageEvent {
-        region: None,
-        id: env.id.clone(),
-        provider: P,
-        action,
-        image,
-        occurred_at,
-        media_type: target.media_type.clone(),
-        size: target.size,
-        scan: None,
-        reason: None,
-    }))
+    Ok(Parsed::Image(
+        ImageEvent::new(env.id.clone(), P, action, image, occurred_at)
+            .with_media_type(target.media_type.clone())
+            .with_size(target.size),
+    ))
 }
 
 fn handshake(env: &Envelope) -> Result<Parsed, ParseError> {

@@ -13,7 +13,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::{ParseContext, ParseError, header, non_empty, reference, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
 use crate::model::reference::ImageRef;
 
@@ -210,15 +210,9 @@ fn ignored(n: &Notification, id: String, action: &str) -> IgnoredEvent {
     }
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::only_image as image_of;
     use super::*;
     use crate::model::event::Timestamp;
     use crate::model::reference::{Digest, Tag};
@@ -241,13 +235,6 @@ mod tests {
                         "publish_time": "2026-07-08T09:10:11.123Z"},
             "subscription": "projects/acme-prod/subscriptions/gcr-to-imagehook"
         })
-    }
-
-    fn image_of(out: &[Parsed]) -> &ImageEvent {
-        let [Parsed::Image(e)] = out else {
-            panic!("{out:?}")
-        };
-        e
     }
 
     #[test]

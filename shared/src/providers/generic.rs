@@ -166,18 +166,13 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             body.timestamp.as_deref().unwrap_or(""),
         ]),
     };
-    Ok(vec![Parsed::Image(ImageEvent {
-        region,
-        id,
-        provider: P,
-        action,
-        image,
-        occurred_at,
-        media_type: body.media_type,
-        size: body.size,
-        scan: None,
-        reason: body.reason,
-    })])
+    Ok(vec![Parsed::Image(
+        ImageEvent::new(id, P, action, image, occurred_at)
+            .with_region(region)
+            .with_media_type(body.media_type)
+            .with_size(body.size)
+            .with_reason(body.reason),
+    )])
 }
 
 #[cfg(test)]

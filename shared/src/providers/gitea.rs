@@ -11,7 +11,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
+use super::{ParseContext, ParseError, header, image_ref, non_empty, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
 
 const P: Provider = Provider::Gitea;
@@ -36,12 +36,7 @@ pub(super) fn body_shape(v: &Value) -> bool {
 }
 
 fn first_header<'a>(h: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
-    names.iter().find_map(|n| {
-        h.get(*n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-    })
+    names.iter().find_map(|n| header(h, n))
 }
 
 #[derive(Deserialize)]

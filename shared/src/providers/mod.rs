@@ -211,11 +211,7 @@ pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseEr
             None => Err(ParseError::UnknownShape { tried: Vec::new() }),
         };
     }
-    let by_header = DETECTORS.iter().find(|d| (d.header_hint)(ctx.headers));
-    let detector = by_header
-        .filter(|d| (d.body_shape)(&value))
-        .or_else(|| DETECTORS.iter().find(|d| (d.body_shape)(&value)));
-    match detector {
+    match pick(&value, ctx.headers) {
         Some(d) => (d.parse)(&value, ctx),
         None => Err(ParseError::UnknownShape {
             tried: DETECTORS.iter().map(|d| d.format).collect(),
@@ -288,16 +284,30 @@ pub fn in_region(events: &mut [Parsed], region: Option<&str>) -> Result<(), Pars
 
 /// Which provider a body would be parsed as (for logs on failure paths).
 pub fn detect(body: &Value, headers: &HeaderMap) -> Option<Provider> {
+    pick(body, headers).map(|d| d.provider)
+}
+
+/// The one detection, for `parse` and `detect` alike: the first sender whose header hint
+/// matches, if its body shape agrees, else the first sender whose body shape matches.
+fn pick(body: &Value, headers: &HeaderMap) -> Option<&'static Detector> {
     DETECTORS
         .iter()
-        .find(|d| (d.header_hint)(headers) && (d.body_shape)(body))
+        .find(|d| (d.header_hint)(headers))
+        .filter(|d| (d.body_shape)(body))
         .or_else(|| DETECTORS.iter().find(|d| (d.body_shape)(body)))
-        .map(|d| d.provider)
 }
 
 /// Deserialises a sender's typed view of the body, naming the sender in the error.
 pub(crate) fn typed<T: DeserializeOwned>(provider: Provider, v: &Value) -> Result<T, ParseError> {
     T::deserialize(v).map_err(|e| ParseError::malformed(provider, e.to_string()))
+}
+
+/// A header's value, trimmed; `None` when it is absent, empty or not text.
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
 }
 
 pub(crate) fn user_agent_starts_with(headers: &HeaderMap, prefix: &str) -> bool {
@@ -408,143 +418,4 @@ fn run_parser(parse: ParseFn, v: &Value) -> Result<Vec<Parsed>, ParseError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn ctx_parse(body: &str, headers: HeaderMap) -> Result<Vec<Parsed>, ParseError> {
-        let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
-        parse(
-            body.as_bytes(),
-            &ParseContext {
-                headers: &headers,
-                received_at: &now,
-                provider: None,
-            },
-        )
-    }
-
-    #[test]
-    fn unknown_shape_names_every_format_tried() {
-        let err = ctx_parse(r#"{"hello": "world"}"#, HeaderMap::new()).unwrap_err();
-        let msg = err.to_string();
-        assert!(matches!(err, ParseError::UnknownShape { .. }));
-        assert!(msg.contains("Azure Container Registry webhook"), "{msg}");
-        assert!(
-            msg.contains("Amazon EventBridge event (ECR, Inspector)"),
-            "{msg}"
-        );
-        assert!(msg.contains("generic"), "{msg}");
-    }
-
-    #[test]
-    fn invalid_json_is_a_json_error() {
-        assert!(matches!(
-            ctx_parse("{", HeaderMap::new()),
-            Err(ParseError::Json(_))
-        ));
-        assert!(matches!(
-            ctx_parse("[1,2]", HeaderMap::new()),
-            Err(ParseError::UnknownShape { .. })
-        ));
-    }
-
-    #[test]
-    fn detection_picks_the_sender_from_the_body_shape() {
-        let acr =
-            serde_json::json!({"id": "1", "timestamp": "2026-01-01T00:00:00Z", "action": "ping"});
-        assert_eq!(detect(&acr, &HeaderMap::new()), Some(Provider::Acr));
-        let ecr = serde_json::json!({"source": "aws.ecr", "detail-type": "ECR Image Action", "detail": {}});
-        assert_eq!(
-            detect(&ecr, &HeaderMap::new()),
-            Some(Provider::EcrEventbridge)
-        );
-        let generic = serde_json::json!({"image": "a/b:1"});
-        assert_eq!(detect(&generic, &HeaderMap::new()), Some(Provider::Generic));
-    }
-
-    /// Keys the parsers look for, so random documents reach deep into every parser.
-    const KEYS: &[&str] = &[
-        "id",
-        "action",
-        "timestamp",
-        "target",
-        "repository",
-        "tag",
-        "digest",
-        "request",
-        "host",
-        "detail-type",
-        "source",
-        "detail",
-        "account",
-        "region",
-        "time",
-        "result",
-        "action-type",
-        "repository-name",
-        "image-digest",
-        "image-tag",
-        "events",
-        "type",
-        "occur_at",
-        "event_data",
-        "resources",
-        "resource_url",
-        "push_data",
-        "repo_name",
-        "pushed_at",
-        "docker_url",
-        "updated_tags",
-        "namespace",
-        "name",
-        "package",
-        "package_version",
-        "container_metadata",
-        "message",
-        "data",
-        "eventType",
-        "eventTime",
-        "specversion",
-        "image",
-        "quarantine",
-        "scan-status",
-        "finding-severity-counts",
-        "mediaType",
-        "url",
-    ];
-
-    fn json_value() -> impl Strategy<Value = serde_json::Value> {
-        let leaf = prop_oneof![
-            Just(serde_json::Value::Null),
-            any::<bool>().prop_map(serde_json::Value::from),
-            any::<i64>().prop_map(serde_json::Value::from),
-            "[a-zA-Z0-9:./@_-]{0,80}".prop_map(serde_json::Value::from),
-            "[0-9a-f]{64}".prop_map(|h| serde_json::Value::from(format!("sha256:{h}"))),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
-                prop::collection::vec((prop::sample::select(KEYS), inner), 0..8).prop_map(|kv| {
-                    serde_json::Value::Object(
-                        kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-                    )
-                }),
-            ]
-        })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-
-        /// No body, however odd, makes a parser panic: it parses or it is refused.
-        #[test]
-        fn parsing_never_panics(v in json_value(), forced in prop::option::of(prop::sample::select(Provider::ALL))) {
-            let headers = HeaderMap::new();
-            let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
-            let body = serde_json::to_vec(&v).unwrap();
-            let ctx = ParseContext { headers: &headers, received_at: &now, provider: forced };
-            let _ = parse(&body, &ctx);
-        }
-    }
-}
+mod tests;

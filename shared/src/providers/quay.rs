@@ -65,23 +65,14 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
                 tag.as_str(),
                 &canonical,
             ]);
-            Ok(Parsed::Image(ImageEvent {
-                region: None,
-                id,
-                provider: P,
-                action: Action::Push,
-                image: ImageRef {
-                    registry: registry.clone(),
-                    repository: repository.clone(),
-                    tag: Some(tag),
-                    digest: None,
-                },
-                occurred_at: ctx.received_at.clone(),
-                media_type: None,
-                size: None,
-                scan: None,
-                reason: None,
-            }))
+            let image = ImageRef {
+                registry: registry.clone(),
+                repository: repository.clone(),
+                tag: Some(tag),
+                digest: None,
+            };
+            let event = ImageEvent::new(id, P, Action::Push, image, ctx.received_at.clone());
+            Ok(Parsed::Image(event))
         })
         .collect()
 }
