@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod faults;
+pub mod layers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
