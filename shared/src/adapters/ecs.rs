@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
 use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition, TaskDefinitionField};
 
+use super::ecs_errors::{DESCRIBE_BATCH, Failure, classify};
 use super::follow::Discovery;
 use crate::model::policy::Decision;
 use crate::model::reference::{ImageRef, image_name_of};
@@ -20,21 +20,6 @@ use crate::ports::deployer::{DeployError, DeployOutcome, Deployer, Deployment};
 /// Every revision imagehook registers carries this tag, so it can be told from revisions that
 /// infrastructure-as-code registered.
 pub const MANAGED_BY: (&str, &str) = ("managed-by", "imagehook");
-
-/// DescribeServices takes at most this many services per call (here and in follow discovery).
-pub(super) const DESCRIBE_BATCH: usize = 10;
-
-/// Error codes that no retry can fix: the deployment is recorded as failed instead of asking
-/// the sender to redeliver for a day.
-const PERMANENT_CODES: &[&str] = &[
-    "ClusterNotFoundException",
-    "ServiceNotFoundException",
-    "ServiceNotActiveException",
-    "InvalidParameterException",
-    "ClientException",
-    "PlatformUnknownException",
-    "PlatformTaskDefinitionIncompatibilityException",
-];
 
 #[derive(Debug, Clone)]
 pub struct EcsDeployer {
@@ -56,38 +41,6 @@ impl EcsDeployer {
             self.discovery = Some(Arc::new(Discovery::new(self.client.clone(), clusters, ttl)));
         }
         self
-    }
-}
-
-enum Failure {
-    Permanent(String),
-    Transient(DeployError),
-}
-
-fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> Failure
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match err.code() {
-        Some(c) if PERMANENT_CODES.contains(&c) => Failure::Permanent(format!(
-            "{operation}: {c}: {}",
-            err.message().unwrap_or("refused")
-        )),
-        _ => Failure::Transient(transient(operation, err)),
-    }
-}
-
-/// An SDK error as a `DeployError`, which asks the sender to redeliver. Discovery (follow.rs)
-/// treats every error so: a failed scan must not read as "no followers".
-pub(super) fn transient(
-    operation: &'static str,
-    err: impl std::error::Error + Send + Sync + 'static,
-) -> DeployError {
-    DeployError {
-        operation,
-        message: DisplayErrorContext(&err).to_string(),
-        source: Some(Box::new(err)),
     }
 }
 

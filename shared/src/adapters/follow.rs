@@ -14,7 +14,7 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::ServiceField;
 use tokio::sync::Mutex;
 
-use super::ecs::{DESCRIBE_BATCH, transient};
+use super::ecs_errors::{DESCRIBE_BATCH, transient};
 use crate::model::policy::Policy;
 use crate::model::reference::{ImageRef, image_name_of};
 use crate::model::rules::{TagPattern, Target};

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod dry_run;
 pub mod dynamo;
 pub mod ecs;
+mod ecs_errors;
 pub mod embedded;
 pub mod follow;
 pub mod records;

@@ -5,7 +5,7 @@ use http::{Method, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::json;
 
-use super::http::json_response;
+use super::response::json_response;
 use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::auth::AuthError;
 use crate::pipeline::PipelineError;

@@ -10,27 +10,12 @@ use crate::app::{App, Function};
 use crate::auth::{AuthMode, Presented};
 pub use crate::edge::error::ApiError;
 use crate::edge::metrics::Report;
+pub use crate::edge::response::json_response;
 use crate::model::event::{Parsed, Provider, Timestamp};
 use crate::model::payload::Payload;
-use crate::model::result::Receipt;
+use crate::model::result::Accepted;
 use crate::pipeline;
 use crate::providers::{self, ParseError, UrlHints};
-
-/// Serialises `body` straight to text: through a `Value` first, a receipt cost twice as much.
-pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
-    // Only a map with non-string keys fails to serialise, and no response holds one.
-    let text = serde_json::to_string(body).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "response body not serialisable");
-        "{}".to_owned()
-    });
-    let mut resp = Response::new(Body::Text(text));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp
-}
 
 /// The body as bytes, whatever API Gateway made of it (text, or binary it base64-decoded).
 pub fn body_bytes(body: &Body) -> Bytes {
@@ -143,7 +128,7 @@ pub async fn handle_reported(
 ) -> (Response<Body>, Report) {
     let mut report = Report::default();
     let resp = match handle_inner(app, function, req).await {
-        Ok(Reply::Receipt(receipt)) => {
+        Ok(Reply::Accepted(receipt)) => {
             report.notify_failures =
                 crate::pipeline::notices::send(app.notifier(), &receipt.events).await;
             for e in &receipt.events {
@@ -168,7 +153,7 @@ pub async fn handle_reported(
 }
 
 enum Reply {
-    Receipt(Receipt),
+    Accepted(Accepted),
     Handshake(serde_json::Value),
     Raw(Response<Body>),
 }
@@ -231,7 +216,7 @@ async fn handle_inner(
     let payload = Payload::new(&body, hints);
     let deps = app.deps(Some(&payload));
     let results = pipeline::handle(&deps, function, events, &received_at).await?;
-    Ok(Reply::Receipt(Receipt {
+    Ok(Reply::Accepted(Accepted {
         received: results.len(),
         events: results,
     }))

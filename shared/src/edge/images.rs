@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 
 use crate::edge::error::ApiError;
-use crate::edge::http::json_response;
+use crate::edge::response::json_response;
 use crate::model::reference::ImageRef;
 use crate::pipeline::history;
 use crate::ports::store::StoreRead;

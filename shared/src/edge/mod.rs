@@ -6,3 +6,4 @@ pub mod http;
 pub mod images;
 pub mod lambda;
 pub mod metrics;
+pub mod response;

@@ -147,9 +147,9 @@ impl EventResult {
     }
 }
 
-/// The whole 200 body.
+/// The whole 200 body: every event the request carried, in order, with what became of it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Receipt {
+pub struct Accepted {
     pub received: usize,
     pub events: Vec<EventResult>,
 }

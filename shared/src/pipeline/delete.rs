@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use super::deployments::services_running;
+use super::deps::{Deps, PipelineError};
 use super::receipt::{MAX_ATTEMPTS, Receipt};
-use super::{Deps, PipelineError};
 use crate::model::event::{ImageEvent, Timestamp};
 use crate::model::records::{ImageStatus, ReceiptStatus};
 use crate::model::result::{EventOutcome, EventResult};

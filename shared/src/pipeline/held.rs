@@ -5,8 +5,8 @@
 use serde_json::{Map, json};
 
 use super::deployments::record_deployments;
+use super::deps::{Deps, PipelineError, warn_failed};
 use super::receipt::Receipt;
-use super::{Deps, PipelineError, warn_failed};
 use crate::model::event::{ImageEvent, Timestamp};
 use crate::model::result::EventResult;
 use crate::model::rules::Target;

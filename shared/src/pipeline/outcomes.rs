@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::SECONDS_PER_DAY;
+use super::deps::SECONDS_PER_DAY;
 use crate::model::ecs_outcome::{EcsOutcome, EcsOutcomeState};
 use crate::model::event::Timestamp;
 use crate::model::records::ReceiptStatus;

@@ -3,8 +3,9 @@
 
 use serde_json::json;
 
+use super::deps::{Deps, PipelineError, warn_failed};
 use super::receipt::{MAX_ATTEMPTS, Receipt, pending, unexpected};
-use super::{Deps, PipelineError, deployments, held, replicate, warn_failed};
+use super::{deployments, held, replicate};
 use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::event::{ImageEvent, Provider, Timestamp};
 use crate::model::records::{ImageRecord, ImageStatus, ReceiptStatus, Record};

@@ -5,9 +5,10 @@
 use serde_json::json;
 
 use super::deployments::services_running;
+use super::deps::{Deps, PipelineError};
 use super::held::{apply_held, blocked_deployments};
 use super::receipt::{Receipt, pending};
-use super::{Deps, PipelineError, replicate};
+use super::replicate;
 use crate::model::event::{Action, ImageEvent, Timestamp};
 use crate::model::records::{ImageStatus, ReceiptStatus, Record};
 use crate::model::result::{EventAction, EventOutcome, EventResult};

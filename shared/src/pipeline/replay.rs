@@ -6,7 +6,8 @@
 use crate::model::event::{Parsed, Timestamp};
 use crate::model::payload::{INLINE_LIMIT, Payload};
 use crate::model::result::EventResult;
-use crate::pipeline::{self, Deps};
+use crate::pipeline;
+use crate::pipeline::deps::Deps;
 use crate::ports::notifier::Notifier;
 use crate::ports::store::keys;
 use crate::providers;
@@ -24,7 +25,7 @@ pub enum ReplayError {
     #[error("the kept body no longer parses: {0}")]
     Parse(#[from] providers::ParseError),
     #[error(transparent)]
-    Pipeline(#[from] crate::pipeline::PipelineError),
+    Pipeline(#[from] crate::pipeline::deps::PipelineError),
 }
 
 /// Re-drives the request behind receipt `<provider>#<event id>` through the functions that own

@@ -5,9 +5,9 @@
 use serde_json::json;
 
 use super::deployments::record_deployments;
+use super::deps::{Deps, PipelineError};
 use super::held::{apply_held, blocked_deployments};
 use super::receipt::{Receipt, pending};
-use super::{Deps, PipelineError};
 use crate::model::event::{Action, ImageEvent, Timestamp};
 use crate::model::records::{ImageStatus, ReceiptStatus};
 use crate::model::result::{EventOutcome, EventResult};

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 pub use crate::model::records::{Record, ServiceRecord};
+pub use keys::Key;
 pub use ops::{Cancelled, Cond, Op, Update};
 
 /// The most operations one transaction may hold (DynamoDB's TransactWriteItems limit): writers
@@ -51,22 +52,6 @@ impl StoreError {
     /// rejected request or an unreadable record is a bug a retry repeats.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. } | Self::Io(_))
-    }
-}
-
-/// An item's key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key {
-    pub pk: String,
-    pub sk: String,
-}
-
-impl Key {
-    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Self {
-            pk: pk.into(),
-            sk: sk.into(),
-        }
     }
 }
 

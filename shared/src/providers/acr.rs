@@ -6,13 +6,13 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
+use super::common::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
 
 const P: Provider = Provider::Acr;
 
 pub(super) fn header_hint(h: &HeaderMap) -> bool {
-    super::user_agent_starts_with(h, "AzureContainerRegistry/")
+    super::common::user_agent_starts_with(h, "AzureContainerRegistry/")
 }
 
 pub(super) fn body_shape(v: &Value) -> bool {
@@ -142,7 +142,7 @@ mod tests {
     const D: &str = "sha256:3f1c6f5b0e3a4d2f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser(parse, &v)
+        super::super::common::run_parser(parse, &v)
     }
 
     fn push(tag: &str, digest: &str) -> Value {

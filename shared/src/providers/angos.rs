@@ -16,7 +16,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, header, non_empty, reference, timestamp, typed};
+use super::common::{ParseContext, ParseError, header, non_empty, reference, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
 use crate::model::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
@@ -27,7 +27,7 @@ const EVENT_HEADER: &str = "x-registry-event";
 
 /// The registry host Angos's events leave out: the host clients push to, as configured for this
 /// webhook (for instance from the webhook URL's `?registry=` by the edge).
-pub(super) const REGISTRY_HEADER: &str = super::REGISTRY_HINT_HEADER;
+pub(super) const REGISTRY_HEADER: &str = super::common::REGISTRY_HINT_HEADER;
 
 const KINDS: &[&str] = &[
     "manifest.push",
@@ -189,7 +189,7 @@ fn ignored(body: &Body, host: Option<&str>, reason: &str) -> IgnoredEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::super::only_ignored as ignored_of;
+    use super::super::common::only_ignored as ignored_of;
     use super::*;
     use crate::model::event::Timestamp;
 
@@ -198,7 +198,7 @@ mod tests {
 
     fn run_with(v: &Value, host: Option<&str>) -> Result<Vec<Parsed>, ParseError> {
         let Some(h) = host else {
-            return super::super::run_parser(parse, v);
+            return super::super::common::run_parser(parse, v);
         };
         let mut headers = HeaderMap::new();
         headers.insert(REGISTRY_HEADER, h.parse().unwrap());
@@ -239,7 +239,7 @@ mod tests {
             serde_json::json!({"digest": D, "reference": "1.9.0", "tag": "1.9.0"}),
         ))
         .unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.id, "1c9f4b7a-3e2d-4c1b-9a8f-7e6d5c4b3a21");
         assert_eq!(e.provider, Provider::Angos);
         assert_eq!(e.action, Action::Push);
@@ -262,7 +262,7 @@ mod tests {
                 serde_json::json!({"digest": D, "reference": reference}),
             ))
             .unwrap();
-            let e = super::super::only_image(&out);
+            let e = super::super::common::only_image(&out);
             assert_eq!(e.action, Action::Push);
             assert_eq!(e.image.tag, None);
             assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
@@ -313,7 +313,7 @@ mod tests {
             serde_json::json!({"digest": D, "reference": D}),
         ))
         .unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.action, Action::Delete);
         assert_eq!(e.image.tag, None);
         assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
@@ -323,7 +323,7 @@ mod tests {
             serde_json::json!({"reference": "1.9.0"}),
         ))
         .unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.image.tag.as_ref().map(Tag::as_str), Some("1.9.0"));
         assert_eq!(e.image.digest, None);
 
@@ -332,7 +332,7 @@ mod tests {
             serde_json::json!({"reference": "1.9.0", "tag": "1.9.0"}),
         ))
         .unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.action, Action::Delete);
         assert_eq!(e.image.tag.as_ref().map(Tag::as_str), Some("1.9.0"));
         assert_eq!(e.image.digest, None);
@@ -345,7 +345,7 @@ mod tests {
             serde_json::json!({"digest": D, "reference": D, "actor": {"internal": "prune"}}),
         ))
         .unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.action, Action::Delete);
         assert_eq!(e.reason.as_deref(), Some("by Angos (prune)"));
     }

@@ -14,7 +14,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::common::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
 use crate::model::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
@@ -250,7 +250,7 @@ mod tests {
     const LAYER: &str = "sha256:0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser(parse, &v)
+        super::super::common::run_parser(parse, &v)
     }
 
     fn event(id: &str, action: &str, target: Value) -> Value {

@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, non_empty, reference, typed};
+use super::common::{ParseContext, ParseError, non_empty, reference, typed};
 use crate::model::event::{
     Action, IgnoredEvent, ImageEvent, Parsed, Provider, Timestamp, content_id,
 };
@@ -112,12 +112,12 @@ fn unix_seconds(n: &serde_json::Number) -> Result<Timestamp, ParseError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::only_image as one;
+    use super::super::common::only_image as one;
     use super::*;
     use serde_json::json;
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser(parse, &v)
+        super::super::common::run_parser(parse, &v)
     }
 
     fn push(repo_name: &str, tag: &str, pushed_at: Value) -> Value {

@@ -3,65 +3,22 @@
 //! The registry is `<account>.dkr.ecr.<region>.amazonaws.com`.
 
 use http::HeaderMap;
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
-use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider};
+use super::common::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
+use super::eventbridge::{Envelope, ImageAction, ignored, registry_host};
+use crate::model::event::{Action, ImageEvent, Parsed, Provider};
 
 const P: Provider = Provider::EcrEventbridge;
 
 pub(super) fn header_hint(h: &HeaderMap) -> bool {
-    super::user_agent_starts_with(h, "Amazon/EventBridge/ApiDestinations")
+    super::common::user_agent_starts_with(h, "Amazon/EventBridge/ApiDestinations")
 }
 
 pub(super) fn body_shape(v: &Value) -> bool {
     v.get("detail-type").is_some_and(Value::is_string)
         && v.get("source").is_some_and(Value::is_string)
         && v.get("detail").is_some_and(Value::is_object)
-}
-
-#[derive(Deserialize)]
-pub(super) struct Envelope {
-    pub(super) id: String,
-    #[serde(rename = "detail-type")]
-    pub(super) detail_type: String,
-    pub(super) source: String,
-    #[serde(default)]
-    pub(super) account: Option<String>,
-    #[serde(default)]
-    pub(super) region: Option<String>,
-    #[serde(default)]
-    pub(super) time: Option<String>,
-    pub(super) detail: Value,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(super) struct ImageAction {
-    #[serde(default)]
-    result: Option<String>,
-    #[serde(default)]
-    repository_name: Option<String>,
-    #[serde(default)]
-    image_digest: Option<String>,
-    #[serde(default)]
-    action_type: Option<String>,
-    #[serde(default)]
-    image_tag: Option<String>,
-    #[serde(default)]
-    manifest_media_type: Option<String>,
-    /// Replication events: where the image came from.
-    #[serde(default)]
-    source_account: Option<String>,
-    #[serde(default)]
-    source_region: Option<String>,
-}
-
-impl ImageAction {
-    fn tag_and_digest(&self) -> (&Option<String>, &Option<String>) {
-        (&self.image_tag, &self.image_digest)
-    }
 }
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
@@ -210,39 +167,6 @@ fn event_time(
     }
 }
 
-pub(super) fn registry_host(account: &str, region: &str) -> String {
-    format!("{account}.dkr.ecr.{region}.amazonaws.com")
-}
-
-pub(super) fn ignored(
-    env: &Envelope,
-    detail: Option<&ImageAction>,
-    action: &str,
-    reason: String,
-) -> IgnoredEvent {
-    let registry = match (non_empty(&env.account), non_empty(&env.region)) {
-        (Some(a), Some(r)) => Some(registry_host(a, r)),
-        _ => None,
-    };
-    let field = |k: &str| env.detail.get(k).and_then(Value::as_str).map(str::to_owned);
-    IgnoredEvent {
-        id: Some(env.id.clone()),
-        provider: P,
-        action: action.to_owned(),
-        reason,
-        registry,
-        repository: detail
-            .and_then(|d| d.repository_name.clone())
-            .or_else(|| field("repository-name")),
-        tag: detail
-            .and_then(|d| d.image_tag.clone())
-            .or_else(|| field("image-tag")),
-        digest: detail
-            .and_then(|d| d.image_digest.clone())
-            .or_else(|| field("image-digest")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +175,7 @@ mod tests {
     const D: &str = "sha256:9b2e0c6f1d8a7e5c4b3a291807f6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser(parse, &v)
+        super::super::common::run_parser(parse, &v)
     }
 
     fn event(action: &str, result: &str, tag: Option<&str>) -> Value {

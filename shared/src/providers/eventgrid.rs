@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::acr::{Request, Target, ignored_event};
-use super::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
+use super::common::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
 use crate::model::event::{Action, ImageEvent, Parsed, Provider};
 
 const P: Provider = Provider::AcrEventGrid;
@@ -245,7 +245,7 @@ mod tests {
     const D: &str = "sha256:9c4e2a7b1f3d5e6c8a0b2d4f6e8a1c3e5b7d9f0a2c4e6b8d1f3a5c7e9b0d2f4a";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser(parse, &v)
+        super::super::common::run_parser(parse, &v)
     }
 
     fn data(action: &str, tag: Option<&str>) -> Value {
@@ -298,7 +298,7 @@ mod tests {
         let v = json!([eg(IMAGE_PUSHED, "evt-push-1", data("push", Some("2.0.1")))]);
         assert!(body_shape(&v));
         let out = run(v).unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.id, "evt-push-1");
         assert_eq!(e.provider, Provider::AcrEventGrid);
         assert_eq!(e.action, Action::Push);
@@ -321,7 +321,7 @@ mod tests {
         let obj = ce(IMAGE_PUSHED, "ce-1", data("push", Some("2.0.1")));
         assert!(body_shape(&obj));
         let out = run(obj.clone()).unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.id, "ce-1");
         assert_eq!(e.action, Action::Push);
         assert_eq!(e.occurred_at.as_str(), "2026-05-06T07:08:11.500000000Z");
@@ -342,7 +342,7 @@ mod tests {
     #[test]
     fn delete_without_tag_is_digest_only() {
         let out = run(json!([eg(IMAGE_DELETED, "evt-del", data("delete", None))])).unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.action, Action::Delete);
         assert_eq!(e.image.tag, None);
         assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
@@ -354,13 +354,13 @@ mod tests {
         v.as_object_mut().unwrap().remove("time");
         let out = run(v.clone()).unwrap();
         assert_eq!(
-            super::super::only_image(&out).occurred_at.as_str(),
+            super::super::common::only_image(&out).occurred_at.as_str(),
             "2026-05-06T07:08:09.987654321Z"
         );
         v["data"].as_object_mut().unwrap().remove("timestamp");
         let out = run(v).unwrap();
         assert_eq!(
-            super::super::only_image(&out).occurred_at,
+            super::super::common::only_image(&out).occurred_at,
             Timestamp::from_unix(1_767_225_600).unwrap()
         );
     }

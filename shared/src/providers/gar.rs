@@ -13,7 +13,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, header, non_empty, reference, timestamp, typed};
+use super::common::{ParseContext, ParseError, header, non_empty, reference, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
 use crate::model::reference::ImageRef;
 
@@ -28,7 +28,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 pub(super) fn header_hint(h: &HeaderMap) -> bool {
-    h.contains_key(MESSAGE_ID_HEADER) || super::user_agent_starts_with(h, "APIs-Google")
+    h.contains_key(MESSAGE_ID_HEADER) || super::common::user_agent_starts_with(h, "APIs-Google")
 }
 
 pub(super) fn body_shape(v: &Value) -> bool {
@@ -212,7 +212,7 @@ fn ignored(n: &Notification, id: String, action: &str) -> IgnoredEvent {
 
 #[cfg(test)]
 mod tests {
-    use super::super::only_image as image_of;
+    use super::super::common::only_image as image_of;
     use super::*;
     use crate::model::event::Timestamp;
     use crate::model::reference::{Digest, Tag};
@@ -221,7 +221,7 @@ mod tests {
     const IMG: &str = "europe-west4-docker.pkg.dev/acme-prod/services/payments";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser(parse, &v)
+        super::super::common::run_parser(parse, &v)
     }
 
     fn wrap(data: &Value, pad: bool) -> Value {

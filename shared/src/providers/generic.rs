@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, reference, timestamp, typed};
+use super::common::{ParseContext, ParseError, reference, timestamp, typed};
 use crate::model::event::{Action, ImageEvent, Parsed, Provider, content_id};
 use crate::model::reference::{Digest, ImageRef};
 
@@ -182,7 +182,7 @@ mod tests {
     const D: &str = "sha256:1d0c9b8a7f6e5d4c3b2a19080f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser(parse, &v)
+        super::super::common::run_parser(parse, &v)
     }
 
     #[test]

@@ -11,7 +11,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, header, image_ref, non_empty, timestamp, typed};
+use super::common::{ParseContext, ParseError, header, image_ref, non_empty, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
 
 const P: Provider = Provider::Gitea;
@@ -238,11 +238,11 @@ mod tests {
     const D: &str = "sha256:7d1c0b2a3f4e5d6c7b8a99887766554433221100ffeeddccbbaa998877665544";
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser(parse, &v)
+        super::super::common::run_parser(parse, &v)
     }
 
     fn run_with(v: Value, headers: &[(&'static str, &str)]) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser_with(parse, &v, headers)
+        super::super::common::run_parser_with(parse, &v, headers)
     }
 
     fn body(action: &str, kind: &str, version: &str) -> Value {
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn created_maps_every_field() {
         let out = run(body("created", "container", "4.0.1")).unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.provider, Provider::Gitea);
         assert_eq!(e.action, Action::Push);
         assert_eq!(e.image.registry.as_str(), "git.acme.test:3000");
@@ -289,7 +289,7 @@ mod tests {
             v.clone(),
             &[("x-gitea-event", "package"), ("x-gitea-delivery", "g-1")],
         );
-        assert_eq!(super::super::only_image(&out.unwrap()).id, "g-1");
+        assert_eq!(super::super::common::only_image(&out.unwrap()).id, "g-1");
         let out = run_with(
             v.clone(),
             &[
@@ -297,18 +297,18 @@ mod tests {
                 ("x-forgejo-delivery", "f-1"),
             ],
         );
-        assert_eq!(super::super::only_image(&out.unwrap()).id, "f-1");
+        assert_eq!(super::super::common::only_image(&out.unwrap()).id, "f-1");
         let a = run(v.clone()).unwrap();
         assert_eq!(
-            super::super::only_image(&a).id,
-            super::super::only_image(&run(v).unwrap()).id
+            super::super::common::only_image(&a).id,
+            super::super::common::only_image(&run(v).unwrap()).id
         );
     }
 
     #[test]
     fn digest_version_is_an_untagged_push() {
         let out = run(body("created", "container", D)).unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.image.tag, None);
         assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
     }
@@ -319,7 +319,7 @@ mod tests {
         v["package"]["digest"] = D.into();
         let out = run(v).unwrap();
         assert_eq!(
-            super::super::only_image(&out).image.to_string(),
+            super::super::common::only_image(&out).image.to_string(),
             format!("git.acme.test:3000/platform-team/order-service:4.0.1@{D}")
         );
     }
@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn deleted_is_a_delete_at_arrival_time() {
         let out = run(body("deleted", "container", "4.0.1")).unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.action, Action::Delete);
         assert_eq!(e.image.tag.as_ref().map(Tag::as_str), Some("4.0.1"));
         assert_eq!(e.occurred_at.as_str(), "2026-01-01T00:00:00.000000000Z");
@@ -336,18 +336,18 @@ mod tests {
     #[test]
     fn other_types_actions_and_events_are_ignored() {
         let out = run(body("created", "npm", "1.0.0")).unwrap();
-        let i = super::super::only_ignored(&out);
+        let i = super::super::common::only_ignored(&out);
         assert_eq!(i.action, "created");
         assert!(i.reason.contains("npm"), "{}", i.reason);
         assert_eq!(i.repository.as_deref(), Some("platform-team/order-service"));
         let out = run(body("updated", "container", "1")).unwrap();
-        assert_eq!(super::super::only_ignored(&out).action, "updated");
+        assert_eq!(super::super::common::only_ignored(&out).action, "updated");
         let out = run_with(
             serde_json::json!({"ref": "main"}),
             &[("x-gitea-event", "push")],
         )
         .unwrap();
-        assert_eq!(super::super::only_ignored(&out).action, "push");
+        assert_eq!(super::super::common::only_ignored(&out).action, "push");
     }
 
     #[test]
@@ -356,7 +356,7 @@ mod tests {
         v["package"]["html_url"] = "".into();
         v["package"]["owner"]["html_url"] = "http://forge.internal/Platform-Team".into();
         assert_eq!(
-            super::super::only_image(&run(v).unwrap())
+            super::super::common::only_image(&run(v).unwrap())
                 .image
                 .registry
                 .as_str(),

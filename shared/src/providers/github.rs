@@ -12,7 +12,7 @@
 use http::HeaderMap;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, header, image_ref, timestamp};
+use super::common::{ParseContext, ParseError, header, image_ref, timestamp};
 use crate::model::event::{
     Action, IgnoredEvent, ImageEvent, Parsed, Provider, Timestamp, content_id,
 };

@@ -18,7 +18,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::common::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
 use crate::model::event::{
     Action, IgnoredEvent, ImageEvent, Parsed, Provider, ScanSummary, Timestamp, content_id,
 };

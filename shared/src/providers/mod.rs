@@ -6,10 +6,12 @@
 
 mod acr;
 mod angos;
+mod common;
 mod distribution;
 mod dockerhub;
 mod ecr;
 mod ecr_scan;
+mod eventbridge;
 mod eventgrid;
 mod gar;
 mod generic;
@@ -19,72 +21,11 @@ mod harbor;
 mod quay;
 
 use http::HeaderMap;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::model::event::{Action, Parsed, Provider, Timestamp, TimestampError};
-use crate::model::reference::ReferenceError;
-
-/// Why a body could not be turned into events. Each variant maps to one status at the edge.
-#[derive(Debug, thiserror::Error)]
-pub enum ParseError {
-    #[error("the body is not valid JSON: {0}")]
-    Json(#[source] serde_json::Error),
-    #[error("a form-encoded delivery needs a `payload` field holding the JSON event")]
-    MissingFormPayload,
-    #[error("unknown provider {name:?}: expected one of {}", provider_names())]
-    UnknownProvider { name: String },
-    #[error("region {value:?} is not a region name: 1 to 64 letters, digits, '-', '_', '.' or ':'")]
-    BadRegion { value: String },
-    #[error("unrecognised body: expected one of {}", .tried.join(", "))]
-    UnknownShape { tried: Vec<&'static str> },
-    #[error("{provider}: {message}")]
-    Malformed { provider: Provider, message: String },
-    #[error("{provider}: {source}")]
-    Reference {
-        provider: Provider,
-        #[source]
-        source: ReferenceError,
-    },
-    #[error("{provider}: {source}")]
-    Timestamp {
-        provider: Provider,
-        #[source]
-        source: TimestampError,
-    },
-}
-
-fn provider_names() -> String {
-    Provider::ALL
-        .iter()
-        .map(|p| p.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl ParseError {
-    pub(crate) fn malformed(provider: Provider, message: impl Into<String>) -> Self {
-        Self::Malformed {
-            provider,
-            message: message.into(),
-        }
-    }
-}
-
-/// Where a sender whose events name no registry host (Angos) finds it: the edge fills this
-/// header from the webhook URL's `?registry=<host>`, or the sender sets it.
-pub const REGISTRY_HINT_HEADER: &str = "x-imagehook-registry";
-
-/// Context a parser needs besides the body.
-pub struct ParseContext<'a> {
-    pub headers: &'a HeaderMap,
-    /// When the request arrived: the event time for senders that give none.
-    pub received_at: &'a Timestamp,
-    /// The sender named by the route or `?provider=`: detection is skipped.
-    pub provider: Option<Provider>,
-}
-
-type ParseFn = fn(&Value, &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError>;
+use crate::model::event::{Action, Parsed, Provider, Timestamp};
+use common::ParseFn;
+pub use common::{ParseContext, ParseError, REGISTRY_HINT_HEADER};
 
 /// One sender: how to recognise it by header and by body, and how to parse it.
 struct Detector {
@@ -295,126 +236,6 @@ fn pick(body: &Value, headers: &HeaderMap) -> Option<&'static Detector> {
         .find(|d| (d.header_hint)(headers))
         .filter(|d| (d.body_shape)(body))
         .or_else(|| DETECTORS.iter().find(|d| (d.body_shape)(body)))
-}
-
-/// Deserialises a sender's typed view of the body, naming the sender in the error.
-pub(crate) fn typed<T: DeserializeOwned>(provider: Provider, v: &Value) -> Result<T, ParseError> {
-    T::deserialize(v).map_err(|e| ParseError::malformed(provider, e.to_string()))
-}
-
-/// A header's value, trimmed; `None` when it is absent, empty or not text.
-pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-pub(crate) fn user_agent_starts_with(headers: &HeaderMap, prefix: &str) -> bool {
-    headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ua| ua.starts_with(prefix))
-}
-
-pub(crate) fn timestamp(provider: Provider, s: &str) -> Result<Timestamp, ParseError> {
-    Timestamp::parse(s).map_err(|source| ParseError::Timestamp { provider, source })
-}
-
-pub(crate) fn reference<T>(
-    provider: Provider,
-    r: Result<T, ReferenceError>,
-) -> Result<T, ParseError> {
-    r.map_err(|source| ParseError::Reference { provider, source })
-}
-
-/// An image reference from the parts an event names; `neither` is the error, in the sender's
-/// own field names, for an event that names neither a tag nor a digest.
-pub(crate) fn image_ref(
-    provider: Provider,
-    registry: &str,
-    repository: &str,
-    tag: Option<&str>,
-    digest: Option<&str>,
-    neither: impl FnOnce() -> String,
-) -> Result<crate::model::reference::ImageRef, ParseError> {
-    use crate::model::reference::{Digest, ImageRef, Registry, Repository, Tag};
-    let image = ImageRef {
-        registry: reference(provider, Registry::parse(registry))?,
-        repository: reference(provider, Repository::parse(repository))?,
-        tag: tag
-            .map(|t| reference(provider, Tag::parse(t)))
-            .transpose()?,
-        digest: digest
-            .map(|d| reference(provider, Digest::parse(d)))
-            .transpose()?,
-    };
-    if image.tag.is_none() && image.digest.is_none() {
-        return Err(ParseError::malformed(provider, neither()));
-    }
-    Ok(image)
-}
-
-/// An empty string means "absent" in several senders' formats (ACR's untagged pushes).
-pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
-    s.as_deref().filter(|s| !s.is_empty())
-}
-
-/// The single image event a parse gave (tests).
-#[cfg(test)]
-fn only_image(out: &[Parsed]) -> &crate::model::event::ImageEvent {
-    match out {
-        [Parsed::Image(e)] => e,
-        other => panic!("expected one image event, got {other:?}"),
-    }
-}
-
-/// The single ignored event a parse gave (tests).
-#[cfg(test)]
-fn only_ignored(out: &[Parsed]) -> &crate::model::event::IgnoredEvent {
-    match out {
-        [Parsed::Ignored(i)] => i,
-        other => panic!("expected one ignored event, got {other:?}"),
-    }
-}
-
-/// Runs one parser on a JSON value with these headers and a fixed arrival time.
-#[cfg(test)]
-fn run_parser_with(
-    parse: ParseFn,
-    v: &Value,
-    headers: &[(&'static str, &str)],
-) -> Result<Vec<Parsed>, ParseError> {
-    let mut h = HeaderMap::new();
-    for (k, val) in headers {
-        if let Ok(val) = http::HeaderValue::from_str(val) {
-            h.insert(*k, val);
-        }
-    }
-    let now = Timestamp::parse("2026-02-03T04:05:06Z").unwrap_or_else(|_| Timestamp::now());
-    parse(
-        v,
-        &ParseContext {
-            headers: &h,
-            received_at: &now,
-            provider: None,
-        },
-    )
-}
-
-/// Runs one parser on a JSON value with no headers and a fixed arrival time.
-#[cfg(test)]
-fn run_parser(parse: ParseFn, v: &Value) -> Result<Vec<Parsed>, ParseError> {
-    let headers = HeaderMap::new();
-    let now = Timestamp::from_unix(1_767_225_600).unwrap_or_else(Timestamp::now);
-    parse(
-        v,
-        &ParseContext {
-            headers: &headers,
-            received_at: &now,
-            provider: None,
-        },
-    )
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ParseContext, ParseError, reference, typed};
+use super::common::{ParseContext, ParseError, reference, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
 use crate::model::reference::{ImageRef, Registry, Repository, Tag};
 
@@ -146,7 +146,7 @@ mod tests {
     use serde_json::json;
 
     fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-        super::super::run_parser(parse, &v)
+        super::super::common::run_parser(parse, &v)
     }
 
     fn push(tags: Value) -> Value {

@@ -2,7 +2,21 @@
 //! Keys are joined with `concat`, not `format!`: every delivery builds several, and the
 //! formatting machinery cost more than the copying.
 
-use super::Key;
+/// An item's key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl Key {
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Self {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
+    }
+}
 
 pub const PK: &str = "PK";
 pub const SK: &str = "SK";

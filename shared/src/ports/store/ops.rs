@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::Key;
+use super::keys::Key;
 use crate::model::records::Record;
 
 /// A condition on one item, evaluated as DynamoDB does (a comparison with a missing attribute

@@ -8,11 +8,11 @@ const D: &str = "sha256:5e8f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3
 const D2: &str = "sha256:a0b1c2d3e4f5061728394a5b6c7d8e9f00112233445566778899aabbccddeeff";
 
 fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-    super::super::run_parser(parse, &v)
+    super::super::common::run_parser(parse, &v)
 }
 
 fn run_with(v: Value, headers: &[(&'static str, &str)]) -> Result<Vec<Parsed>, ParseError> {
-    super::super::run_parser_with(parse, &v, headers)
+    super::super::common::run_parser_with(parse, &v, headers)
 }
 
 fn body(key: &str, action: &str, tag: &str) -> Value {
@@ -50,7 +50,7 @@ fn body(key: &str, action: &str, tag: &str) -> Value {
 #[test]
 fn published_maps_every_field() {
     let out = run(body("package", "published", "2.3.0")).unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(e.provider, Provider::GitHubPackages);
     assert_eq!(e.action, Action::Push);
     assert_eq!(e.image.registry.as_str(), "ghcr.io");
@@ -78,7 +78,7 @@ fn delivery_header_is_the_id() {
     )
     .unwrap();
     assert_eq!(
-        super::super::only_image(&out).id,
+        super::super::common::only_image(&out).id,
         "72d3162e-cc78-11e3-81ab-4c9367dc0958"
     );
 }
@@ -88,20 +88,20 @@ fn content_id_is_stable_and_distinguishes_versions() {
     let a = run(body("package", "published", "1")).unwrap();
     let b = run(body("package", "published", "1")).unwrap();
     assert_eq!(
-        super::super::only_image(&a).id,
-        super::super::only_image(&b).id
+        super::super::common::only_image(&a).id,
+        super::super::common::only_image(&b).id
     );
     let c = run(body("package", "published", "2")).unwrap();
     assert_ne!(
-        super::super::only_image(&a).id,
-        super::super::only_image(&c).id
+        super::super::common::only_image(&a).id,
+        super::super::common::only_image(&c).id
     );
 }
 
 #[test]
 fn untagged_push_has_no_tag_and_trailing_colon_is_harmless() {
     let out = run(body("package", "published", "")).unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(e.image.tag, None);
     assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
     assert_eq!(e.image.repository.as_str(), "northwind-labs/billing-api");
@@ -114,7 +114,7 @@ fn digest_falls_back_to_the_tag_metadata() {
     v["package"]["package_version"]["version"] = "edge".into();
     v["package"]["package_version"]["container_metadata"]["tag"]["digest"] = D2.into();
     let out = run(v).unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D2));
     // The manifest metadata describes another digest: not attached.
     assert_eq!(e.media_type, None);
@@ -126,7 +126,10 @@ fn a_tag_that_is_a_digest_means_untagged() {
     let mut v = body("package", "published", "x");
     v["package"]["package_version"]["container_metadata"]["tag"]["name"] = D.into();
     v["package"]["package_version"]["package_url"] = "ghcr.io/northwind-labs/billing-api:".into();
-    assert_eq!(super::super::only_image(&run(v).unwrap()).image.tag, None);
+    assert_eq!(
+        super::super::common::only_image(&run(v).unwrap()).image.tag,
+        None
+    );
 }
 
 #[test]
@@ -137,7 +140,7 @@ fn without_package_url_the_owner_and_name_on_ghcr_are_used() {
         .unwrap()
         .remove("package_url");
     let out = run(v).unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(
         e.image.to_string(),
         format!("ghcr.io/northwind-labs/billing-api:1.0@{D}")
@@ -150,7 +153,7 @@ fn nested_names_and_other_hosts_come_from_the_package_url() {
     v["package"]["package_version"]["package_url"] =
         "containers.GHE.example.com/Team/tools/Builder:3".into();
     let e = run(v).unwrap();
-    let e = super::super::only_image(&e);
+    let e = super::super::common::only_image(&e);
     assert_eq!(e.image.registry.as_str(), "containers.ghe.example.com");
     assert_eq!(e.image.repository.as_str(), "team/tools/builder");
     assert_eq!(e.image.tag.as_ref().map(Tag::as_str), Some("3"));
@@ -159,9 +162,9 @@ fn nested_names_and_other_hosts_come_from_the_package_url() {
 #[test]
 fn updated_with_a_tag_is_a_push_without_one_is_ignored() {
     let out = run(body("package", "updated", "latest")).unwrap();
-    assert_eq!(super::super::only_image(&out).action, Action::Push);
+    assert_eq!(super::super::common::only_image(&out).action, Action::Push);
     let out = run(body("package", "updated", "")).unwrap();
-    let i = super::super::only_ignored(&out);
+    let i = super::super::common::only_ignored(&out);
     assert_eq!(i.action, "updated");
     assert!(i.reason.contains("without a tag"), "{}", i.reason);
     assert_eq!(i.digest.as_deref(), Some(D));
@@ -171,7 +174,7 @@ fn updated_with_a_tag_is_a_push_without_one_is_ignored() {
 #[test]
 fn deleted_is_a_delete_at_arrival_time() {
     let out = run(body("package", "deleted", "old")).unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(e.action, Action::Delete);
     assert_eq!(e.occurred_at.as_str(), "2026-01-01T00:00:00.000000000Z");
 }
@@ -183,7 +186,7 @@ fn unset_version_times_fall_back_to_the_package_time() {
     v["package"]["package_version"]["updated_at"] = "0001-01-01T00:00:00Z".into();
     let out = run(v).unwrap();
     assert_eq!(
-        super::super::only_image(&out).occurred_at.as_str(),
+        super::super::common::only_image(&out).occurred_at.as_str(),
         "2026-04-05T06:07:08.000000000Z"
     );
     let mut v = body("package", "published", "1");
@@ -198,7 +201,7 @@ fn docker_ecosystem_counts_as_container_and_npm_is_ignored() {
     v["package"]["ecosystem"] = "docker".into();
     v["package"]["registry"] = Value::Null;
     assert_eq!(
-        super::super::only_image(&run(v).unwrap()).action,
+        super::super::common::only_image(&run(v).unwrap()).action,
         Action::Push
     );
     let mut v = body("package", "published", "1");
@@ -207,7 +210,7 @@ fn docker_ecosystem_counts_as_container_and_npm_is_ignored() {
     }
     v["package"]["registry"]["type"] = "npm".into();
     let out = run(v).unwrap();
-    let i = super::super::only_ignored(&out);
+    let i = super::super::common::only_ignored(&out);
     assert_eq!(i.action, "published");
     assert!(i.reason.contains("npm"), "{}", i.reason);
 }
@@ -215,7 +218,7 @@ fn docker_ecosystem_counts_as_container_and_npm_is_ignored() {
 #[test]
 fn other_actions_are_ignored() {
     let out = run(body("registry_package", "archived", "1")).unwrap();
-    let i = super::super::only_ignored(&out);
+    let i = super::super::common::only_ignored(&out);
     assert_eq!(i.action, "archived");
     assert!(i.reason.contains("registry_package"), "{}", i.reason);
 }
@@ -225,7 +228,7 @@ fn ping_is_acknowledged() {
     let v = serde_json::json!({"zen": "Keep it logically awesome.", "hook_id": 4242,
         "hook": {"type": "Organization", "events": ["package"]}});
     let out = run(v.clone()).unwrap();
-    let i = super::super::only_ignored(&out);
+    let i = super::super::common::only_ignored(&out);
     assert_eq!(i.action, "ping");
     assert_eq!(i.reason, "ping acknowledged");
     assert_eq!(i.id.as_deref(), Some("ping:4242"));
@@ -234,7 +237,10 @@ fn ping_is_acknowledged() {
         &[("x-github-delivery", "d-1"), ("x-github-event", "ping")],
     )
     .unwrap();
-    assert_eq!(super::super::only_ignored(&out).id.as_deref(), Some("d-1"));
+    assert_eq!(
+        super::super::common::only_ignored(&out).id.as_deref(),
+        Some("d-1")
+    );
 }
 
 #[test]
@@ -244,7 +250,7 @@ fn other_github_events_named_by_the_header_are_ignored() {
         &[("x-github-event", "push")],
     )
     .unwrap();
-    let i = super::super::only_ignored(&out);
+    let i = super::super::common::only_ignored(&out);
     assert_eq!(i.action, "push");
 }
 

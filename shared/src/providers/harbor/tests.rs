@@ -7,7 +7,7 @@ const D2: &str = "sha256:5a5a5a5a6b6b6b6b7c7c7c7c8d8d8d8d9e9e9e9e0f0f0f0f1a1a1a1
 const VULN: &str = "application/vnd.security.vulnerability.report; version=1.1";
 
 fn run(v: Value) -> Result<Vec<Parsed>, ParseError> {
-    super::super::run_parser(parse, &v)
+    super::super::common::run_parser(parse, &v)
 }
 
 fn default(ty: &str, resources: Value) -> Value {
@@ -52,7 +52,7 @@ fn default_tagged_push_maps_every_field() {
         res("3.2.1", D, "harbor.corp.example/webshop/checkout:3.2.1"),
     );
     let out = run(v.clone()).unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(e.provider, Provider::Harbor);
     assert_eq!(e.action, Action::Push);
     assert_eq!(e.image.registry.as_str(), "harbor.corp.example");
@@ -76,7 +76,7 @@ fn digest_in_the_tag_field_is_an_untagged_push() {
         res(D, D, &format!("harbor.corp.example/webshop/checkout@{D}")),
     ))
     .unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(e.image.tag, None);
     assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
 }
@@ -92,7 +92,7 @@ fn cloudevents_push_uses_its_id_and_time() {
         ),
     ))
     .unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(e.id, "9b0c7e52-5d7e-4b7f-a7a8-c2f1f0e1d2c3");
     assert_eq!(e.image.registry.as_str(), "harbor.corp.example:8443");
     assert_eq!(e.occurred_at.as_str(), "2026-02-02T02:40:00.000000000Z");
@@ -126,7 +126,7 @@ fn delete_is_by_digest_even_when_a_tag_is_named() {
         res("3.2.1", D, "harbor.corp.example/webshop/checkout:3.2.1"),
     ))
     .unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(e.action, Action::Delete);
     assert_eq!(e.image.tag, None);
     assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D));
@@ -157,7 +157,7 @@ fn completed_scan_is_a_quarantine_candidate_with_its_counts() {
         cloudevent("harbor.scan.completed", scanned("Success", summary.clone())),
     ] {
         let out = run(v).unwrap();
-        let e = super::super::only_image(&out);
+        let e = super::super::common::only_image(&out);
         assert_eq!(e.action, Action::Quarantine);
         assert_eq!(e.image.tag, None);
         assert_eq!(e.image.digest.as_ref().map(Digest::as_str), Some(D2));
@@ -183,7 +183,7 @@ fn completed_scan_is_a_quarantine_candidate_with_its_counts() {
 fn clean_scan_carries_zero_counts() {
     let summary = serde_json::json!({"total": 0, "fixable": 0, "summary": {}});
     let out = run(default("SCANNING_COMPLETED", scanned("Success", summary))).unwrap();
-    let s = super::super::only_image(&out).scan.clone().unwrap();
+    let s = super::super::common::only_image(&out).scan.clone().unwrap();
     assert_eq!(
         (s.critical, s.high, s.medium, s.low, s.complete),
         (0, 0, 0, 0, true)
@@ -296,7 +296,7 @@ fn repository_falls_back_to_the_resource_url() {
         .unwrap()
         .remove("repository");
     let out = run(v).unwrap();
-    let e = super::super::only_image(&out);
+    let e = super::super::common::only_image(&out);
     assert_eq!(e.image.registry.as_str(), "localhost:8080");
     assert_eq!(e.image.repository.as_str(), "library/app/api");
 }

@@ -1,0 +1,84 @@
+//! The EventBridge envelope of ECR's events (pushes, deletes, replications, scans and
+//! Inspector findings), shared by the push and the scan parsers.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::common::non_empty;
+use crate::model::event::{IgnoredEvent, Provider};
+
+#[derive(Deserialize)]
+pub(super) struct Envelope {
+    pub(super) id: String,
+    #[serde(rename = "detail-type")]
+    pub(super) detail_type: String,
+    pub(super) source: String,
+    #[serde(default)]
+    pub(super) account: Option<String>,
+    #[serde(default)]
+    pub(super) region: Option<String>,
+    #[serde(default)]
+    pub(super) time: Option<String>,
+    pub(super) detail: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) struct ImageAction {
+    #[serde(default)]
+    pub(super) result: Option<String>,
+    #[serde(default)]
+    pub(super) repository_name: Option<String>,
+    #[serde(default)]
+    pub(super) image_digest: Option<String>,
+    #[serde(default)]
+    pub(super) action_type: Option<String>,
+    #[serde(default)]
+    pub(super) image_tag: Option<String>,
+    #[serde(default)]
+    pub(super) manifest_media_type: Option<String>,
+    /// Replication events: where the image came from.
+    #[serde(default)]
+    pub(super) source_account: Option<String>,
+    #[serde(default)]
+    pub(super) source_region: Option<String>,
+}
+
+impl ImageAction {
+    pub(super) fn tag_and_digest(&self) -> (&Option<String>, &Option<String>) {
+        (&self.image_tag, &self.image_digest)
+    }
+}
+
+pub(super) fn registry_host(account: &str, region: &str) -> String {
+    format!("{account}.dkr.ecr.{region}.amazonaws.com")
+}
+
+pub(super) fn ignored(
+    env: &Envelope,
+    detail: Option<&ImageAction>,
+    action: &str,
+    reason: String,
+) -> IgnoredEvent {
+    let registry = match (non_empty(&env.account), non_empty(&env.region)) {
+        (Some(a), Some(r)) => Some(registry_host(a, r)),
+        _ => None,
+    };
+    let field = |k: &str| env.detail.get(k).and_then(Value::as_str).map(str::to_owned);
+    IgnoredEvent {
+        id: Some(env.id.clone()),
+        provider: Provider::EcrEventbridge,
+        action: action.to_owned(),
+        reason,
+        registry,
+        repository: detail
+            .and_then(|d| d.repository_name.clone())
+            .or_else(|| field("repository-name")),
+        tag: detail
+            .and_then(|d| d.image_tag.clone())
+            .or_else(|| field("image-tag")),
+        digest: detail
+            .and_then(|d| d.image_digest.clone())
+            .or_else(|| field("image-digest")),
+    }
+}
