@@ -11,6 +11,7 @@ mod follow;
 mod lifecycle;
 mod limits;
 mod notify;
+mod proxy;
 mod push;
 mod replication;
 mod rollout;
