@@ -1,6 +1,9 @@
-//! The AWS round trips each kind of event costs (DESIGN §7), counted on the real clients:
-//! one DynamoDB write to record an event, one more to record its deployments; ECS at most one
-//! batched DescribeServices plus three calls per updated service.
+//! The AWS round trips each kind of event costs (DESIGN §7), counted on the real clients. A
+//! push that deploys: one write to record the event; per service, one write to propose and
+//! take the lease, one read right before ECS is changed (is this still what the service should
+//! run?) and one write that records the deployment, releases the lease and closes the event.
+//! ECS: DescribeServices and DescribeTaskDefinition, plus RegisterTaskDefinition and
+//! UpdateService when the service does not run the image yet.
 
 use std::sync::Arc;
 
@@ -37,9 +40,18 @@ async fn each_event_stays_within_its_round_trip_budget() {
     };
     let calls = |names: &[&str]| names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
 
-    // A push that updates one service.
+    // A push that updates one service: record; propose and lease; the check before ECS is
+    // changed; the deployment with the lease released and the receipt done.
     let (d, e) = run(Function::Push, &event).await;
-    assert_eq!(d, calls(&["TransactWriteItems", "TransactWriteItems"]));
+    assert_eq!(
+        d,
+        calls(&[
+            "TransactWriteItems",
+            "TransactWriteItems",
+            "GetItem",
+            "TransactWriteItems"
+        ])
+    );
     assert_eq!(
         e,
         calls(&[
@@ -58,8 +70,16 @@ async fn each_event_stays_within_its_round_trip_budget() {
     let mut body = body_of(&event);
     body["id"] = json!("budget-2");
     body["target"]["tag"] = json!("v1.4");
+    // No check before ECS either: nothing is changed there.
     let (d, e) = run(Function::Push, &with_body(&event, &body)).await;
-    assert_eq!(d, calls(&["TransactWriteItems", "TransactWriteItems"]));
+    assert_eq!(
+        d,
+        calls(&[
+            "TransactWriteItems",
+            "TransactWriteItems",
+            "TransactWriteItems"
+        ])
+    );
     assert_eq!(e, calls(&["DescribeServices", "DescribeTaskDefinition"]));
 
     // A push no rule matches: one write.

@@ -33,6 +33,7 @@ pub(crate) fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
         rules: Rules::default(),
         deploy_mode: DeployMode::DryRun,
         receipt_ttl_days: 7,
+        lease: imagehook_core::pipeline::converge::DEFAULT_LEASE,
         quarantine: Default::default(),
         notify: Default::default(),
     };

@@ -211,7 +211,8 @@ async fn dynamodb_fails_after_the_write_once() {
 #[tokio::test]
 async fn dynamodb_fails_between_the_rollout_and_its_record() {
     let f = faulty().await;
-    f.arm_write(Phase::Before, Answer::Unreachable, 1, 3);
+    // The third write: after the event's record and the service's proposal and lease.
+    f.arm_write(Phase::Before, Answer::Unreachable, 2, 3);
     f.push_refused(&f.dynamo, "TransactWriteItems:Before").await;
     assert_eq!(f.receipt_status().await, Some(json!("pending")));
     assert_eq!(f.runs().await, format!("{REPO}@{DIGEST}"));

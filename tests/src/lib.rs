@@ -274,6 +274,7 @@ pub fn open_config(table: &str, rules: &str, deploy_mode: DeployMode) -> Config 
         rules: Rules::parse(rules).expect("rules"),
         deploy_mode,
         receipt_ttl_days: 7,
+        lease: imagehook_core::pipeline::converge::DEFAULT_LEASE,
         quarantine: Default::default(),
         notify: Default::default(),
     }
@@ -350,6 +351,7 @@ pub fn app_with_policy(
         rules: Rules::parse(spec.rules).expect("rules"),
         deploy_mode: spec.deploy_mode,
         receipt_ttl_days: 7,
+        lease: imagehook_core::pipeline::converge::DEFAULT_LEASE,
         quarantine,
         notify: Default::default(),
     };

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 
 use crate::model::reference::ImageRef;
 use crate::model::rules::Target;
-use crate::ports::deployer::{DeployError, DeployOutcome, Deployer, Deployment};
+use crate::ports::deployer::{DeployError, DeployOutcome, Deployer, Deployment, Guard};
 
 /// `DEPLOY_MODE=dry-run`: plans every deployment and calls nothing, so rules can be tried on a
 /// live registry before imagehook is allowed to touch a service.
@@ -11,27 +11,28 @@ pub struct DryRunDeployer;
 
 #[async_trait]
 impl Deployer for DryRunDeployer {
-    async fn deploy(
+    fn dry_run(&self) -> bool {
+        true
+    }
+
+    async fn apply(
         &self,
         image: &ImageRef,
-        targets: &[Target],
-    ) -> Result<Vec<Deployment>, DeployError> {
-        Ok(targets
-            .iter()
-            .map(|t| {
-                let d = Deployment::new(t, image, DeployOutcome::Planned);
-                match t.container.as_deref() {
-                    Some(c) => d.with_reason(format!(
-                        "dry-run: container {c} would run {}",
-                        image.deployable()
-                    )),
-                    None => d.with_reason(format!(
-                        "dry-run: containers running {} would run {}",
-                        image.name(),
-                        image.deployable()
-                    )),
-                }
-            })
-            .collect())
+        t: &Target,
+        _resume: bool,
+        _guard: &dyn Guard,
+    ) -> Result<Deployment, DeployError> {
+        let d = Deployment::new(t, image, DeployOutcome::Planned);
+        Ok(match t.container.as_deref() {
+            Some(c) => d.with_reason(format!(
+                "dry-run: container {c} would run {}",
+                image.deployable()
+            )),
+            None => d.with_reason(format!(
+                "dry-run: containers running {} would run {}",
+                image.name(),
+                image.deployable()
+            )),
+        })
     }
 }

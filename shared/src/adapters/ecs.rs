@@ -15,7 +15,7 @@ use super::follow::Discovery;
 use crate::model::policy::Decision;
 use crate::model::reference::{ImageRef, image_name_of};
 use crate::model::rules::Target;
-use crate::ports::deployer::{DeployError, DeployOutcome, Deployer, Deployment};
+use crate::ports::deployer::{DeployError, DeployOutcome, Deployer, Deployment, Guard, Running};
 
 /// Every revision imagehook registers carries this tag, so it can be told from revisions that
 /// infrastructure-as-code registered.
@@ -46,38 +46,98 @@ impl EcsDeployer {
 
 #[async_trait]
 impl Deployer for EcsDeployer {
-    async fn deploy(
+    async fn apply(
         &self,
         image: &ImageRef,
-        targets: &[Target],
-    ) -> Result<Vec<Deployment>, DeployError> {
-        let current = self.describe(targets).await?;
-        let mut out = Vec::with_capacity(targets.len());
-        for target in targets {
-            let d = match current.get(&(target.cluster.clone(), target.service.clone())) {
-                Some(Ok(td_arn)) => match self.deploy_one(target, image, td_arn).await {
-                    Ok(d) => d,
-                    Err(Failure::Permanent(reason)) => {
-                        Deployment::new(target, image, DeployOutcome::Failed).with_reason(reason)
-                    }
-                    Err(Failure::Transient(e)) => return Err(e),
-                },
-                Some(Err(reason)) => Deployment::new(target, image, DeployOutcome::Failed)
-                    .with_reason(reason.clone()),
-                None => Deployment::new(target, image, DeployOutcome::Failed)
-                    .with_reason("service was not described by ECS"),
-            };
-            if d.outcome == DeployOutcome::Failed {
-                tracing::error!(
-                    cluster = %d.cluster,
-                    service = %d.service,
-                    reason = d.reason.as_deref().unwrap_or(""),
-                    "deployment failed"
-                );
+        target: &Target,
+        resume: bool,
+        guard: &dyn Guard,
+    ) -> Result<Deployment, DeployError> {
+        let current = self.describe(std::slice::from_ref(target)).await?;
+        let d = match current.get(&(target.cluster.clone(), target.service.clone())) {
+            Some(Ok(td_arn)) => match self.deploy_one(target, image, td_arn, resume, guard).await {
+                Ok(d) => d,
+                Err(Failure::Permanent(reason)) => {
+                    Deployment::new(target, image, DeployOutcome::Failed).with_reason(reason)
+                }
+                Err(Failure::Transient(e)) => return Err(e),
+            },
+            Some(Err(reason)) => {
+                Deployment::new(target, image, DeployOutcome::Failed).with_reason(reason.clone())
             }
-            out.push(d);
+            None => Deployment::new(target, image, DeployOutcome::Failed)
+                .with_reason("service was not described by ECS"),
+        };
+        if d.outcome == DeployOutcome::Failed {
+            tracing::error!(
+                cluster = %d.cluster,
+                service = %d.service,
+                reason = d.reason.as_deref().unwrap_or(""),
+                "deployment failed"
+            );
         }
-        Ok(out)
+        Ok(d)
+    }
+
+    async fn running(&self, target: &Target) -> Result<Option<Running>, DeployError> {
+        let resp = match self
+            .client
+            .describe_services()
+            .cluster(&target.cluster)
+            .services(&target.service)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => match classify("DescribeServices", e) {
+                Failure::Transient(e) => return Err(e),
+                Failure::Permanent(_) => return Ok(None),
+            },
+        };
+        let Some(svc) = resp
+            .services()
+            .iter()
+            .find(|s| s.status() == Some("ACTIVE"))
+        else {
+            return Ok(None);
+        };
+        let Some(td_arn) = svc.task_definition() else {
+            return Ok(None);
+        };
+        let described = match self
+            .client
+            .describe_task_definition()
+            .task_definition(td_arn)
+            .send()
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => match classify("DescribeTaskDefinition", e) {
+                Failure::Transient(e) => return Err(e),
+                Failure::Permanent(_) => return Ok(None),
+            },
+        };
+        let containers = described
+            .task_definition()
+            .map(|td| {
+                td.container_definitions()
+                    .iter()
+                    .filter_map(|c| Some((c.name()?.to_owned(), c.image()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(Running {
+            task_definition: td_arn.to_owned(),
+            containers,
+            settled: svc.deployments().len() <= 1,
+        }))
+    }
+
+    async fn all_followers(&self) -> Result<Vec<Target>, DeployError> {
+        match &self.discovery {
+            Some(d) => d.all().await,
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn followers(&self, image: &ImageRef) -> Result<Vec<Target>, DeployError> {
@@ -158,6 +218,8 @@ impl EcsDeployer {
         target: &Target,
         image: &ImageRef,
         current_td: &str,
+        resume: bool,
+        guard: &dyn Guard,
     ) -> Result<Deployment, Failure> {
         let described = self
             .client
@@ -175,6 +237,12 @@ impl EcsDeployer {
 
         let mut d = Deployment::new(target, image, DeployOutcome::Unchanged);
         d.previous_task_definition = Some(current_td.to_owned());
+        d.previous_image = td
+            .container_definitions()
+            .iter()
+            .find(|c| c.name().is_some_and(|n| containers.iter().any(|x| x == n)))
+            .and_then(|c| c.image())
+            .map(str::to_owned);
         let already = td
             .container_definitions()
             .iter()
@@ -193,9 +261,25 @@ impl EcsDeployer {
             }
         }
 
+        // The last moment to stop: the service is described, nothing is changed yet.
+        if let Some(why) = guard.check().await.map_err(Failure::Transient)? {
+            d.outcome = DeployOutcome::Superseded;
+            d.task_definition = Some(current_td.to_owned());
+            return Ok(d.with_reason(why));
+        }
+        let orphan = match (resume, already) {
+            (true, false) => {
+                self.registered(td, current_td, &containers, &wanted)
+                    .await?
+            }
+            _ => None,
+        };
         let new_td = if already {
             // Same tag, no digest: the definition is right, the tasks need to pull the tag again.
             current_td.to_owned()
+        } else if let Some(arn) = orphan {
+            tracing::info!(task_definition = %arn, "resuming: the revision an interrupted deployment registered is used");
+            arn
         } else {
             let registered = copy_with_image(
                 self.client.register_task_definition(),
@@ -246,6 +330,42 @@ impl EcsDeployer {
             "service updated"
         );
         Ok(d)
+    }
+}
+
+impl EcsDeployer {
+    /// The family's latest revision, when it is newer than what the service runs and its
+    /// selected containers already run `wanted`: what a holder registered before it died.
+    async fn registered(
+        &self,
+        td: &TaskDefinition,
+        current_td: &str,
+        containers: &[String],
+        wanted: &str,
+    ) -> Result<Option<String>, Failure> {
+        let Some(family) = td.family() else {
+            return Ok(None);
+        };
+        let latest = self
+            .client
+            .describe_task_definition()
+            .task_definition(family)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTaskDefinition", e))?;
+        let Some(latest) = latest.task_definition() else {
+            return Ok(None);
+        };
+        let newer = latest.revision() > td.revision();
+        let runs = latest
+            .container_definitions()
+            .iter()
+            .filter(|c| c.name().is_some_and(|n| containers.iter().any(|x| x == n)))
+            .all(|c| c.image() == Some(wanted));
+        Ok(match latest.task_definition_arn() {
+            Some(arn) if newer && runs && arn != current_td => Some(arn.to_owned()),
+            _ => None,
+        })
     }
 }
 

@@ -85,6 +85,24 @@ impl Discovery {
             .collect())
     }
 
+    /// Every follower, as a target without an image (for the scheduled reconcile).
+    pub async fn all(&self) -> Result<Vec<Target>, DeployError> {
+        Ok(self
+            .followers()
+            .await?
+            .iter()
+            .map(|f| Target {
+                cluster: f.cluster.clone(),
+                service: f.service.clone(),
+                container: None,
+                stage: f.stage.clone(),
+                policy: f.policy.clone(),
+                last_deployed: None,
+                require_region: None,
+            })
+            .collect())
+    }
+
     async fn followers(&self) -> Result<Arc<Vec<Follower>>, DeployError> {
         // Held across the scan: concurrent pushes in one environment wait for one discovery
         // instead of each running their own.

@@ -8,8 +8,9 @@ use serde_json::Value;
 use crate::model::event::Provider;
 use crate::model::payload::UrlHints;
 use crate::model::records::{
-    BlockedRecord, HistoryRecord, HistoryService, ImageRecord, ImageStatus, KeptPayload,
-    Quarantine, ReceiptRecord, ReceiptStatus, Record, RolloutRecord, ServiceRecord, TagRecord,
+    Applied, BlockedRecord, Desired, HistoryRecord, HistoryService, ImageRecord, ImageStatus,
+    KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus, Record, RolloutRecord,
+    ServiceRecord, TagRecord,
 };
 use crate::ports::store::{Item, StoreError};
 
@@ -48,6 +49,8 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             status: at("status")
                 .and_then(|s| ReceiptStatus::parse(&s))
                 .unwrap_or(ReceiptStatus::Done),
+            occurred_at: at("occurred_at"),
+            received_at: at("received_at"),
             payload: item.get("payload").and_then(Value::as_object).map(|p| {
                 let p = |a: &str| text(p.get(a));
                 KeptPayload {
@@ -88,7 +91,35 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             service: required("service")?,
             digest: at("digest"),
             tag: at("tag"),
+            image: at("image"),
+            task_definition_arn: at("task_definition_arn"),
             failed_digests: texts(item.get("failed_digests")),
+            desired: match (
+                at("desired_event"),
+                at("desired_image"),
+                at("desired_order"),
+            ) {
+                (Some(event), Some(image), Some(order)) => Some(Desired {
+                    event,
+                    image,
+                    order,
+                    container: at("desired_container"),
+                    stage: at("desired_stage"),
+                }),
+                _ => None,
+            },
+            applied: match (at("applied_event"), at("applied_at")) {
+                (Some(event), Some(at_)) => Some(Applied {
+                    event,
+                    outcome: at("applied_outcome").unwrap_or_default(),
+                    at: at_,
+                }),
+                _ => None,
+            },
+            lease: match (at("lease_holder"), at("lease_until")) {
+                (Some(holder), Some(until)) => Some(Lease { holder, until }),
+                _ => None,
+            },
         }),
         "blocked" => Record::Blocked(BlockedRecord {
             digest: required("digest")?,
@@ -98,6 +129,9 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             stage: at("stage"),
             tag: at("tag"),
             waiting_region: at("waiting_region"),
+            event: at("event"),
+            pushed_at: at("pushed_at"),
+            blocked_at: at("blocked_at"),
         }),
         "rollout" => Record::Rollout(RolloutRecord {
             deployment_sk: required("deployment_sk")?,

@@ -107,6 +107,8 @@ pub struct Config {
     pub rules: Rules,
     pub deploy_mode: DeployMode,
     pub receipt_ttl_days: u32,
+    /// LEASE_SECONDS: how long one writer holds a service while it deploys to it.
+    pub lease: std::time::Duration,
     pub quarantine: QuarantinePolicy,
     /// FOLLOW_CLUSTERS: clusters whose services tagged `imagehook:follow` follow their images
     /// without a rule. Empty: no discovery.
@@ -315,6 +317,21 @@ impl Config {
             },
         };
 
+        let lease = match var("LEASE_SECONDS") {
+            None => crate::pipeline::converge::DEFAULT_LEASE,
+            Some(v) => match v.parse::<u64>() {
+                // Longer than the functions' 15 s timeout: a live holder must never lose it.
+                Ok(n) if (1..=3600).contains(&n) => std::time::Duration::from_secs(n),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "LEASE_SECONDS",
+                        value: v,
+                        hint: "a whole number of seconds from 1 to 3600 (default 60; keep it above the functions' timeout)",
+                    });
+                }
+            },
+        };
+
         let quarantine = match var("QUARANTINE_SEVERITY") {
             None => QuarantinePolicy::default(),
             Some(v) => QuarantinePolicy::parse(&v).ok_or(ConfigError::Invalid {
@@ -349,6 +366,7 @@ impl Config {
             rules,
             deploy_mode,
             receipt_ttl_days,
+            lease,
             quarantine,
         })
     }

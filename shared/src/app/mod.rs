@@ -182,6 +182,7 @@ impl App {
             receipt_ttl_days: self.config.receipt_ttl_days,
             service_region: self.config.service_region.as_deref(),
             payload,
+            lease: self.config.lease,
         }
     }
 

@@ -23,6 +23,12 @@ pub enum DeployOutcome {
     /// The service or container could not be found or the update was refused. Logged; the
     /// delivery still succeeds because a retry could not fix it.
     Failed,
+    /// A newer proposal for the service won: this image is never applied there. The reason
+    /// names the winner.
+    Superseded,
+    /// Another delivery holds the service's lease and applies the newest desired state, this
+    /// one included; the reason names the deployment that carries it.
+    Queued,
 }
 
 impl DeployOutcome {
@@ -34,6 +40,8 @@ impl DeployOutcome {
             Self::Planned => "planned",
             Self::Blocked => "blocked",
             Self::Failed => "failed",
+            Self::Superseded => "superseded",
+            Self::Queued => "queued",
         }
     }
 }
@@ -52,6 +60,10 @@ pub struct Deployment {
     /// The task definition it ran before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_task_definition: Option<String>,
+    /// The image the changed container ran before (`registry/repo@digest` when pinned), so
+    /// that a rollback can be recorded as a return to it.
+    #[serde(skip)]
+    pub previous_image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +83,7 @@ impl Deployment {
             image: image.deployable(),
             task_definition: None,
             previous_task_definition: None,
+            previous_image: None,
             stage: target.stage.clone(),
             reason: None,
             ecs_deployment_id: None,

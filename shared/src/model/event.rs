@@ -168,6 +168,20 @@ impl Timestamp {
         Self::from_datetime(OffsetDateTime::now_utc())
     }
 
+    /// This instant moved `by` later (saturating at the end of year 9999).
+    pub fn plus(&self, by: std::time::Duration) -> Self {
+        let t = OffsetDateTime::parse(&self.0, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let later = t
+            .checked_add(time::Duration::try_from(by).unwrap_or(time::Duration::MAX))
+            .and_then(in_rfc3339_years)
+            .unwrap_or(t);
+        Self::from_datetime(later)
+    }
+
+    pub fn unix_nanos(&self) -> i128 {
+        OffsetDateTime::parse(&self.0, &Rfc3339).map_or(0, |t| t.unix_timestamp_nanos())
+    }
+
     pub fn unix_seconds(&self) -> i64 {
         OffsetDateTime::parse(&self.0, &Rfc3339).map_or(0, |t| t.unix_timestamp())
     }

@@ -126,6 +126,9 @@ impl Record {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceiptRecord {
     pub status: ReceiptStatus,
+    /// The event's time as first recorded, and when its first delivery arrived.
+    pub occurred_at: Option<String>,
+    pub received_at: Option<String>,
     /// The verified request the event came from, as far as it was kept.
     pub payload: Option<KeptPayload>,
 }
@@ -171,17 +174,56 @@ pub struct TagRecord {
     pub digest: Option<String>,
 }
 
-/// What imagehook knows of one ECS service.
+/// What imagehook knows of one ECS service: what it should run (desired), what imagehook last
+/// made it run (applied), what ECS said it runs, and who is applying now (lease).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceRecord {
     pub cluster: String,
     pub service: String,
-    /// The digest and tag imagehook last deployed there (`None` when never, or after a
-    /// rollback to something it did not record).
+    /// The digest and tag the service runs as far as imagehook knows: what it deployed there,
+    /// or what ECS went back to after a failed rollout.
     pub digest: Option<String>,
     pub tag: Option<String>,
+    /// The image reference the service runs (`registry/repo@digest`), when known.
+    pub image: Option<String>,
+    pub task_definition_arn: Option<String>,
     /// Digests whose rollout to this service failed.
     pub failed_digests: Vec<String>,
+    pub desired: Option<Desired>,
+    pub applied: Option<Applied>,
+    pub lease: Option<Lease>,
+}
+
+/// What a service should run: the image of the newest proposal that matched it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// The event that proposed it, `provider#id`.
+    pub event: String,
+    /// The full reference (`registry/repo:tag@digest`).
+    pub image: String,
+    /// The ordering key: the sender's time, then the receipt time (both RFC 3339 with nine
+    /// fractional digits, so the text order is the time order).
+    pub order: String,
+    pub container: Option<String>,
+    pub stage: Option<String>,
+}
+
+/// The last desired state a holder finished applying, whatever the outcome (updated,
+/// unchanged, skipped by the rule's policy, failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub event: String,
+    pub outcome: String,
+    pub at: String,
+}
+
+/// One writer at a time per service: the holder applies the desired state until it and the
+/// applied state agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    /// Past this instant the holder is presumed dead and another may take over.
+    pub until: String,
 }
 
 /// A deployment held back: the digest is quarantined or deleted, or not yet in a region the
@@ -196,6 +238,10 @@ pub struct BlockedRecord {
     pub tag: Option<String>,
     /// Held until the digest arrives in this region, not for a quarantine.
     pub waiting_region: Option<String>,
+    /// The push that was held (`provider#id`), when it was made and when it arrived.
+    pub event: Option<String>,
+    pub pushed_at: Option<String>,
+    pub blocked_at: Option<String>,
 }
 
 /// Points an ECS deployment id at the deployment item imagehook recorded when it started it.

@@ -12,9 +12,6 @@ use crate::ports::store::keys;
 use crate::ports::store::ops::{Op, Update};
 use crate::ports::store::{Item, Key, MAX_TRANSACTION_ITEMS, Store, StoreError};
 
-/// Room for the receipt's closing update in the last transaction.
-const CHUNK: usize = MAX_TRANSACTION_ITEMS - 1;
-
 pub(super) fn deployment_item(event: &ImageEvent, d: &Deployment, at: &Timestamp) -> (Key, Item) {
     let what = event
         .image
@@ -50,6 +47,105 @@ pub(super) fn deployment_item(event: &ImageEvent, d: &Deployment, at: &Timestamp
     (key, item)
 }
 
+/// The records of one deployment: its item, the pointer ECS state changes follow and, for a
+/// service that now runs the image, the update of what the service runs. The update is
+/// returned apart so that a lease holder can fold its own conditions into it (one transaction
+/// may hold one operation per item).
+pub(super) fn deployment_ops(
+    event: &ImageEvent,
+    d: &Deployment,
+    at: &Timestamp,
+) -> (Vec<Op>, Option<Update>) {
+    let mut ops = Vec::new();
+    let (key, mut item) = deployment_item(event, d, at);
+    if let Some(from) = &d.previous_image {
+        item.insert("from_image".into(), json!(from));
+    }
+    if let Some(id) = &d.ecs_deployment_id {
+        // State changes name ECS's deployment id: this points them at the record.
+        let mut pointer = Map::new();
+        pointer.insert("type".into(), json!("rollout"));
+        pointer.insert("deployment_sk".into(), json!(key.sk));
+        pointer.insert("image".into(), json!(d.image));
+        if let Some(digest) = &event.image.digest {
+            pointer.insert("digest".into(), json!(digest.as_str()));
+        }
+        ops.push(Op::Put {
+            key: Key::new(key.pk.clone(), keys::rollout_sk(id)),
+            item: pointer,
+            cond: None,
+        });
+    }
+    ops.push(Op::Put {
+        key,
+        item,
+        cond: None,
+    });
+    let runs = matches!(d.outcome, DeployOutcome::Updated | DeployOutcome::Unchanged)
+        .then(|| runs_update(event, d, at));
+    (ops, runs)
+}
+
+/// The service now runs the event's image.
+fn runs_update(event: &ImageEvent, d: &Deployment, at: &Timestamp) -> Update {
+    let key = Key::new(
+        keys::service_pk(&d.cluster, &d.service),
+        keys::SERVICE_CURRENT,
+    );
+    let mut u = Update::new(key)
+        .set("type", "service")
+        .set("cluster", d.cluster.as_str())
+        .set("service", d.service.as_str())
+        .set("image", d.image.as_str())
+        .set("updated_at", at.as_str())
+        .set("tag", event.image.tag.as_ref().map_or("", |t| t.as_str()))
+        .set_opt("task_definition_arn", d.task_definition.as_deref())
+        .add("version", 1);
+    if d.outcome == DeployOutcome::Updated {
+        // What it ran before, so a rollback can be recorded as a return to it. Only a real
+        // change moves it: another tag of the running digest must not make the digest its own
+        // predecessor.
+        u = u
+            .copy("previous_digest", "digest", "")
+            .copy("previous_tag", "tag", "")
+            .set_opt("previous_image", d.previous_image.as_deref())
+            .set_opt(
+                "previous_task_definition",
+                d.previous_task_definition.as_deref(),
+            );
+    }
+    match &event.image.digest {
+        // `running` feeds the index that answers "which services run this digest?".
+        Some(digest) => u
+            .set("digest", digest.as_str())
+            .set("running", format!("{}@{digest}", event.image.name())),
+        None => u.remove("digest").remove("running"),
+    }
+}
+
+/// What closes an event: the history of its stages, the removal of the blocked entries it
+/// settles, and its receipt marked done (last, so `done` means everything is on record).
+pub(super) fn finish_ops(
+    event: &ImageEvent,
+    deployments: &[Deployment],
+    settled: &[Key],
+    at: &Timestamp,
+) -> Vec<Op> {
+    let mut ops = history::history_ops(event, deployments, at);
+    for key in settled {
+        ops.push(Op::Delete {
+            key: key.clone(),
+            cond: None,
+        });
+    }
+    ops.push(Op::Update(
+        Update::new(keys::receipt(event.provider.as_str(), &event.id))
+            .set("status", ReceiptStatus::Done.as_str())
+            .set("deployed_at", at.as_str()),
+    ));
+    ops
+}
+
 /// Records an event's deployments (and what a service now runs), removes the blocked entries
 /// they settle, and marks the receipt done last, so `done` means everything is on record.
 pub async fn record_deployments(
@@ -61,73 +157,22 @@ pub async fn record_deployments(
 ) -> Result<(), StoreError> {
     let mut ops = Vec::new();
     for d in deployments {
-        let (key, item) = deployment_item(event, d, at);
-        if let Some(id) = &d.ecs_deployment_id {
-            // State changes name ECS's deployment id: this points them at the record.
-            let mut pointer = Map::new();
-            pointer.insert("type".into(), json!("rollout"));
-            pointer.insert("deployment_sk".into(), json!(key.sk));
-            pointer.insert("image".into(), json!(d.image));
-            if let Some(digest) = &event.image.digest {
-                pointer.insert("digest".into(), json!(digest.as_str()));
-            }
-            ops.push(Op::Put {
-                key: Key::new(key.pk.clone(), keys::rollout_sk(id)),
-                item: pointer,
-                cond: None,
-            });
-        }
-        ops.push(Op::Put {
-            key,
-            item,
-            cond: None,
-        });
-        if matches!(d.outcome, DeployOutcome::Updated | DeployOutcome::Unchanged) {
-            let key = Key::new(
-                keys::service_pk(&d.cluster, &d.service),
-                keys::SERVICE_CURRENT,
-            );
-            let mut u = Update::new(key)
-                .set("type", "service")
-                .set("cluster", d.cluster.as_str())
-                .set("service", d.service.as_str())
-                .set("image", d.image.as_str())
-                .set("updated_at", at.as_str())
-                // What it ran before, so a rollback can be recorded as a return to it.
-                .copy("previous_digest", "digest", "")
-                .copy("previous_tag", "tag", "")
-                .set("tag", event.image.tag.as_ref().map_or("", |t| t.as_str()))
-                .set_opt("task_definition_arn", d.task_definition.as_deref())
-                .add("version", 1);
-            u = match &event.image.digest {
-                // `running` feeds the index that answers "which services run this digest?".
-                Some(digest) => u
-                    .set("digest", digest.as_str())
-                    .set("running", format!("{}@{digest}", event.image.name())),
-                None => u.remove("digest").remove("running"),
-            };
-            ops.push(Op::Update(u));
-        }
+        let (records, runs) = deployment_ops(event, d, at);
+        ops.extend(records);
+        ops.extend(runs.map(Op::Update));
     }
-    ops.extend(history::history_ops(event, deployments, at));
-    for key in settled {
-        ops.push(Op::Delete {
-            key: key.clone(),
-            cond: None,
-        });
-    }
-    let receipt = Op::Update(
-        Update::new(keys::receipt(event.provider.as_str(), &event.id))
-            .set("status", ReceiptStatus::Done.as_str())
-            .set("deployed_at", at.as_str()),
-    );
-    let mut chunks: Vec<Vec<Op>> = ops.chunks(CHUNK).map(<[Op]>::to_vec).collect();
-    match chunks.last_mut() {
-        Some(last) => last.push(receipt),
-        None => chunks.push(vec![receipt]),
-    }
-    for chunk in chunks {
-        store.transact(chunk).await?.map_err(|c| unexpected(&c))?;
+    ops.extend(finish_ops(event, deployments, settled, at));
+    write_chunked(store, ops).await
+}
+
+/// Writes `ops` in transactions of at most the port's size, in order: the last operation (the
+/// receipt's) lands last.
+pub(super) async fn write_chunked(store: &dyn Store, ops: Vec<Op>) -> Result<(), StoreError> {
+    for chunk in ops.chunks(MAX_TRANSACTION_ITEMS) {
+        store
+            .transact(chunk.to_vec())
+            .await?
+            .map_err(|c| unexpected(&c))?;
     }
     Ok(())
 }

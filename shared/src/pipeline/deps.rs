@@ -45,6 +45,8 @@ pub struct Deps<'a> {
     pub service_region: Option<&'a str>,
     /// The verified request the events came from, kept on their receipts for replay.
     pub payload: Option<&'a crate::model::payload::Payload>,
+    /// How long a service's lease lasts (`LEASE_SECONDS`).
+    pub lease: std::time::Duration,
 }
 
 impl Deps<'_> {

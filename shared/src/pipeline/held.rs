@@ -4,10 +4,11 @@
 
 use serde_json::{Map, json};
 
-use super::deployments::record_deployments;
+use super::converge::{self, Proposal};
 use super::deps::{Deps, PipelineError, warn_failed};
 use super::receipt::Receipt;
-use crate::model::event::{ImageEvent, Timestamp};
+use crate::model::event::ImageEvent;
+use crate::model::reference::ImageRef;
 use crate::model::result::EventResult;
 use crate::model::rules::Target;
 use crate::ports::store::keys;
@@ -32,6 +33,7 @@ pub(super) fn blocked_op(
     b.insert("image".into(), json!(e.image.deployable()));
     b.insert("event".into(), json!(r.by()));
     b.insert("blocked_at".into(), json!(r.received_at.as_str()));
+    b.insert("pushed_at".into(), json!(e.occurred_at.as_str()));
     b.insert("reason".into(), json!(reason));
     for (k, v) in [
         ("tag", e.image.tag.as_ref().map(|t| t.to_string())),
@@ -62,6 +64,10 @@ pub struct Blocked {
     /// Held until the digest arrives in this region (a rule's `require_region`), not for a
     /// quarantine.
     pub waiting_region: Option<String>,
+    /// The held push (`provider#id`) and its ordering key: applied on release only if it is
+    /// still the newest proposal for the service.
+    pub event: Option<String>,
+    pub order: String,
 }
 
 /// The blocked deployments of a digest, one per service.
@@ -82,6 +88,14 @@ pub async fn blocked_deployments(
         .into_iter()
         .filter_map(|r| r.blocked())
         .map(|b| Blocked {
+            order: converge::order_of(
+                b.pushed_at
+                    .as_deref()
+                    .or(b.blocked_at.as_deref())
+                    .unwrap_or_default(),
+                b.blocked_at.as_deref().unwrap_or_default(),
+            ),
+            event: b.event,
             key: Key::new(
                 pk.clone(),
                 keys::blocked_sk(&b.digest, &b.cluster, &b.service),
@@ -130,27 +144,31 @@ pub(crate) async fn apply_held(
     result: &mut EventResult,
 ) -> Result<(), PipelineError> {
     let digest = event.image.digest.as_ref().map(ToString::to_string);
-    let mut targets: Vec<Target> = Vec::new();
+    let mut proposals: Vec<(Target, Proposal)> = Vec::new();
     for b in held {
         let current = match &b.tag {
             Some(tag) => tag_digest(deps.store, event, tag).await?,
             None => digest.clone(),
         };
         if current == digest
-            && !targets
+            && !proposals
                 .iter()
-                .any(|t| t.cluster == b.target.cluster && t.service == b.target.service)
+                .any(|(t, _)| t.cluster == b.target.cluster && t.service == b.target.service)
         {
-            targets.push(with_current_policy(deps, event, b));
+            let (target, image) = with_current_policy(deps, event, b);
+            let proposal = Proposal {
+                event: b
+                    .event
+                    .clone()
+                    .unwrap_or_else(|| format!("{}#{}", event.provider, event.id)),
+                image,
+                order: b.order.clone(),
+            };
+            proposals.push((target, proposal));
         }
     }
-    let deployments = if targets.is_empty() {
-        Vec::new()
-    } else {
-        deps.deployer.deploy(&event.image, &targets).await?
-    };
     let settled: Vec<_> = held.iter().map(|b| b.key.clone()).collect();
-    record_deployments(deps.store, event, &deployments, &settled, &Timestamp::now()).await?;
+    let deployments = converge::deploy_all(deps, event, proposals, Vec::new(), &settled).await?;
     warn_failed(result, &deployments);
     result.deployments = deployments;
     Ok(())
@@ -158,7 +176,7 @@ pub(crate) async fn apply_held(
 
 /// A held deployment with the rollout policy its rule has now (rules may have changed while
 /// the digest was held); the default policy if no rule names the service any more.
-fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Target {
+fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> (Target, ImageRef) {
     let mut image = event.image.clone();
     if let Some(tag) = b
         .tag
@@ -176,7 +194,8 @@ fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Targ
     {
         target.policy = t.policy;
     }
-    target
+    // Deployed as the release names it, by digest: the held tag chose the rule, not the image.
+    (target, event.image.clone())
 }
 
 /// Holds deployments until the digest arrives in their region.

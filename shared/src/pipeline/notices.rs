@@ -23,7 +23,11 @@ pub fn from_results(results: &[EventResult]) -> Vec<Notice> {
                 ),
                 DeployOutcome::Blocked => (NoticeKind::DeploymentBlocked, d.reason.clone()),
                 DeployOutcome::Failed => (NoticeKind::DeploymentFailed, d.reason.clone()),
-                DeployOutcome::Unchanged | DeployOutcome::Skipped | DeployOutcome::Planned => {
+                DeployOutcome::Unchanged
+                | DeployOutcome::Skipped
+                | DeployOutcome::Planned
+                | DeployOutcome::Superseded
+                | DeployOutcome::Queued => {
                     continue;
                 }
             };

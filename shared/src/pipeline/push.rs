@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::converge::{self, Proposal};
 use super::deps::{Deps, PipelineError, warn_failed};
 use super::receipt::{MAX_ATTEMPTS, Receipt, pending, unexpected};
 use super::{deployments, held, replicate};
@@ -74,11 +75,18 @@ pub(super) async fn push_one(
                 .with_reason(held::not_yet_replicated(region))
         }));
     }
-    if !targets.is_empty() {
-        deployments.extend(deps.deployer.deploy(&event.image, &targets).await?);
-    }
-    deployments::record_deployments(deps.store, event, &deployments, &[], &Timestamp::now())
-        .await?;
+    let order = match recorded {
+        // A redelivery is ordered by its first arrival, not by this one.
+        PushOutcome::Duplicate { .. } => first_order(deps, event).await?,
+        _ => converge::order_of(event.occurred_at.as_str(), received_at.as_str()),
+    };
+    let proposal = Proposal {
+        event: format!("{}#{}", event.provider, event.id),
+        image: event.image.clone(),
+        order,
+    };
+    let proposals = targets.into_iter().map(|t| (t, proposal.clone())).collect();
+    let deployments = converge::deploy_all(deps, event, proposals, deployments, &[]).await?;
     if event.image.digest.is_none() {
         result.warnings.push(format!(
             "the event carried no digest: deployed by tag {}, not pinned",
@@ -88,6 +96,21 @@ pub(super) async fn push_one(
     warn_failed(&mut result, &deployments);
     result.deployments = deployments;
     Ok(result)
+}
+
+/// The ordering key of an event's first delivery, from its receipt.
+async fn first_order(deps: &Deps<'_>, event: &ImageEvent) -> Result<String, PipelineError> {
+    let receipt = deps
+        .store
+        .get(&keys::receipt(event.provider.as_str(), &event.id))
+        .await?
+        .and_then(Record::receipt);
+    Ok(
+        match receipt.and_then(|r| r.occurred_at.zip(r.received_at)) {
+            Some((occurred, received)) => converge::order_of(&occurred, &received),
+            None => converge::order_of(event.occurred_at.as_str(), event.occurred_at.as_str()),
+        },
+    )
 }
 
 /// Force and newer-only rules compare with what the service runs, and would roll a digest

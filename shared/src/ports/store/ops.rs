@@ -54,8 +54,14 @@ impl Update {
             ..Self::default()
         }
     }
+    /// Sets `a`; setting it again replaces the value (DynamoDB refuses one update that names
+    /// a path twice).
     pub fn set(mut self, a: &'static str, v: impl Into<Value>) -> Self {
-        self.set.push((a, v.into()));
+        let v = v.into();
+        match self.set.iter_mut().find(|(name, _)| *name == a) {
+            Some(slot) => slot.1 = v,
+            None => self.set.push((a, v)),
+        }
         self
     }
     pub fn set_opt(self, a: &'static str, v: Option<impl Into<Value>>) -> Self {
