@@ -42,12 +42,13 @@ EVENTS = Path(__file__).resolve().parent.parent / "events"
 # (name, function, body changes, expected DynamoDB calls, expected ECS calls, may be a duplicate)
 DELIVERIES = [
     ("push to one matched service", "push", None,
-     ["TransactWriteItems", "TransactWriteItems"],
+     ["TransactWriteItems", "TransactWriteItems", "GetItem", "TransactWriteItems"],
      ["DescribeServices", "DescribeTaskDefinition", "RegisterTaskDefinition", "UpdateService"], False),
     ("the same delivery again", "push", None,
      ["TransactWriteItems"], [], True),
     ("another tag of the same digest", "push", {"id": "budget-2", "tag": "v1.4"},
-     ["TransactWriteItems", "TransactWriteItems"], ["DescribeServices", "DescribeTaskDefinition"], False),
+     ["TransactWriteItems", "TransactWriteItems", "TransactWriteItems"],
+     ["DescribeServices", "DescribeTaskDefinition"], False),
     ("push no rule matches", "push", {"id": "budget-3", "tag": "rc-1"},
      ["TransactWriteItems"], [], False),
     ("delete by digest", "delete", None,

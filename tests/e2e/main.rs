@@ -13,6 +13,7 @@ mod limits;
 mod notify;
 mod proxy;
 mod push;
+mod reconcile;
 mod replication;
 mod rollout;
 mod security;

@@ -436,7 +436,7 @@ pub async fn handle_reported(
 pub async fn outcomes(
     app: &App,
     event: &str,
-) -> Result<Value, imagehook_core::ports::store::StoreError> {
+) -> Result<Value, imagehook_core::pipeline::PipelineError> {
     as_function(OUTCOMES, app.outcome(event.as_bytes())).await
 }
 

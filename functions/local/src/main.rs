@@ -66,6 +66,11 @@ enum Command {
         /// <provider>#<event id>, e.g. acr#7f3c2a10-5b6e-4c1d-9e8f-0a1b2c3d4e5f
         receipt: String,
     },
+    /// Converge every service a rule names (or that follows an image by its tag): apply a
+    /// desired state no delivery finished, and report services that run an image imagehook did
+    /// not deploy (restoring them where the rule says `on_drift: restore`). What the outcomes
+    /// function does on its schedule.
+    Reconcile,
     /// Print a repository's rollout history per stage, newest first, as GET /images/{repository}
     /// answers it.
     History {
@@ -128,6 +133,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Replay { receipt } => {
             let results = app.replay(&receipt).await?;
             println!("{}", serde_json::to_string_pretty(&results)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reconcile => {
+            let report = app.reconcile().await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::State => {

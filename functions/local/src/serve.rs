@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use imagehook_core::app::App;
 use imagehook_core::app::config::MAX_BODY_BYTES;
-use imagehook_core::edge::http::{ApiError, handle, path_token_refused};
+use imagehook_core::edge::http::{ApiError, handle, json_response, path_token_refused};
 use imagehook_core::model::function::Function;
 use lambda_http::RequestExt;
 use tokio::net::TcpListener;
@@ -41,7 +41,7 @@ pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(route(&app, req).await) }
+                async move { Ok::<_, Infallible>(route(app, req).await) }
             });
             if let Err(e) = http1::Builder::new()
                 .max_headers(MAX_HEADERS)
@@ -74,7 +74,7 @@ fn route_of(path: &str) -> Option<(Function, HashMap<String, String>)> {
     }
 }
 
-async fn route(app: &App, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+async fn route(app: Arc<App>, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let images = req
         .uri()
         .path()
@@ -90,14 +90,14 @@ async fn route(app: &App, req: hyper::Request<Incoming>) -> hyper::Response<Full
             }
             Err(e) => e.into_response(),
         },
-        (None, route) => route_response(app, route, req).await,
+        (None, route) => route_response(&app, route, req).await,
     };
     let (parts, body) = resp.into_parts();
     hyper::Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
 }
 
 async fn route_response(
-    app: &App,
+    app: &Arc<App>,
     route: Option<(Function, HashMap<String, String>)>,
     req: hyper::Request<Incoming>,
 ) -> lambda_http::Response<lambda_http::Body> {
@@ -109,7 +109,23 @@ async fn route_response(
             ApiError::PathToken.into_response()
         }
         Some((function, params)) => match to_lambda(req).await {
-            Ok(req) => handle(app, function, req.with_path_parameters(params)).await,
+            Ok(req) => {
+                // In a task of its own: once the request is read, its work finishes even if the
+                // client hangs up, as a Lambda invocation does when API Gateway stops waiting.
+                // Dropping the connection drops only the wait for the answer.
+                let app = Arc::clone(app);
+                let req = req.with_path_parameters(params);
+                match tokio::spawn(async move { handle(&app, function, req).await }).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        tracing::error!(error = %e, "request handler failed");
+                        json_response(
+                            http::StatusCode::INTERNAL_SERVER_ERROR,
+                            &serde_json::json!({"error": "internal", "message": "internal error"}),
+                        )
+                    }
+                }
+            }
             Err(e) => e.into_response(),
         },
     }

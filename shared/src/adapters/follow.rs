@@ -15,7 +15,7 @@ use aws_sdk_ecs::types::ServiceField;
 use tokio::sync::Mutex;
 
 use super::ecs_errors::{DESCRIBE_BATCH, transient};
-use crate::model::policy::Policy;
+use crate::model::policy::{OnDrift, Policy};
 use crate::model::reference::{ImageRef, image_name_of};
 use crate::model::rules::{TagPattern, Target};
 use crate::ports::deployer::DeployError;
@@ -23,6 +23,7 @@ use crate::ports::deployer::DeployError;
 pub const FOLLOW_TAG: &str = "imagehook:follow";
 pub const NEWER_ONLY_TAG: &str = "imagehook:newer-only";
 pub const STAGE_TAG: &str = "imagehook:stage";
+pub const ON_DRIFT_TAG: &str = "imagehook:on-drift";
 
 /// How long a discovery is trusted by default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
@@ -163,7 +164,7 @@ impl Discovery {
                     continue;
                 };
                 let newer_only = tag(NEWER_ONLY_TAG).is_some_and(|v| v == "true");
-                let Some((pattern, policy)) = parse_follow(&value, newer_only) else {
+                let Some((pattern, mut policy)) = parse_follow(&value, newer_only) else {
                     tracing::warn!(
                         cluster,
                         service = name,
@@ -172,6 +173,9 @@ impl Discovery {
                     );
                     continue;
                 };
+                if tag(ON_DRIFT_TAG).as_deref() == Some("restore") {
+                    policy.on_drift = OnDrift::Restore;
+                }
                 let images = self.images_of(td).await?;
                 out.push(Follower {
                     cluster: cluster.to_owned(),
@@ -213,6 +217,7 @@ fn parse_follow(value: &str, newer_only: bool) -> Option<(TagPattern, Policy)> {
         scheme: pattern.scheme(),
         newer_only: newer_only && !follow_tag,
         follow_tag,
+        on_drift: OnDrift::Report,
     };
     Some((pattern, policy))
 }

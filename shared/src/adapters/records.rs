@@ -93,6 +93,9 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             tag: at("tag"),
             image: at("image"),
             task_definition_arn: at("task_definition_arn"),
+            previous_image: at("previous_image"),
+            previous_task_definition: at("previous_task_definition"),
+            drift: at("drift_image"),
             failed_digests: texts(item.get("failed_digests")),
             desired: match (
                 at("desired_event"),

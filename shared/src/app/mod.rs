@@ -12,6 +12,7 @@ use crate::adapters::{DryRunDeployer, EcsDeployer, follow};
 use crate::adapters::{DynamoStore, EmbeddedStore};
 use crate::app::config::{Config, ConfigError, Defaults, DeployMode, NotifyConfig};
 pub use crate::model::function::Function;
+use crate::pipeline::PipelineError;
 use crate::ports::deployer::Deployer;
 use crate::ports::notifier::{Notifier, Sink};
 use crate::ports::store::{Item, Store, StoreDump, StoreError, StoreRead};
@@ -81,7 +82,8 @@ impl App {
     pub async fn for_outcomes() -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::EVENTS)?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
-        Self::wire(config, false, false, &state_dir).await
+        // The reconcile deploys what a dead holder left undone, and restores drifted services.
+        Self::wire(config, true, false, &state_dir).await
     }
 
     /// The images function's wiring (IAM on the route authenticates for us): the store's read
@@ -228,7 +230,12 @@ impl App {
     }
 
     /// The outcomes path for one ECS deployment state change, with its notification.
-    pub async fn outcome(&self, body: &[u8]) -> Result<serde_json::Value, StoreError> {
+    /// The outcomes function's one event: the scheduled reconcile's trigger, or an ECS
+    /// deployment state change.
+    pub async fn outcome(&self, body: &[u8]) -> Result<serde_json::Value, PipelineError> {
+        if crate::pipeline::reconcile::is_trigger(body) {
+            return self.reconcile().await;
+        }
         let answer =
             crate::pipeline::outcomes::handle(self.store(), body, self.config.receipt_ttl_days)
                 .await?;
@@ -236,6 +243,16 @@ impl App {
             self.notifier.notify(vec![notice]).await;
         }
         Ok(answer)
+    }
+
+    /// Converges every managed service and reports drift (`imagehook reconcile`, and the
+    /// outcomes function on its schedule); the drift notices go out as any other.
+    pub async fn reconcile(&self) -> Result<serde_json::Value, PipelineError> {
+        let (reports, notices) = crate::pipeline::reconcile::reconcile(&self.deps(None)).await?;
+        if !notices.is_empty() {
+            self.notifier.notify(notices).await;
+        }
+        Ok(serde_json::json!({"reconciled": reports}))
     }
 }
 

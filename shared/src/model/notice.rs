@@ -17,6 +17,9 @@ pub enum NoticeKind {
     DeletedDigestRunning,
     /// A service still runs a digest that was just quarantined.
     QuarantinedDigestRunning,
+    /// A service runs an image imagehook did not deploy (changed by hand or by
+    /// infrastructure as code), found by the scheduled reconcile.
+    ServiceDrifted,
 }
 
 impl NoticeKind {
@@ -26,6 +29,7 @@ impl NoticeKind {
         Self::DeploymentFailed,
         Self::DeletedDigestRunning,
         Self::QuarantinedDigestRunning,
+        Self::ServiceDrifted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +39,7 @@ impl NoticeKind {
             Self::DeploymentFailed => "deployment-failed",
             Self::DeletedDigestRunning => "deleted-digest-running",
             Self::QuarantinedDigestRunning => "quarantined-digest-running",
+            Self::ServiceDrifted => "service-drifted",
         }
     }
 
@@ -49,6 +54,7 @@ impl NoticeKind {
             Self::DeploymentFailed => "Deployment failed",
             Self::DeletedDigestRunning => "Deleted digest still running",
             Self::QuarantinedDigestRunning => "Quarantined digest still running",
+            Self::ServiceDrifted => "Service drifted",
         }
     }
 }
@@ -76,7 +82,9 @@ impl Notice {
     pub fn text(&self) -> String {
         let mut line = format!("{}: {}", self.kind.title(), self.service);
         match self.kind {
-            NoticeKind::DeletedDigestRunning | NoticeKind::QuarantinedDigestRunning => {
+            NoticeKind::DeletedDigestRunning
+            | NoticeKind::QuarantinedDigestRunning
+            | NoticeKind::ServiceDrifted => {
                 line.push_str(" runs ");
             }
             _ => line.push_str(" -> "),

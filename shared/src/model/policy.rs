@@ -97,6 +97,20 @@ pub struct Policy {
     /// `force`: the service follows the tag it runs; a push of that tag with a new digest
     /// redeploys it, pushes of other tags leave it alone.
     pub follow_tag: bool,
+    /// What the scheduled reconcile does when the service runs an image imagehook did not
+    /// deploy (changed by hand, or by infrastructure as code).
+    pub on_drift: OnDrift,
+}
+
+/// `on_drift` of a rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDrift {
+    /// Record it and notify (`service-drifted`); leave the service as it is.
+    #[default]
+    Report,
+    /// Also apply what the service should run again.
+    Restore,
 }
 
 impl Default for Policy {
@@ -105,6 +119,7 @@ impl Default for Policy {
             scheme: Scheme::Semver,
             newer_only: false,
             follow_tag: false,
+            on_drift: OnDrift::Report,
         }
     }
 }
@@ -188,6 +203,7 @@ mod tests {
             )),
             newer_only: true,
             follow_tag: false,
+            on_drift: OnDrift::Report,
         };
         let deploy = Decision::Deploy;
         let cases: &[(&str, Option<&str>, &str, &Policy, bool)] = &[

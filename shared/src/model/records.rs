@@ -58,6 +58,9 @@ impl ReceiptStatus {
 }
 
 /// One stored record, by its kind.
+// Records live for one read and are matched at once; boxing the largest kinds would cost an
+// allocation per read for no memory anyone holds.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Receipt(ReceiptRecord),
@@ -187,6 +190,12 @@ pub struct ServiceRecord {
     /// The image reference the service runs (`registry/repo@digest`), when known.
     pub image: Option<String>,
     pub task_definition_arn: Option<String>,
+    /// What it ran before imagehook's last change (`registry/repo@digest` when pinned), and
+    /// that task definition: where a rolled-back deployment returns to.
+    pub previous_image: Option<String>,
+    pub previous_task_definition: Option<String>,
+    /// An image the service was found running that imagehook did not deploy, when found.
+    pub drift: Option<String>,
     /// Digests whose rollout to this service failed.
     pub failed_digests: Vec<String>,
     pub desired: Option<Desired>,

@@ -10,7 +10,7 @@ use globset::{Glob, GlobMatcher};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::model::policy::{Policy, Scheme};
+use crate::model::policy::{OnDrift, Policy, Scheme};
 use crate::model::reference::ImageRef;
 
 /// A rule as written in `DEPLOY_RULES`.
@@ -38,6 +38,10 @@ pub struct RuleSpec {
     /// A free label (dev, staging, prod...) recorded on the deployment.
     #[serde(default)]
     pub stage: Option<String>,
+    /// `report` (the default) or `restore`: what the scheduled reconcile does when the service
+    /// runs an image imagehook did not deploy.
+    #[serde(default, alias = "on-drift")]
+    pub on_drift: OnDrift,
 }
 
 /// How a rule chooses tags.
@@ -172,6 +176,7 @@ impl Rules {
                 scheme: tags.as_ref().map_or(Scheme::Semver, TagPattern::scheme),
                 newer_only: spec.newer_only,
                 follow_tag,
+                on_drift: spec.on_drift,
             };
             rules.push(Rule {
                 repository: compile_glob(&spec.repository)?,
@@ -189,6 +194,30 @@ impl Rules {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Every service some rule names, each once (the first rule naming it gives its policy):
+    /// what the scheduled reconcile looks at.
+    pub fn all_targets(&self) -> Vec<Target> {
+        let mut out: Vec<Target> = Vec::new();
+        for r in &self.0 {
+            if out
+                .iter()
+                .any(|t| t.cluster == r.spec.cluster && t.service == r.spec.service)
+            {
+                continue;
+            }
+            out.push(Target {
+                cluster: r.spec.cluster.clone(),
+                service: r.spec.service.clone(),
+                container: r.spec.container.clone(),
+                stage: r.spec.stage.clone(),
+                policy: r.policy.clone(),
+                last_deployed: None,
+                require_region: r.spec.require_region.clone(),
+            });
+        }
+        out
     }
 
     /// The services that follow this image, each once even when several rules name it.

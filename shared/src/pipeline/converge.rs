@@ -147,6 +147,20 @@ pub async fn knock(
     take_lease(store, t, &old, holder, &now, &until, &p.event).await
 }
 
+/// Takes the lease of a service without proposing anything (the reconcile): free or expired,
+/// as `old` shows it; `Queued` behind a live holder.
+pub async fn take_over(
+    store: &dyn Store,
+    t: &Target,
+    old: &ServiceRecord,
+    holder: &str,
+    lease: Duration,
+) -> Result<Door, StoreError> {
+    let now = Timestamp::now();
+    let until = now.plus(lease);
+    take_lease(store, t, old, holder, &now, &until, holder).await
+}
+
 /// Takes the lease `old` shows free or expired; queues behind a live one.
 async fn take_lease(
     store: &dyn Store,

@@ -100,6 +100,10 @@ fn runs_update(event: &ImageEvent, d: &Deployment, at: &Timestamp) -> Update {
         .set("updated_at", at.as_str())
         .set("tag", event.image.tag.as_ref().map_or("", |t| t.as_str()))
         .set_opt("task_definition_arn", d.task_definition.as_deref())
+        // ECS was just seen running what imagehook deployed: no drift.
+        .remove("drift_image")
+        .remove("drift_task_definition")
+        .remove("drift_at")
         .add("version", 1);
     if d.outcome == DeployOutcome::Updated {
         // What it ran before, so a rollback can be recorded as a return to it. Only a real

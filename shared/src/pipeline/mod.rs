@@ -15,6 +15,7 @@ pub mod outcomes;
 pub mod push;
 pub mod quarantine;
 pub mod receipt;
+pub mod reconcile;
 pub mod replay;
 pub mod replicate;
 

@@ -7,6 +7,7 @@ use super::deps::SECONDS_PER_DAY;
 use crate::model::ecs_outcome::{EcsOutcome, EcsOutcomeState};
 use crate::model::event::Timestamp;
 use crate::model::records::ReceiptStatus;
+use crate::model::reference::ImageRef;
 use crate::ports::store::keys;
 use crate::ports::store::ops::{Cond, Op, Update};
 use crate::ports::store::{Key, Store, StoreError};
@@ -179,16 +180,37 @@ pub async fn record_outcome(
         && let Some(digest) = &digest
     {
         // The circuit breaker returns the service to what it ran before: the record says so
-        // (a newer-only rule then compares with that version), and the failed digest leaves
-        // the running index, so deleting it does not warn about this service. Only if
-        // nothing newer moved the service since.
-        let u = Update::new(Key::new(svc, keys::SERVICE_CURRENT))
+        // (a newer-only rule then compares with that version), and the running index names
+        // the image ECS went back to, so deleting that digest warns and deleting the failed
+        // one does not. Only if nothing newer moved the service since.
+        let key = Key::new(svc, keys::SERVICE_CURRENT);
+        let before = store
+            .get(&key)
+            .await?
+            .and_then(crate::model::records::Record::service)
+            .unwrap_or_default();
+        let mut u = Update::new(key)
             .set("rolled_back_from", digest.as_str())
             .set("rolled_back_at", c.at.as_str())
             .copy("digest", "previous_digest", "")
             .copy("tag", "previous_tag", "")
-            .remove("running")
             .when(Cond::Eq("digest", json!(digest)));
+        let returned_to = before
+            .previous_image
+            .as_deref()
+            .and_then(|i| ImageRef::parse(i).ok())
+            .and_then(|i| i.digest.clone().map(|d| (i, d)));
+        u = match returned_to {
+            Some((image, d)) => u
+                .set("image", image.deployable())
+                .set("running", format!("{}@{d}", image.name())),
+            // What it ran before was not pinned (or is not known): no digest to index.
+            None => u.remove("running"),
+        };
+        u = match before.previous_task_definition {
+            Some(td) => u.set("task_definition_arn", td),
+            None => u,
+        };
         // A refused condition means a newer deployment already moved the service on.
         let _ = store.transact(vec![Op::Update(u)]).await?;
     }
