@@ -11,6 +11,7 @@ mod follow;
 mod lifecycle;
 mod limits;
 mod notify;
+mod once;
 mod proxy;
 mod push;
 mod reconcile;
