@@ -69,18 +69,6 @@ async fn runs(w: &World) -> String {
     container_image(&running(&w.sdk, &w.fx).await.task_definition, "api")
 }
 
-/// Someone moves the service back to the fixture's own revision by hand.
-async fn change_by_hand(w: &World) {
-    aws_sdk_ecs::Client::new(&w.sdk)
-        .update_service()
-        .cluster(&w.fx.cluster)
-        .service(&w.fx.service)
-        .task_definition(&w.fx.task_definition_arn)
-        .send()
-        .await
-        .expect("update by hand");
-}
-
 #[tokio::test]
 async fn drift_is_reported_and_left_alone_by_default() {
     let w = world(&format!("{REPO}:v1.0.0")).await;
@@ -93,7 +81,7 @@ async fn drift_is_reported_and_left_alone_by_default() {
     );
     assert_eq!(reconcile(&app, &w).await["action"], "in-sync");
 
-    change_by_hand(&w).await;
+    w.back_to_the_first_revision().await;
     log.take();
     let line = reconcile(&app, &w).await;
     assert_eq!(line["action"], "drift-reported", "{line}");
@@ -132,7 +120,7 @@ async fn drift_is_restored_once_where_the_rule_asks() {
     let ours = runs(&w).await;
     assert_eq!(ours, format!("{REPO}@{}", digest(2)));
 
-    change_by_hand(&w).await;
+    w.back_to_the_first_revision().await;
     log.take();
     let line = reconcile(&app, &w).await;
     assert_eq!(line["action"], "drift-restored", "{line}");

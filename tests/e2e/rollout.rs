@@ -342,14 +342,7 @@ async fn failed_rollouts_are_recorded_and_not_retried() {
     assert_eq!(running(&w.sdk, &w.fx).await.task_definition_arn, revisions);
     // ECS's rollback put the service back on its old revision (moto does not roll back, so the
     // test does what the circuit breaker would). A fix, a new digest of the tag, is rolled out.
-    aws_sdk_ecs::Client::new(&w.sdk)
-        .update_service()
-        .cluster(&w.fx.cluster)
-        .service(&w.fx.service)
-        .task_definition(&w.fx.task_definition_arn)
-        .send()
-        .await
-        .unwrap();
+    w.back_to_the_first_revision().await;
     assert_eq!(
         w.push(&app, "latest", &digest(22)).await["outcome"],
         "updated"

@@ -220,6 +220,19 @@ pub async fn world(running_image: &str) -> World {
 }
 
 impl World {
+    /// Moves the service back to the fixture's own revision, as a person (or ECS's rollback)
+    /// would, behind imagehook's back.
+    pub async fn back_to_the_first_revision(&self) {
+        aws_sdk_ecs::Client::new(&self.sdk)
+            .update_service()
+            .cluster(&self.fx.cluster)
+            .service(&self.fx.service)
+            .task_definition(&self.fx.task_definition_arn)
+            .send()
+            .await
+            .expect("UpdateService");
+    }
+
     /// An EventBridge "ECS Deployment State Change" for this world's service.
     pub fn state_change(&self, name: &str, deployment_id: &str, reason: &str) -> String {
         serde_json::json!({

@@ -111,6 +111,21 @@ pub struct Rule {
     policy: Policy,
 }
 
+impl Rule {
+    /// The service this rule sends images to.
+    fn target(&self) -> Target {
+        Target {
+            cluster: self.spec.cluster.clone(),
+            service: self.spec.service.clone(),
+            container: self.spec.container.clone(),
+            stage: self.spec.stage.clone(),
+            policy: self.policy.clone(),
+            last_deployed: None,
+            require_region: self.spec.require_region.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
     #[error("DEPLOY_RULES is not a JSON array of rules: {0}")]
@@ -207,15 +222,7 @@ impl Rules {
             {
                 continue;
             }
-            out.push(Target {
-                cluster: r.spec.cluster.clone(),
-                service: r.spec.service.clone(),
-                container: r.spec.container.clone(),
-                stage: r.spec.stage.clone(),
-                policy: r.policy.clone(),
-                last_deployed: None,
-                require_region: r.spec.require_region.clone(),
-            });
+            out.push(r.target());
         }
         out
     }
@@ -235,15 +242,7 @@ impl Rules {
                 r.repository.is_match(&full) || r.repository.is_match(image.repository.as_str())
             })
             .filter(|r| r.tags.as_ref().is_none_or(|p| p.matches(tag.as_str())))
-            .map(|r| Target {
-                cluster: r.spec.cluster.clone(),
-                service: r.spec.service.clone(),
-                container: r.spec.container.clone(),
-                stage: r.spec.stage.clone(),
-                policy: r.policy.clone(),
-                last_deployed: None,
-                require_region: r.spec.require_region.clone(),
-            })
+            .map(Rule::target)
             .collect();
         out.sort();
         out.dedup_by(|a, b| a.cluster == b.cluster && a.service == b.service);

@@ -434,6 +434,18 @@ pub async fn release(store: &dyn Store, key: &Key, holder: &str) -> Result<(), S
 /// delivery stays within its function's timeout.
 const MAX_ROUNDS: usize = 4;
 
+/// A put that writes nothing over an existing item.
+fn if_absent(op: Op) -> Op {
+    match op {
+        Op::Put { key, item, .. } => Op::Put {
+            key,
+            item,
+            cond: Some(Cond::ItemAbsent),
+        },
+        other => other,
+    }
+}
+
 fn note(held: &mut Held, own_event: &str, desired: &Desired, d: Deployment) {
     if desired.event == own_event && held.own.is_none() {
         held.own = Some(d);
@@ -481,7 +493,9 @@ pub async fn deploy_all(
             ops.extend(runs.map(Op::Update));
         }
         all.push(own.clone());
-        ops.extend(super::deployments::finish_ops(record, &all, settled, &at));
+        ops.extend(super::deployments::finish_ops(
+            record, &all, settled, &at, true,
+        ));
         ops
     };
     let mut finished = false;
@@ -536,14 +550,31 @@ pub async fn deploy_all(
         ops.extend(records);
         ops.extend(runs.map(Op::Update));
     }
+    // A queued deployment is carried by another delivery that may yet die: the receipt stays
+    // pending, so a redelivery goes through the door again instead of being answered as done.
+    let carried = mine.iter().any(|(d, _)| d.outcome == DeployOutcome::Queued);
+    let mut aside = Vec::new();
     for (d, holder_recorded) in &mine {
-        // What a holder applied is on record already; what never reached ECS is recorded here.
-        if !holder_recorded {
-            ops.extend(deployment_ops(record, d, &at).0);
+        match d.outcome {
+            // What a holder applied is on record already.
+            _ if *holder_recorded => {}
+            // Recorded only where no delivery of this event recorded more: the holder of the
+            // same event (a redelivery queued behind its own first delivery) writes the same
+            // key, and what it applied is the truth.
+            DeployOutcome::Queued | DeployOutcome::Superseded => {
+                aside.extend(deployment_ops(record, d, &at).0.into_iter().map(if_absent));
+            }
+            _ => ops.extend(deployment_ops(record, d, &at).0),
         }
     }
     all.extend(mine.into_iter().map(|(d, _)| d));
-    ops.extend(super::deployments::finish_ops(record, &all, settled, &at));
+    ops.extend(super::deployments::finish_ops(
+        record, &all, settled, &at, !carried,
+    ));
     super::deployments::write_chunked(deps.store, ops).await?;
+    for op in aside {
+        // Refused: a delivery of this event already recorded the deployment.
+        let _ = deps.store.transact(vec![op]).await?;
+    }
     Ok(all)
 }

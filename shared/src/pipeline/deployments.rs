@@ -40,9 +40,14 @@ pub(super) fn deployment_item(event: &ImageEvent, d: &Deployment, at: &Timestamp
             item.insert(k.into(), json!(v));
         }
     }
+    // The event is part of the key: two pushes of one digest at the same sender time (tags
+    // pushed together) are two deployments.
     let key = Key::new(
         keys::service_pk(&d.cluster, &d.service),
-        keys::deployment_sk(event.occurred_at.as_str(), &what),
+        keys::deployment_sk(
+            event.occurred_at.as_str(),
+            &[what.as_str(), "#", event.provider.as_str(), "#", &event.id].concat(),
+        ),
     );
     (key, item)
 }
@@ -128,12 +133,16 @@ fn runs_update(event: &ImageEvent, d: &Deployment, at: &Timestamp) -> Update {
 }
 
 /// What closes an event: the history of its stages, the removal of the blocked entries it
-/// settles, and its receipt marked done (last, so `done` means everything is on record).
+/// settles, and its receipt marked done (last, so `done` means everything is on record). With
+/// `close` false the receipt stays pending: a deployment of the event is still carried by
+/// another delivery, and a redelivery must go through the service's door again rather than be
+/// answered as done.
 pub(super) fn finish_ops(
     event: &ImageEvent,
     deployments: &[Deployment],
     settled: &[Key],
     at: &Timestamp,
+    close: bool,
 ) -> Vec<Op> {
     let mut ops = history::history_ops(event, deployments, at);
     for key in settled {
@@ -142,11 +151,13 @@ pub(super) fn finish_ops(
             cond: None,
         });
     }
-    ops.push(Op::Update(
-        Update::new(keys::receipt(event.provider.as_str(), &event.id))
-            .set("status", ReceiptStatus::Done.as_str())
-            .set("deployed_at", at.as_str()),
-    ));
+    if close {
+        ops.push(Op::Update(
+            Update::new(keys::receipt(event.provider.as_str(), &event.id))
+                .set("status", ReceiptStatus::Done.as_str())
+                .set("deployed_at", at.as_str()),
+        ));
+    }
     ops
 }
 
@@ -165,7 +176,7 @@ pub async fn record_deployments(
         ops.extend(records);
         ops.extend(runs.map(Op::Update));
     }
-    ops.extend(finish_ops(event, deployments, settled, at));
+    ops.extend(finish_ops(event, deployments, settled, at, true));
     write_chunked(store, ops).await
 }
 
