@@ -5,14 +5,17 @@ use imagehook_core::adapters::{DynamoStore, EmbeddedStore};
 use imagehook_core::model::event::{Action, ImageEvent, Provider, Timestamp};
 use imagehook_core::model::reference::ImageRef;
 use imagehook_core::model::rules::Target;
+use std::time::Duration;
+
+use imagehook_core::pipeline::converge::{Door, Proposal, knock, order_of, release, take_over};
 use imagehook_core::pipeline::delete::{DeleteOutcome, record_delete};
-use imagehook_core::pipeline::deployments::{record_deployments, services_running};
+use imagehook_core::pipeline::deployments::{record_deployments, service_record, services_running};
 use imagehook_core::pipeline::held::{blocked_deployments, tag_digest};
 use imagehook_core::pipeline::push::{PushOutcome, record_push};
 use imagehook_core::pipeline::quarantine::{QuarantineOutcome, record_quarantine, record_release};
 use imagehook_core::pipeline::receipt::Receipt;
 use imagehook_core::ports::deployer::{DeployOutcome, Deployment};
-use imagehook_core::ports::store::{Store, StoreDump};
+use imagehook_core::ports::store::{Key, Store, StoreDump};
 use imagehook_tests::*;
 use serde_json::{Map, Value, json};
 
@@ -295,4 +298,93 @@ async fn embedded_and_dynamodb_stores_keep_the_same_records() {
 #[tokio::test]
 async fn in_memory_embedded_store_follows_the_contract() {
     scenario(&EmbeddedStore::in_memory()).await;
+}
+
+/// The door of a service (proposal, lease, release, take-over) on one store: the answers in
+/// order, and the service record without the lease's expiry time (a clock reading).
+async fn door(store: &(impl Store + StoreDump)) -> (Vec<Door>, Map<String, Value>) {
+    let t = target();
+    let proposal = |id: &str, tag: &str, digest: &str, at: &str| Proposal {
+        event: format!("acr#{id}"),
+        image: ImageRef::parse(&format!("{REPO}:{tag}@{digest}")).unwrap(),
+        order: order_of(at, "2026-11-20T12:00:00.000000000Z"),
+    };
+    let first = proposal("p1", "v1", A, "2026-11-20T10:00:00.000000000Z");
+    let older = proposal("p0", "v0", B, "2026-11-20T09:00:00.000000000Z");
+    let newer = proposal("p2", "v2", B, "2026-11-20T11:00:00.000000000Z");
+    let minute = Duration::from_secs(60);
+    let mut doors = Vec::new();
+    // Free: the first proposal takes the lease in the same write.
+    doors.push(knock(store, &t, &first, "h1", minute).await.unwrap());
+    // Its own redelivery waits behind it; an older push loses; a newer one moves the desired
+    // state forward and waits.
+    doors.push(knock(store, &t, &first, "h2", minute).await.unwrap());
+    doors.push(knock(store, &t, &older, "h3", minute).await.unwrap());
+    doors.push(knock(store, &t, &newer, "h4", minute).await.unwrap());
+    // Only the holder gives the lease back.
+    let key = Key::new(format!("SVC#{}/{}", t.cluster, t.service), "CURRENT");
+    release(store, &key, "h4").await.unwrap();
+    doors.push(knock(store, &t, &newer, "h5", minute).await.unwrap());
+    release(store, &key, "h1").await.unwrap();
+    doors.push(knock(store, &t, &newer, "h6", minute).await.unwrap());
+    // A live lease is not taken over; an expired one is, and says so.
+    let record = service_record(store, &t.cluster, &t.service).await.unwrap();
+    doors.push(take_over(store, &t, &record, "h7", minute).await.unwrap());
+    release(store, &key, "h6").await.unwrap();
+    // Free again: taken with a lease that ends at once, which the next comer takes over.
+    doors.push(
+        knock(store, &t, &newer, "h8", Duration::ZERO)
+            .await
+            .unwrap(),
+    );
+    let record = service_record(store, &t.cluster, &t.service).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    doors.push(take_over(store, &t, &record, "h9", minute).await.unwrap());
+
+    let mut svc = store
+        .dump()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i["SK"] == "CURRENT")
+        .expect("the service record");
+    svc.remove("lease_until");
+    (doors, svc)
+}
+
+#[tokio::test]
+async fn the_service_door_answers_alike_on_both_stores() {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let dynamo = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+    let embedded = EmbeddedStore::in_memory();
+    let (doors, svc) = door(&dynamo).await;
+    assert_eq!(
+        doors,
+        vec![
+            Door::Holder { resume: false },
+            Door::Queued {
+                carrier: "h1".into()
+            },
+            Door::Superseded {
+                winner: "acr#p1".into()
+            },
+            Door::Queued {
+                carrier: "h1".into()
+            },
+            Door::Queued {
+                carrier: "h1".into()
+            },
+            Door::Holder { resume: false },
+            Door::Queued {
+                carrier: "h6".into()
+            },
+            // Free again (and held for no time at all).
+            Door::Holder { resume: false },
+            Door::Holder { resume: true },
+        ]
+    );
+    assert_eq!(svc["desired_event"], "acr#p2");
+    assert_eq!(svc["lease_holder"], "h9");
+    assert_eq!(door(&embedded).await, (doors, svc));
 }

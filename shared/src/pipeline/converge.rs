@@ -191,12 +191,14 @@ async fn take_lease(
     })
 }
 
-/// Whose deployment carries a queued one: the holder applies the newest desired state.
+/// Whose delivery carries a queued one: the lease holder's event (holder ids are
+/// `<event>@<instance>`), which applies the newest desired state.
 fn carrier(record: &ServiceRecord, fallback: &str) -> String {
-    record
-        .desired
-        .as_ref()
-        .map_or_else(|| fallback.to_owned(), |d| d.event.clone())
+    match (&record.lease, &record.desired) {
+        (Some(l), _) => l.holder.split('@').next().unwrap_or(&l.holder).to_owned(),
+        (None, Some(d)) => d.event.clone(),
+        (None, None) => fallback.to_owned(),
+    }
 }
 
 fn corrupt(what: &str) -> StoreError {
