@@ -168,7 +168,8 @@ pub(crate) async fn apply_held(
         }
     }
     let settled: Vec<_> = held.iter().map(|b| b.key.clone()).collect();
-    let deployments = converge::deploy_all(deps, event, proposals, Vec::new(), &settled).await?;
+    let deployments =
+        super::deploy::deploy_all(deps, event, proposals, Vec::new(), &settled).await?;
     warn_failed(result, &deployments);
     result.deployments = deployments;
     Ok(())

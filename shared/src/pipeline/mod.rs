@@ -6,6 +6,7 @@
 
 pub mod converge;
 pub mod delete;
+pub mod deploy;
 pub mod deployments;
 pub mod deps;
 pub mod held;

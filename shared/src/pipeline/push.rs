@@ -86,7 +86,7 @@ pub(super) async fn push_one(
         order,
     };
     let proposals = targets.into_iter().map(|t| (t, proposal.clone())).collect();
-    let deployments = converge::deploy_all(deps, event, proposals, deployments, &[]).await?;
+    let deployments = super::deploy::deploy_all(deps, event, proposals, deployments, &[]).await?;
     if event.image.digest.is_none() {
         result.warnings.push(format!(
             "the event carried no digest: deployed by tag {}, not pinned",
