@@ -122,7 +122,9 @@ pub async fn create_table(sdk: &SdkConfig) -> String {
                 .key_schema(key("running", KeyType::Hash))
                 .projection(
                     Projection::builder()
-                        .projection_type(ProjectionType::All)
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("cluster")
+                        .non_key_attributes("service")
                         .build(),
                 )
                 .build()

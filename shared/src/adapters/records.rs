@@ -156,14 +156,23 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
     })
 }
 
-/// The service records of the running index's items.
+/// The services the running index names. The index projects only what its answer needs
+/// (template.yaml: `cluster` and `service`), so its items carry no `type` and are read as
+/// services with nothing else known.
 pub fn services(items: &[Item]) -> Result<Vec<ServiceRecord>, StoreError> {
     items
         .iter()
         .map(|i| {
-            decode(i)?
-                .service()
-                .ok_or_else(|| StoreError::Corrupt("the running index holds a non-service".into()))
+            let at = |a: &str| {
+                text(i.get(a)).ok_or_else(|| {
+                    StoreError::Corrupt(format!("an item of the running index has no {a}"))
+                })
+            };
+            Ok(ServiceRecord {
+                cluster: at("cluster")?,
+                service: at("service")?,
+                ..ServiceRecord::default()
+            })
         })
         .collect()
 }
@@ -218,6 +227,23 @@ mod tests {
         assert_eq!((p.body.as_deref(), p.size), (Some("{}"), Some(2)));
         assert_eq!(p.hints.provider, Some(Provider::Acr));
         assert_eq!(p.hints.region.as_deref(), Some("westeurope"));
+    }
+
+    #[test]
+    fn running_index_items_are_services_by_their_projected_attributes() {
+        let projected = item(
+            json!({"PK": "SVC#prod/api", "SK": "CURRENT", "running": "r/a@sha256:1",
+            "cluster": "prod", "service": "api"}),
+        );
+        let s = services(&[projected]).unwrap();
+        assert_eq!(
+            (s[0].cluster.as_str(), s[0].service.as_str()),
+            ("prod", "api")
+        );
+        assert!(matches!(
+            services(&[item(json!({"running": "r/a@sha256:1"}))]),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]
