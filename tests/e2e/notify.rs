@@ -211,15 +211,7 @@ async fn a_failed_rollout_is_announced_by_the_outcomes_path() {
     outcomes(&app, &progress).await.unwrap();
     assert!(capture.take("/hook").is_empty(), "progress is not news");
 
-    let failed = w.state_change(
-        "SERVICE_DEPLOYMENT_FAILED",
-        &id,
-        "ECS deployment circuit breaker: tasks failed to start.",
-    );
-    assert_eq!(
-        outcomes(&app, &failed).await.unwrap()["outcome"],
-        "recorded"
-    );
+    let failed = breaker_failed(&app, &w, &id).await;
     let text = one_message(&capture);
     assert!(
         text.starts_with(&format!(
@@ -255,15 +247,7 @@ async fn a_failed_rollout_is_published_to_the_topic_by_the_outcomes_path() {
         .to_owned();
     assert_eq!(published(&capture)[0].1["kind"], "deployment-started");
 
-    let failed = w.state_change(
-        "SERVICE_DEPLOYMENT_FAILED",
-        &id,
-        "ECS deployment circuit breaker: tasks failed to start.",
-    );
-    assert_eq!(
-        outcomes(&app, &failed).await.unwrap()["outcome"],
-        "recorded"
-    );
+    breaker_failed(&app, &w, &id).await;
     let sent = published(&capture);
     assert_eq!(sent.len(), 1, "{sent:?}");
     let (subject, message) = &sent[0];
@@ -352,4 +336,16 @@ async fn sink_errors_do_not_repeat_the_secret() {
         assert!(!text.contains("s3cr3t"), "{text}");
         assert!(!format!("{err:?}").contains("s3cr3t"), "{err:?}");
     }
+}
+
+/// The circuit breaker stopped the deployment `id`: the outcomes function records it. Returns
+/// the state change, to be sent again.
+async fn breaker_failed(app: &imagehook_core::app::App, w: &World, id: &str) -> String {
+    let failed = w.state_change(
+        "SERVICE_DEPLOYMENT_FAILED",
+        id,
+        "ECS deployment circuit breaker: tasks failed to start.",
+    );
+    assert_eq!(outcomes(app, &failed).await.unwrap()["outcome"], "recorded");
+    failed
 }
