@@ -333,3 +333,89 @@ async fn oversized_credentials_are_a_clean_401() {
     .await;
     assert_eq!(status, 200, "{reply}");
 }
+
+/// A generic push with these fields, authenticated with the sample token.
+fn generic(body: &Value) -> String {
+    with_body(&event_file("generic-push.json"), body)
+}
+
+#[tokio::test]
+async fn sender_chosen_values_over_their_limits_are_refused_whole() {
+    let app = app_with(AuthMode::Token, &[TOKEN]);
+    let image = "registry.example.com/shop/api:1.4.2";
+    let too_long = [
+        (json!({"image": image, "id": "i".repeat(257)}), "id"),
+        (
+            json!({"image": format!("{image}@sha256:{}", "a".repeat(64)), "id": "q-1",
+                "action": "quarantine", "reason": "r".repeat(1025)}),
+            "reason",
+        ),
+    ];
+    for (body, field) in too_long {
+        let function = if body["action"] == "quarantine" {
+            Function::Quarantine
+        } else {
+            Function::Push
+        };
+        let (status, reply) = send(&app, function, &generic(&body)).await;
+        refused(status, &reply, 422, "field_too_long");
+        let message = reply["message"].as_str().unwrap();
+        assert!(message.contains(field), "{reply}");
+        // The refusal does not echo what was too long.
+        assert!(message.len() < 300, "{reply}");
+    }
+    nothing_stored(&app).await;
+    // At the limit: accepted.
+    let (status, reply) = send(
+        &app,
+        Function::Push,
+        &generic(&json!({"image": image, "id": "i".repeat(256)})),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[tokio::test]
+async fn an_event_time_in_the_future_is_refused_and_a_drifting_clock_is_not() {
+    let app = app_with(AuthMode::Token, &[TOKEN]);
+    let image = "registry.example.com/shop/api:1.4.2";
+    let at = |secs: i64| {
+        imagehook_core::model::event::Timestamp::from_unix(time_now() + secs)
+            .unwrap()
+            .to_string()
+    };
+    // Dated 9999, or an hour ahead: every later push of the tag would be stale.
+    for (id, time) in [
+        ("far", "9999-12-31T00:00:00Z".to_owned()),
+        ("hour", at(3600)),
+    ] {
+        let (status, reply) = send(
+            &app,
+            Function::Push,
+            &generic(&json!({"image": image, "id": id, "timestamp": time})),
+        )
+        .await;
+        refused(status, &reply, 422, "time_in_future");
+    }
+    // A release dated ahead would keep every later quarantine stale: refused too.
+    let (status, reply) = send(
+        &app,
+        Function::Quarantine,
+        &generic(
+            &json!({"image": format!("{image}@sha256:{}", "a".repeat(64)),
+            "id": "rel", "action": "release", "timestamp": at(3600)}),
+        ),
+    )
+    .await;
+    refused(status, &reply, 422, "time_in_future");
+    nothing_stored(&app).await;
+    // A sender clock a few minutes ahead is within the skew.
+    let (status, reply) = send(
+        &app,
+        Function::Push,
+        &generic(&json!({"image": image, "id": "drift", "timestamp": at(240)})),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["events"][0]["outcome"], "applied", "{reply}");
+}

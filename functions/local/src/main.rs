@@ -120,6 +120,18 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Prints a document on stdout. A reader that stopped reading (`imagehook state | head`) is
+/// not an error: the rest of the output is simply not wanted.
+fn print_json(value: &impl serde::Serialize) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let app = App::local(&cli.state_dir).await?;
     match cli.command {
@@ -132,17 +144,17 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::Simulate { function, event } => simulate(&app, &function, &event).await,
         Command::Replay { receipt } => {
             let results = app.replay(&receipt).await?;
-            println!("{}", serde_json::to_string_pretty(&results)?);
+            print_json(&results)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile => {
             let report = app.reconcile().await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            print_json(&report)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::State => {
             let records = app.dump().await?;
-            println!("{}", serde_json::to_string_pretty(&group(records))?);
+            print_json(&group(records))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -154,7 +166,7 @@ async fn invoke(
     path: &Path,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (out, ok) = run_event(app, function, path).await?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    print_json(&out)?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -211,10 +223,7 @@ async fn simulate(
     let (out, ok) = run_event(&sim, function, path).await?;
     let after = scratch.dump().await?;
     let changes = changes(before, after);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({"response": out, "changes": changes}))?
-    );
+    print_json(&json!({"response": out, "changes": changes}))?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -263,7 +272,7 @@ async fn history(
     let resp = imagehook_core::edge::images::handle(app.reader(), req).await;
     let body: Value = serde_json::from_slice(resp.body().as_ref())?;
     if resp.status().is_success() {
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        print_json(&body)?;
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(

@@ -29,12 +29,30 @@ pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let app = Arc::new(app);
     tracing::info!(addr = %listener.local_addr()?, "imagehook serving POST /push, /delete, /quarantine");
+    let mut refusing = false;
     loop {
-        let (stream, _) = tokio::select! {
-            conn = listener.accept() => conn?,
+        let accepted = tokio::select! {
+            conn = listener.accept() => conn,
             _ = tokio::signal::ctrl_c() => {
                 tracing::info!("shutting down");
                 return Ok(());
+            }
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                refusing = false;
+                stream
+            }
+            // Out of file descriptors (or a connection reset before it was accepted): keep
+            // serving the connections already open, and try again shortly. Logged once per
+            // episode, not per attempt.
+            Err(e) => {
+                if !refusing {
+                    tracing::warn!(error = %e, "cannot accept connections for now; retrying");
+                    refusing = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
             }
         };
         let app = app.clone();

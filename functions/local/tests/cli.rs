@@ -7,10 +7,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Server, root};
+use common::{Server, root, serve};
 
 use serde_json::Value;
 
@@ -355,4 +355,83 @@ fn replay_redrives_a_kept_request_idempotently() {
     let (code, _, err) = run(&mut imagehook(dir.path()), &["replay", "acr#unknown"]);
     assert_eq!(code, 2);
     assert!(err.contains("no receipt"), "{err}");
+}
+
+/// `imagehook state | head`: the reader stops early; the binary exits quietly, not with a
+/// panic on the closed pipe.
+#[test]
+fn a_reader_that_stops_early_is_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Far more than a pipe holds, so the write is still under way when the reader leaves.
+    let mut journal = String::new();
+    for i in 0..4000 {
+        journal.push_str(&format!(
+            "[[\"IMG#r/app\",\"T#t{i}\",{{\"type\":\"tag\",\"tag\":\"t{i}\",\"digest\":\"sha256:{i:064}\"}}]]\n"
+        ));
+    }
+    std::fs::write(dir.path().join("store.jsonl"), journal).unwrap();
+    let mut child = imagehook(dir.path())
+        .arg("state")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+/// Out of file descriptors, `serve` stops accepting for a moment instead of exiting, and
+/// answers again once connections close.
+#[test]
+fn serve_outlives_running_out_of_file_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut limited = Command::new("prlimit");
+    limited
+        .arg("--nofile=64:64")
+        .arg(env!("CARGO_BIN_EXE_imagehook"))
+        .current_dir(root())
+        .arg("--state-dir")
+        .arg(dir.path())
+        .env_remove("TABLE_NAME")
+        .env_remove("AUTH_MODE")
+        .env_remove("DEPLOY_RULES_FILE");
+    let (mut server, port) = serve(limited);
+    // Twice the limit, within the listen backlog: the rest wait there while serve is out of
+    // descriptors. A bounded connect, so a full backlog cannot stall the test.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let idle: Vec<TcpStream> = (0..128)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .collect();
+    assert!(idle.len() > 64, "only {} connections opened", idle.len());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "serve exited when it ran out of file descriptors"
+    );
+    drop(idle);
+    let answers = || -> Option<String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        Some(resp)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if answers().is_some_and(|r| r.starts_with("HTTP/1.1 404")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve no longer answers"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(server.0.try_wait().unwrap().is_none());
 }

@@ -35,6 +35,9 @@ pub enum ApiError {
     Unauthorized(#[from] AuthError),
     #[error(transparent)]
     Parse(#[from] ParseError),
+    /// An event carries more than imagehook keeps, or a time in the future.
+    #[error(transparent)]
+    OutOfBounds(#[from] crate::model::event::OutOfBounds),
     /// The images API's path names no repository.
     #[error("{0}")]
     BadRepository(String),
@@ -52,7 +55,9 @@ impl ApiError {
             Self::PayloadTooLarge(_) | Self::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Parse(ParseError::Reference { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Parse(ParseError::Reference { .. }) | Self::OutOfBounds(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Parse(_) | Self::BadRepository(_) => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,6 +77,8 @@ impl ApiError {
             Self::Parse(ParseError::Reference { .. }) => "invalid_reference",
             Self::Parse(_) => "invalid_event",
             Self::BadRepository(_) => "bad_repository",
+            Self::OutOfBounds(crate::model::event::OutOfBounds::TooLong { .. }) => "field_too_long",
+            Self::OutOfBounds(crate::model::event::OutOfBounds::Future { .. }) => "time_in_future",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }

@@ -208,6 +208,12 @@ async fn handle_inner(
     if events.len() > MAX_EVENTS_PER_REQUEST {
         return Err(ApiError::TooManyEvents(events.len()));
     }
+    // Also whole: one event over a limit refuses the request before anything is written.
+    for e in &events {
+        if let Parsed::Image(e) = e {
+            e.check_bounds(&received_at)?;
+        }
+    }
     if let Some(Parsed::Handshake(body)) = events.iter().find(|e| matches!(e, Parsed::Handshake(_)))
     {
         tracing::info!("handshake answered");

@@ -240,7 +240,65 @@ pub struct ImageEvent {
     pub region: Option<String>,
 }
 
+/// The most a sender may put where it chooses the value: what is stored stays far below
+/// DynamoDB's 2 KB key and 400 KB item limits, on both stores.
+pub const MAX_EVENT_ID: usize = 256;
+pub const MAX_REASON: usize = 1024;
+pub const MAX_MEDIA_TYPE: usize = 255;
+/// How far after its arrival an event may say it happened. Clocks drift by seconds; a time far
+/// ahead would freeze its tag (every later push `stale`) or its digest's quarantine state.
+pub const MAX_FUTURE_SKEW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// An event that carries more than imagehook keeps: refused whole (422), nothing recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutOfBounds {
+    #[error("event {id}: {field} is {len} bytes; the limit is {max}")]
+    TooLong {
+        /// The event's id, cut to 64 characters.
+        id: String,
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "event {id}: its time {at} is more than 10 minutes after it arrived ({received}); correct the sender's clock"
+    )]
+    Future {
+        id: String,
+        at: String,
+        received: String,
+    },
+}
+
 impl ImageEvent {
+    /// Whether every sender-chosen value is within what imagehook keeps, and the event's time
+    /// is not in the future of `received_at` by more than `MAX_FUTURE_SKEW`.
+    pub fn check_bounds(&self, received_at: &Timestamp) -> Result<(), OutOfBounds> {
+        let id: String = self.id.chars().take(64).collect();
+        for (field, value, max) in [
+            ("id", Some(self.id.as_str()), MAX_EVENT_ID),
+            ("reason", self.reason.as_deref(), MAX_REASON),
+            ("media type", self.media_type.as_deref(), MAX_MEDIA_TYPE),
+        ] {
+            if let Some(v) = value.filter(|v| v.len() > max) {
+                return Err(OutOfBounds::TooLong {
+                    id,
+                    field,
+                    len: v.len(),
+                    max,
+                });
+            }
+        }
+        if self.occurred_at.as_str() > received_at.plus(MAX_FUTURE_SKEW).as_str() {
+            return Err(OutOfBounds::Future {
+                id,
+                at: self.occurred_at.to_string(),
+                received: received_at.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// An event with only what every event has; the `with_` setters add the optional fields a
     /// sender provides (each takes an `Option`, so a field the sender left out stays `None`).
     pub fn new(

@@ -12,7 +12,7 @@ pub fn root() -> PathBuf {
 }
 
 /// A running `imagehook serve`, killed when dropped.
-pub struct Server(Child);
+pub struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
