@@ -24,6 +24,10 @@ use tokio::net::TcpListener;
 /// Gateway's own limits are tighter (10 KiB of request line and headers for an HTTP API).
 const MAX_HEADERS: usize = 100;
 const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long a client may take to send a request's headers, and then its body. API Gateway
+/// gives a webhook sender 30 s for the whole request; a registry sends a few KiB at once.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
@@ -64,6 +68,10 @@ pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
             if let Err(e) = http1::Builder::new()
                 .max_headers(MAX_HEADERS)
                 .max_header_size(MAX_HEADER_BYTES)
+                // A client that trickles its headers (slowloris) is cut off, and so is an idle
+                // kept-alive connection that never sends the next request's headers.
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await
             {
@@ -153,9 +161,14 @@ async fn route_response(
 async fn to_lambda(req: hyper::Request<Incoming>) -> Result<lambda_http::Request, ApiError> {
     let (parts, body) = req.into_parts();
     // One byte over the limit is enough to answer 413 without reading an endless body.
-    let bytes = match Limited::new(body, MAX_BODY_BYTES + 1).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES + 1)),
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(body, MAX_BODY_BYTES + 1).collect(),
+    );
+    let bytes = match read.await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(_)) => return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES + 1)),
+        Err(_) => return Err(ApiError::RequestTimeout(BODY_READ_TIMEOUT)),
     };
     let query: HashMap<String, String> = parts
         .uri

@@ -435,3 +435,42 @@ fn serve_outlives_running_out_of_file_descriptors() {
     }
     assert!(server.0.try_wait().unwrap().is_none());
 }
+
+/// A client that trickles its headers is cut off, and one that never finishes its body gets
+/// a 408; the server keeps answering others meanwhile.
+#[test]
+fn serve_cuts_off_slow_headers_and_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = start_serve(dir.path());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let open = || {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+        // Far past the server's timeouts: expiring here means it never cut the client off.
+        s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+        s
+    };
+    let mut slow_headers = open();
+    slow_headers
+        .write_all(b"POST /push HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+    let mut slow_body = open();
+    slow_body
+        .write_all(
+            b"POST /push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"image\":",
+        )
+        .unwrap();
+    // Others are served meanwhile.
+    let (status, _) = request(port, "GET", "/nowhere", &[], "");
+    assert_eq!(status, 404);
+
+    let mut rest = Vec::new();
+    slow_headers
+        .read_to_end(&mut rest)
+        .expect("the connection is closed, not left hanging");
+    let mut answer = String::new();
+    slow_body
+        .read_to_string(&mut answer)
+        .expect("an answer, not a hang");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+}

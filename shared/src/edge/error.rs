@@ -29,6 +29,9 @@ pub enum ApiError {
         "the request carries {0} events; the limit is {MAX_EVENTS_PER_REQUEST} per request and none was recorded: have the sender batch fewer"
     )]
     TooManyEvents(usize),
+    /// `imagehook serve`: the body did not arrive in time.
+    #[error("the body did not arrive within {0:?}: send it with the headers")]
+    RequestTimeout(std::time::Duration),
     #[error("content type {0:?} is not supported: send application/json")]
     UnsupportedMediaType(String),
     #[error(transparent)]
@@ -52,6 +55,7 @@ impl ApiError {
         match self {
             Self::NotFound | Self::PathToken => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) | Self::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -68,6 +72,7 @@ impl ApiError {
         match self {
             Self::NotFound | Self::PathToken => "not_found",
             Self::MethodNotAllowed(..) => "method_not_allowed",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::TooManyEvents(_) => "too_many_events",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
