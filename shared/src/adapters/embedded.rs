@@ -1,7 +1,9 @@
 //! The embedded store: the table inside this process, with conditions evaluated the way
 //! DynamoDB evaluates them, and journaled to a file so that later runs of the local binary see
 //! earlier records. Each committed transaction appends one JSON line with the new state of every
-//! item it touched (`null` for a deleted one); opening the store replays and compacts the journal.
+//! item it touched (`null` for a deleted one); opening the store replays and compacts the
+//! journal. One process writes a directory's store
+//! (it holds a lock on `store.lock`); others may open it read-only.
 //!
 //! Items are kept as their JSON text and parsed when read. A journaled store keeps that text
 //! only in the journal: memory holds each key with where its latest text sits in the file, and
@@ -18,8 +20,8 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -37,6 +39,8 @@ use crate::ports::store::{
 };
 
 const JOURNAL: &str = "store.jsonl";
+/// The writer's lock file, holding its process id.
+const LOCK: &str = "store.lock";
 
 type Items = BTreeMap<Key, Text>;
 
@@ -72,12 +76,16 @@ impl Text {
 #[derive(Debug)]
 pub struct EmbeddedStore {
     inner: Mutex<Inner>,
+    /// The writer's lock on its directory, released when the store is dropped.
+    _lock: Option<File>,
 }
 
 #[derive(Debug)]
 struct Inner {
     items: Items,
     journal: Option<Journal>,
+    /// Opened to read only: every transaction is refused.
+    read_only: bool,
 }
 
 /// The journal file, opened to append and to read items back.
@@ -134,7 +142,9 @@ impl EmbeddedStore {
             inner: Mutex::new(Inner {
                 items: Items::new(),
                 journal: None,
+                read_only: false,
             }),
+            _lock: None,
         }
     }
 
@@ -159,46 +169,109 @@ impl EmbeddedStore {
             inner: Mutex::new(Inner {
                 items: map,
                 journal: None,
+                read_only: false,
             }),
+            _lock: None,
         })
     }
 
-    /// Opens (or creates) the store kept in `dir`.
+    /// Opens (or creates) the store kept in `dir` to read and write it. The process holds an
+    /// exclusive lock on `store.lock` in `dir` for as long as the store lives: one writer per
+    /// directory, since opening compacts the journal (and replaces the file) and every writer
+    /// appends to it. A second writer is refused with an error naming the holder's pid; a
+    /// reader (`open_read_only`) needs no lock.
+    ///
+    /// A last line without its newline is a write that never completed (a crash, a full disk)
+    /// and was never acknowledged: it is cut off with a warning. If the compacted copy cannot
+    /// be written (a full disk), the store keeps the journal as it is.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_room(dir, None)
+    }
+
+    /// `open`, with at most `room` bytes writable for the compacted copy (`None`: no limit):
+    /// the tests' full disk.
+    fn open_with_room(dir: &Path, room: Option<u64>) -> Result<Self, StoreError> {
         fs::create_dir_all(dir)?;
+        let lock = lock(dir)?;
         let path = dir.join(JOURNAL);
-        let mut items = BTreeMap::new();
-        if path.exists() {
-            for (n, line) in BufReader::new(File::open(&path)?).lines().enumerate() {
-                let line = line?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let corrupt = |what: &str| {
-                    StoreError::Corrupt(format!("{}:{}: {what}", path.display(), n + 1))
-                };
-                let batch: Vec<(String, String, Option<Box<RawValue>>)> =
-                    serde_json::from_str(&line).map_err(|e| corrupt(&e.to_string()))?;
-                for (pk, sk, item) in batch {
-                    let key = Key { pk, sk };
-                    match item {
-                        Some(item) => items.insert(key, item),
-                        None => items.remove(&key),
-                    };
-                }
-            }
-        }
-        let (items, len) = compact(&path, items)?;
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)?;
+        let (items, whole) = replay(&path, &file)?;
+        let len = file.metadata()?.len();
+        if whole < len {
+            tracing::warn!(
+                journal = %path.display(),
+                dropped_bytes = len - whole,
+                "the journal ends in an unfinished line (a write cut short, never acknowledged): \
+                 cutting its {} bytes off",
+                len - whole
+            );
+            file.set_len(whole)?;
+            file.sync_all()?;
+        }
+        let (items, file, len) = match compact(dir, &path, &items, room) {
+            Ok((starts, len)) => {
+                let kept = items
+                    .into_iter()
+                    .zip(starts)
+                    .map(|((k, raw), at)| (k, Text::of(raw, at)))
+                    .collect();
+                // The compacted copy is a new file: the one opened above is gone.
+                let file = OpenOptions::new().read(true).append(true).open(&path)?;
+                (kept, file, len)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    journal = %path.display(),
+                    error = %e,
+                    "could not compact the journal; appending to it as it is"
+                );
+                (held(items), file, whole)
+            }
+        };
         Ok(Self {
             inner: Mutex::new(Inner {
                 items,
                 journal: Some(Journal { file, len }),
+                read_only: false,
             }),
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens the store kept in `dir` to read it only, as it stands now: no lock, no compaction,
+    /// nothing written (an unfinished last line is skipped, not cut), and every transaction is
+    /// refused. For commands that only read (`imagehook state`, `history`), so that they can
+    /// run beside the writer (`imagehook serve`) without disturbing it. Later writes by another
+    /// process are not seen.
+    pub fn open_read_only(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(JOURNAL);
+        let items = match File::open(&path) {
+            Ok(file) => {
+                let (items, whole) = replay(&path, &file)?;
+                let len = file.metadata()?.len();
+                if whole < len {
+                    tracing::debug!(
+                        journal = %path.display(),
+                        skipped_bytes = len - whole,
+                        "skipping the journal's unfinished last line"
+                    );
+                }
+                held(items)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Items::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                items,
+                journal: None,
+                read_only: true,
+            }),
+            _lock: None,
         })
     }
 
@@ -214,26 +287,170 @@ impl EmbeddedStore {
     }
 }
 
-/// Rewrites the journal as one line per item, atomically (write, then rename). Returns the
-/// items as kept from then on, and the journal's length.
-fn compact(path: &Path, items: BTreeMap<Key, Box<RawValue>>) -> Result<(Items, u64), StoreError> {
-    let tmp: PathBuf = path.with_extension("jsonl.tmp");
-    let mut kept = Items::new();
-    let mut len = 0;
-    {
-        let mut w = BufWriter::new(File::create(&tmp)?);
-        let mut line = Vec::new();
-        for (k, raw) in items {
-            line.clear();
-            let at = append_line(&mut line, [(&k, Some(&*raw))])?[0];
-            w.write_all(&line)?;
-            kept.insert(k, Text::of(raw, at.map(|a| len + a)));
-            len += line.len() as u64;
+/// Takes the writer's lock on `store.lock` in `dir` and writes this process's id into it, or
+/// says which process holds it. The lock is on a file of its own because compaction replaces
+/// the journal: a lock on the journal would stay with the old file.
+fn lock(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            // The holder may not have written its id yet: then it is unnamed.
+            let _ = file.read_to_string(&mut pid);
+            let holder = match pid.trim() {
+                "" => "another process".to_owned(),
+                pid => format!("process {pid}"),
+            };
+            return Err(StoreError::Io(std::io::Error::new(
+                ErrorKind::ResourceBusy,
+                format!(
+                    "the state dir {} is in use by {holder} (imagehook serve?); stop it or use \
+                     another --state-dir",
+                    dir.display()
+                ),
+            )));
         }
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Err(TryLockError::Error(e)) => return Err(e.into()),
     }
-    fs::rename(&tmp, path)?;
-    Ok((kept, len))
+    // Only to name the holder in a refusal: a full disk must not keep the store shut.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()));
+    Ok(file)
+}
+
+/// The items a journal holds, replayed line by line from its start, and the length of its
+/// whole lines. A last line without its newline is left out: its write never completed.
+fn replay(path: &Path, file: &File) -> Result<(BTreeMap<Key, Box<RawValue>>, u64), StoreError> {
+    let mut items = BTreeMap::new();
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut whole = 0;
+    for n in 1.. {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        whole += read as u64;
+        let corrupt = |what: &str| StoreError::Corrupt(format!("{}:{n}: {what}", path.display()));
+        let text = std::str::from_utf8(&line).map_err(|e| corrupt(&e.to_string()))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let batch: Vec<(String, String, Option<Box<RawValue>>)> =
+            serde_json::from_str(text).map_err(|e| corrupt(&e.to_string()))?;
+        for (pk, sk, item) in batch {
+            let key = Key { pk, sk };
+            match item {
+                Some(item) => items.insert(key, item),
+                None => items.remove(&key),
+            };
+        }
+    }
+    Ok((items, whole))
+}
+
+/// Items kept in memory only.
+fn held(items: BTreeMap<Key, Box<RawValue>>) -> Items {
+    items
+        .into_iter()
+        .map(|(k, raw)| (k, Text::Held(raw)))
+        .collect()
+}
+
+/// Rewrites the journal as one line per item, atomically: a copy in `store.jsonl.tmp`, synced,
+/// renamed over the journal, and the directory synced so that the rename (and what is appended
+/// to the new file) survives a crash. Returns where each item's text starts in the new journal
+/// (in `items`' order) and its length. On failure the journal is untouched and the copy is
+/// removed.
+fn compact(
+    dir: &Path,
+    path: &Path,
+    items: &BTreeMap<Key, Box<RawValue>>,
+    room: Option<u64>,
+) -> Result<(Vec<Option<u64>>, u64), StoreError> {
+    let tmp: PathBuf = path.with_extension("jsonl.tmp");
+    let written = write_compacted(&tmp, items, room).and_then(|done| {
+        fs::rename(&tmp, path)?;
+        Ok(done)
+    });
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    let done = written?;
+    sync_dir(dir)?;
+    Ok(done)
+}
+
+fn write_compacted(
+    tmp: &Path,
+    items: &BTreeMap<Key, Box<RawValue>>,
+    room: Option<u64>,
+) -> Result<(Vec<Option<u64>>, u64), StoreError> {
+    let mut w = BufWriter::new(Room {
+        file: File::create(tmp)?,
+        left: room,
+    });
+    let mut starts = Vec::with_capacity(items.len());
+    let mut len = 0;
+    let mut line = Vec::new();
+    for (k, raw) in items {
+        line.clear();
+        let at = append_line(&mut line, [(k, Some(&**raw))])?[0];
+        w.write_all(&line)?;
+        starts.push(at.map(|a| len + a));
+        len += line.len() as u64;
+    }
+    w.into_inner()
+        .map_err(|e| e.into_error())?
+        .file
+        .sync_all()?;
+    Ok((starts, len))
+}
+
+/// A file that takes at most `left` more bytes (`None`: any number), then fails as a full disk
+/// does.
+struct Room {
+    file: File,
+    left: Option<u64>,
+}
+
+impl Write for Room {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Some(left) = &mut self.left else {
+            return self.file.write(buf);
+        };
+        let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+        if take == 0 && !buf.is_empty() {
+            return Err(ErrorKind::StorageFull.into());
+        }
+        let n = self.file.write(&buf[..take])?;
+        *left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Makes a rename in `dir` durable. Only Unix can open a directory to sync it.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Appends one journal line, `[[pk, sk, item or null], ...]`, to `line`; returns where in
@@ -289,6 +506,12 @@ impl Inner {
 
     /// Journal first, then memory: a failed write to disk leaves memory unchanged too.
     fn commit(&mut self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if self.read_only {
+            return Err(StoreError::Rejected {
+                operation: "transact",
+                message: "this embedded store was opened read-only".into(),
+            });
+        }
         let starts = match &mut self.journal {
             None => vec![None; changes.len()],
             Some(j) => {
@@ -697,5 +920,166 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].service, "api");
         assert!(reopened.running("r/app@sha256:3").await.unwrap().is_empty());
+    }
+
+    /// Every item of `store`, as `(SK, n)` pairs.
+    async fn ns(store: &EmbeddedStore) -> Vec<(String, i64)> {
+        store
+            .dump()
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| (i[SK].as_str().unwrap().to_owned(), i["n"].as_i64().unwrap()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_writer_per_dir_and_readers_beside_it_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = EmbeddedStore::open(dir.path()).unwrap();
+        a.transact(vec![put("p", "1", json!({"n": 1}))])
+            .await
+            .unwrap()
+            .unwrap();
+
+        // A second writer would compact the journal away from under `a`: it is refused, and
+        // told who holds the directory.
+        let e = EmbeddedStore::open(dir.path()).unwrap_err();
+        let StoreError::Io(io) = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(io.kind(), ErrorKind::ResourceBusy);
+        let message = e.to_string();
+        assert!(
+            message.contains(&format!("in use by process {}", std::process::id())),
+            "{message}"
+        );
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+
+        // A reader (`imagehook state`) sees what is written, and writes nothing.
+        let b = EmbeddedStore::open_read_only(dir.path()).unwrap();
+        assert_eq!(ns(&b).await, [("1".to_owned(), 1)]);
+        let refused = b.transact(vec![put("p", "x", json!({"n": 0}))]).await;
+        assert!(matches!(refused, Err(StoreError::Rejected { .. })));
+
+        // `a` keeps writing, and all of it is there once it is gone.
+        a.transact(vec![put("p", "2", json!({"n": 2}))])
+            .await
+            .unwrap()
+            .unwrap();
+        drop(b);
+        a.transact(vec![put("p", "3", json!({"n": 3}))])
+            .await
+            .unwrap()
+            .unwrap();
+        drop(a);
+        let reopened = EmbeddedStore::open(dir.path()).unwrap();
+        let want = [
+            ("1".to_owned(), 1),
+            ("2".to_owned(), 2),
+            ("3".to_owned(), 3),
+        ];
+        assert_eq!(ns(&reopened).await, want);
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_last_line_is_cut_and_every_whole_line_kept() {
+        let (dir, store) = journaled(vec![put("p", "1", json!({"n": 1}))]).await;
+        store
+            .transact(vec![put("p", "2", json!({"n": 2}))])
+            .await
+            .unwrap()
+            .unwrap();
+        drop(store);
+        let path = dir.path().join(JOURNAL);
+        let whole = fs::read(&path).unwrap();
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"[[\"");
+        fs::write(&path, &torn).unwrap();
+
+        // A reader skips the line and leaves the file alone.
+        let reader = EmbeddedStore::open_read_only(dir.path()).unwrap();
+        assert_eq!(ns(&reader).await.len(), 2);
+        assert_eq!(fs::read(&path).unwrap(), torn);
+        drop(reader);
+
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let want = [("1".to_owned(), 1), ("2".to_owned(), 2)];
+        assert_eq!(ns(&store).await, want);
+        let journal = fs::read(&path).unwrap();
+        assert_eq!(journal.last(), Some(&b'\n'));
+        assert!(journal.len() <= whole.len());
+        store
+            .transact(vec![put("p", "3", json!({"n": 3}))])
+            .await
+            .unwrap()
+            .unwrap();
+        drop(store);
+        let reopened = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(ns(&reopened).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_line_is_cut_even_when_compaction_fails() {
+        let (dir, store) = journaled(vec![put("p", "1", json!({"n": 1}))]).await;
+        drop(store);
+        let path = dir.path().join(JOURNAL);
+        let whole = fs::read(&path).unwrap();
+        let mut torn = whole.clone();
+        torn.extend_from_slice(b"[[\"p\",\"2\",{\"n\":");
+        fs::write(&path, &torn).unwrap();
+
+        let store = EmbeddedStore::open_with_room(dir.path(), Some(0)).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), whole);
+        assert_eq!(ns(&store).await, [("1".to_owned(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_keeps_the_journal_uncompacted_and_leaves_no_copy() {
+        let (dir, store) = journaled(vec![put("p", "1", json!({"n": 1}))]).await;
+        for n in 2..6 {
+            let bump = Update::new(Key::new("p", "1")).set("n", n);
+            store
+                .transact(vec![Op::Update(bump)])
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        store
+            .transact(vec![put("p", "2", json!({"n": 20}))])
+            .await
+            .unwrap()
+            .unwrap();
+        drop(store);
+        let path = dir.path().join(JOURNAL);
+        let tmp = dir.path().join("store.jsonl.tmp");
+        let before = fs::read(&path).unwrap();
+
+        // Room for part of the compacted copy only.
+        let store = EmbeddedStore::open_with_room(dir.path(), Some(10)).unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(fs::read(&path).unwrap(), before);
+        let want = [("1".to_owned(), 5), ("2".to_owned(), 20)];
+        assert_eq!(ns(&store).await, want);
+
+        // It keeps appending to the journal it has.
+        let bump = Update::new(Key::new("p", "2")).add("n", 1);
+        store
+            .transact(vec![Op::Update(bump)])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read(&store, "p", "2").await.unwrap()["n"], 21);
+        drop(store);
+
+        // With room again, the next open compacts it: one line per item.
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(!tmp.exists());
+        let want = [("1".to_owned(), 5), ("2".to_owned(), 21)];
+        assert_eq!(ns(&store).await, want);
+        assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 2);
     }
 }
