@@ -133,7 +133,17 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Box<dyn std::error::E
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let app = App::local(&cli.state_dir).await?;
+    // Commands that only read open the store read-only: they run beside the one process that
+    // writes a state dir (an `imagehook serve`), which the others are refused beside.
+    let app = match cli.command {
+        Command::State | Command::History { .. } | Command::Simulate { .. } => {
+            App::local_read_only(&cli.state_dir).await?
+        }
+        Command::Invoke { .. }
+        | Command::Serve { .. }
+        | Command::Replay { .. }
+        | Command::Reconcile => App::local(&cli.state_dir).await?,
+    };
     match cli.command {
         Command::Invoke { function, event } => invoke(&app, &function, &event).await,
         Command::Serve { addr } => {

@@ -201,6 +201,52 @@ fn serve_answers_the_routes_with_the_function_responses() {
     );
 }
 
+/// The README's flow: `serve` in the background, `state` beside it. `state` reads without
+/// touching the journal, so what `serve` records afterwards survives a restart; a second
+/// writer on the same directory is refused, naming the server.
+#[test]
+fn state_beside_serve_loses_nothing_and_a_second_writer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, port) = start_serve(dir.path());
+
+    let out = imagehook(dir.path()).arg("state").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("events/acr-push.json")).unwrap(),
+    )
+    .unwrap();
+    let json = ("Content-Type", "application/json");
+    let auth = ("Authorization", "Bearer sample-webhook-token");
+    let body = event["body"].as_str().unwrap();
+    let (status, reply) = request(port, "POST", "/push", &[json, auth], body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["events"][0]["outcome"], "applied");
+
+    // `state` sees it while `serve` runs.
+    let out = imagehook(dir.path()).arg("state").output().unwrap();
+    let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["receipts"][0]["status"], "done");
+
+    let out = imagehook(dir.path())
+        .args(["invoke", "push", "events/acr-push.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is in use by process"), "{stderr}");
+
+    drop(server);
+    let (code, printed) = invoke(dir.path(), "events/acr-push.json");
+    assert_eq!(code, 0);
+    let body: Value = serde_json::from_str(printed["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["events"][0]["outcome"], "duplicate");
+}
+
 /// The status line's code of the answer to a raw request, read until the server closes (or
 /// resets: a server that refuses a request before reading all of it may do so).
 fn raw_status(port: u16, request: &[u8]) -> Option<u16> {

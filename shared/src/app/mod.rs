@@ -74,7 +74,14 @@ impl App {
         let config = Config::from_env(Defaults::LAMBDA)?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
         // The delete function never deploys (its role cannot), so it gets no ECS client.
-        Self::wire(config, function != Function::Delete, false, &state_dir).await
+        Self::wire(
+            config,
+            function != Function::Delete,
+            false,
+            &state_dir,
+            false,
+        )
+        .await
     }
 
     /// The outcomes function's wiring (EventBridge authenticates for us): no webhook secret, no
@@ -83,7 +90,7 @@ impl App {
         let config = Config::from_env(Defaults::EVENTS)?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
         // The reconcile deploys what a dead holder left undone, and restores drifted services.
-        Self::wire(config, true, false, &state_dir).await
+        Self::wire(config, true, false, &state_dir, false).await
     }
 
     /// The images function's wiring (IAM on the route authenticates for us): the store's read
@@ -100,7 +107,9 @@ impl App {
                 aws_sdk_dynamodb::Client::new(sdk),
                 table.clone(),
             )),
-            _ => Arc::new(EmbeddedStore::open(&state_dir)?),
+            // It only reads, so it takes no writer's lock: it runs beside the functions that
+            // write the same directory.
+            _ => Arc::new(EmbeddedStore::open_read_only(&state_dir)?),
         })
     }
 
@@ -109,7 +118,15 @@ impl App {
     /// dry-run unless DEPLOY_MODE=apply.
     pub async fn local(state_dir: &Path) -> Result<Self, InitError> {
         let config = Config::from_env(Defaults::LOCAL)?;
-        Self::wire(config, true, true, state_dir).await
+        Self::wire(config, true, true, state_dir, false).await
+    }
+
+    /// `local` for a command that only reads (`imagehook state`, `history`, `simulate`): the
+    /// embedded store is opened read-only, without the writer's lock, so that the command runs
+    /// beside an `imagehook serve` on the same directory; every write is refused.
+    pub async fn local_read_only(state_dir: &Path) -> Result<Self, InitError> {
+        let config = Config::from_env(Defaults::LOCAL)?;
+        Self::wire(config, true, true, state_dir, true).await
     }
 
     /// The SDK configuration is loaded only when DynamoDB or ECS is used, and once; clients are
@@ -120,6 +137,7 @@ impl App {
         may_deploy: bool,
         may_dump: bool,
         state_dir: &Path,
+        read_only: bool,
     ) -> Result<Self, InitError> {
         let deploys = may_deploy && config.deploy_mode == DeployMode::Apply;
         let sdk = if config.table_name.is_some() || deploys || config.notify.topic_arn.is_some() {
@@ -136,7 +154,11 @@ impl App {
                 (s.clone(), s)
             }
             _ => {
-                let s = Arc::new(EmbeddedStore::open(state_dir)?);
+                let s = Arc::new(if read_only {
+                    EmbeddedStore::open_read_only(state_dir)?
+                } else {
+                    EmbeddedStore::open(state_dir)?
+                });
                 (s.clone(), s)
             }
         };
