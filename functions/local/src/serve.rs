@@ -14,6 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use imagehook_core::app::App;
 use imagehook_core::app::config::MAX_BODY_BYTES;
+use imagehook_core::auth::{AuthMode, Presented};
 use imagehook_core::edge::http::{ApiError, handle, json_response, path_token_refused};
 use imagehook_core::model::function::Function;
 use lambda_http::RequestExt;
@@ -100,15 +101,56 @@ fn route_of(path: &str) -> Option<(Function, HashMap<String, String>)> {
     }
 }
 
+/// `GET /images/<repository>` takes the webhooks' credentials here, as IAM on the route does in
+/// AWS: a header credential in the header modes; in `path-token` mode only
+/// `/hooks/<token>/images/<repository>` exists, and `/images/...` is the unknown path's 404.
+/// `None`: not an images path.
+fn images_route(app: &App, req: &hyper::Request<Incoming>) -> Option<Result<String, ApiError>> {
+    let path = req.uri().path();
+    let verifier = &app.config().verifier;
+    let (token, repository) = match path.strip_prefix("/images/") {
+        Some(r) => (None, r),
+        None => {
+            let rest = path.strip_prefix("/hooks/")?;
+            let (token, r) = rest.split_once("/images/")?;
+            (Some(token), r)
+        }
+    };
+    if repository.is_empty() {
+        return None;
+    }
+    let allowed = match (verifier.mode(), token) {
+        (AuthMode::PathToken, None) => Err(ApiError::NotFound),
+        (AuthMode::PathToken, Some(t)) if path_token_refused(app, Some(t)) => {
+            Err(ApiError::PathToken)
+        }
+        (AuthMode::PathToken, Some(_)) => Ok(()),
+        (_, Some(_)) => Err(ApiError::NotFound),
+        (_, None) => {
+            let presented = Presented {
+                path_token: None,
+                now: time_now(),
+            };
+            // A GET has no body: a signature mode signs the empty body.
+            verifier
+                .verify(&[], req.headers(), presented)
+                .map_err(ApiError::Unauthorized)
+        }
+    };
+    Some(allowed.map(|()| repository.to_owned()))
+}
+
+fn time_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 async fn route(app: Arc<App>, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let images = req
-        .uri()
-        .path()
-        .strip_prefix("/images/")
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned);
+    let images = images_route(&app, &req);
     let resp = match (images, route_of(req.uri().path())) {
-        (Some(repository), _) => match to_lambda(req).await {
+        (Some(Err(e)), _) => e.into_response(),
+        (Some(Ok(repository)), _) => match to_lambda(req).await {
             Ok(req) => {
                 let params = HashMap::from([("repository".to_owned(), repository)]);
                 imagehook_core::edge::images::handle(app.reader(), req.with_path_parameters(params))

@@ -520,3 +520,30 @@ fn serve_cuts_off_slow_headers_and_bodies() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
 }
+
+/// The images API takes the webhooks' credential in `imagehook serve`, as IAM guards it in AWS.
+#[test]
+fn serve_asks_the_images_api_for_the_webhook_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = start_serve(dir.path());
+    let path = "/images/registry.example.com/shop/api";
+    let (status, body) = request(port, "GET", path, &[], "");
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = request(
+        port,
+        "GET",
+        path,
+        &[("Authorization", "Bearer wrong-token")],
+        "",
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = request(
+        port,
+        "GET",
+        path,
+        &[("Authorization", "Bearer sample-webhook-token")],
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["repository"], "shop/api");
+}

@@ -134,6 +134,9 @@ fn a_wrong_path_token_is_answered_exactly_like_an_unknown_path() {
         // No token at all: the routes without one are not routes in path-token mode.
         "/push".to_owned(),
         "/push/acr".to_owned(),
+        // Nor is the images API: it would tell the server apart from any other.
+        "/images/registry.example.com/shop/api".to_owned(),
+        "/hooks/wrong/images/registry.example.com/shop/api".to_owned(),
     ];
     for (method, headers, body) in cases {
         let unknown_too = exchange(port, method, "/no/such/path", headers, body);
@@ -152,4 +155,21 @@ fn a_wrong_path_token_is_answered_exactly_like_an_unknown_path() {
             );
         }
     }
+}
+
+/// With the right token the images API answers under `/hooks/<token>/images/...`.
+#[test]
+fn the_images_api_answers_under_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = serve(dir.path());
+    let answer = exchange(
+        port,
+        "GET",
+        &format!("/hooks/{TOKEN}/images/registry.example.com/shop/api"),
+        &[],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"repository\":\"shop/api\""), "{text}");
 }
