@@ -3,7 +3,7 @@
 //! `superseded`; then the event's other deployments are recorded and the event is closed.
 
 use super::converge::{Door, Finish, Proposal, hold, holder_id, knock};
-use super::deployments::{deployment_ops, finish_ops, write_chunked};
+use super::deployments::{deployment_ops, finish_ops, records_ops, write_chunked};
 use super::deps::{Deps, PipelineError};
 use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::event::{ImageEvent, Timestamp};
@@ -30,13 +30,8 @@ pub async fn deploy_all(
     // With one service, the event's closing records can ride on the holder's commit.
     let single = proposals.len() == 1;
     let close_with = |own: &Deployment| {
+        let mut ops = records_ops(record, &known, &at);
         let mut all = known.clone();
-        let mut ops = Vec::new();
-        for d in &all {
-            let (records, runs) = deployment_ops(record, d, &at);
-            ops.extend(records);
-            ops.extend(runs.map(Op::Update));
-        }
         all.push(own.clone());
         ops.extend(finish_ops(record, &all, settled, &at, true));
         ops
@@ -45,8 +40,7 @@ pub async fn deploy_all(
     let mut mine = Vec::with_capacity(proposals.len());
     for (t, p) in &proposals {
         if deps.deployer.dry_run() {
-            let plan = deps.deployer.apply(&p.image, t, false, &Unguarded).await?;
-            mine.push((plan, false));
+            mine.push(deps.deployer.apply(&p.image, t, false, &Unguarded).await?);
             continue;
         }
         let d = match knock(deps.store, t, p, &holder, deps.lease).await? {
@@ -72,45 +66,33 @@ pub async fn deploy_all(
                     t.cluster, t.service
                 )),
         };
-        let holder_recorded = matches!(
-            d.outcome,
-            DeployOutcome::Updated
-                | DeployOutcome::Unchanged
-                | DeployOutcome::Skipped
-                | DeployOutcome::Failed
-                | DeployOutcome::Planned
-        );
-        mine.push((d, holder_recorded));
+        mine.push(d);
     }
     let mut all = known;
     if finished {
-        all.extend(mine.into_iter().map(|(d, _)| d));
+        all.extend(mine);
         return Ok(all);
     }
-    let mut ops = Vec::new();
-    for d in &all {
-        let (records, runs) = deployment_ops(record, d, &at);
-        ops.extend(records);
-        ops.extend(runs.map(Op::Update));
-    }
+    let mut ops = records_ops(record, &all, &at);
     // A queued deployment is carried by another delivery that may yet die: the receipt stays
     // pending, so a redelivery goes through the door again instead of being answered as done.
-    let carried = mine.iter().any(|(d, _)| d.outcome == DeployOutcome::Queued);
+    let carried = mine.iter().any(|d| d.outcome == DeployOutcome::Queued);
     let mut aside = Vec::new();
-    for (d, holder_recorded) in &mine {
+    for d in &mine {
         match d.outcome {
-            // What a holder applied is on record already.
-            _ if *holder_recorded => {}
-            // Recorded only where no delivery of this event recorded more: the holder of the
-            // same event (a redelivery queued behind its own first delivery) writes the same
-            // key, and what it applied is the truth.
+            // Never reached ECS. Recorded only where no delivery of this event recorded more:
+            // the holder of the same event (a redelivery queued behind its own first delivery)
+            // writes the same key, and what it applied is the truth.
             DeployOutcome::Queued | DeployOutcome::Superseded => {
                 aside.extend(deployment_ops(record, d, &at).0.into_iter().map(if_absent));
             }
-            _ => ops.extend(deployment_ops(record, d, &at).0),
+            // Dry-run plans go through no holder.
+            DeployOutcome::Planned => ops.extend(deployment_ops(record, d, &at).0),
+            // What a holder applied is on record already.
+            _ => {}
         }
     }
-    all.extend(mine.into_iter().map(|(d, _)| d));
+    all.extend(mine);
     ops.extend(finish_ops(record, &all, settled, &at, !carried));
     write_chunked(deps.store, ops).await?;
     for op in aside {

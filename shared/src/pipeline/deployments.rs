@@ -170,14 +170,24 @@ pub async fn record_deployments(
     settled: &[Key],
     at: &Timestamp,
 ) -> Result<(), StoreError> {
+    let mut ops = records_ops(event, deployments, at);
+    ops.extend(finish_ops(event, deployments, settled, at, true));
+    write_chunked(store, ops).await
+}
+
+/// The records of each deployment, with what each service now runs.
+pub(super) fn records_ops(
+    event: &ImageEvent,
+    deployments: &[Deployment],
+    at: &Timestamp,
+) -> Vec<Op> {
     let mut ops = Vec::new();
     for d in deployments {
         let (records, runs) = deployment_ops(event, d, at);
         ops.extend(records);
         ops.extend(runs.map(Op::Update));
     }
-    ops.extend(finish_ops(event, deployments, settled, at, true));
-    write_chunked(store, ops).await
+    ops
 }
 
 /// Writes `ops` in transactions of at most the port's size, in order: the last operation (the
