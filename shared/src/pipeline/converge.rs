@@ -228,6 +228,9 @@ struct Still<'a> {
     key: Key,
     holder: &'a str,
     event: String,
+    /// The record as the check read it: when it stops the holder, it names what to do next.
+    /// Boxed: the guard lives across the deploy's awaits, and the record is large.
+    seen: std::sync::Mutex<Option<Box<ServiceRecord>>>,
 }
 
 #[async_trait]
@@ -244,15 +247,18 @@ impl Guard for Still<'_> {
             })?
             .and_then(Record::service)
             .unwrap_or_default();
-        if record.lease.as_ref().map(|l| l.holder.as_str()) != Some(self.holder) {
-            return Ok(Some(
-                "the lease on the service expired while it was being described".into(),
-            ));
+        let answer = if record.lease.as_ref().map(|l| l.holder.as_str()) != Some(self.holder) {
+            Some("the lease on the service expired while it was being described".into())
+        } else {
+            match &record.desired {
+                Some(d) if d.event != self.event => Some(format!("superseded by {}", d.event)),
+                _ => None,
+            }
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(Box::new(record));
         }
-        Ok(match record.desired {
-            Some(d) if d.event != self.event => Some(format!("superseded by {}", d.event)),
-            _ => None,
-        })
+        Ok(answer)
     }
 }
 
@@ -316,9 +322,7 @@ async fn rounds(
     for _ in 0..MAX_ROUNDS {
         let (event, image) = event_of(&desired)?;
         let mut target = base.clone();
-        target.container = Some(desired.container.clone())
-            .flatten()
-            .filter(|c| !c.is_empty());
+        target.container = desired.container.clone().filter(|c| !c.is_empty());
         target.stage = desired.stage.clone().filter(|s| !s.is_empty());
         target.last_deployed = last_deployed.clone();
         let guard = Still {
@@ -326,18 +330,14 @@ async fn rounds(
             key: key.clone(),
             holder,
             event: desired.event.clone(),
+            seen: std::sync::Mutex::new(None),
         };
         let d = deps.deployer.apply(&image, &target, resume, &guard).await?;
         resume = false;
         if d.outcome == DeployOutcome::Superseded {
             // Nothing changed in ECS. Whoever moved the desired state, or took the lease, is
-            // named by the record: follow it, or stop.
-            let record = deps
-                .store
-                .get(&key)
-                .await?
-                .and_then(Record::service)
-                .unwrap_or_default();
+            // named by the record the check read: follow it, or stop.
+            let record = guard.seen.into_inner().ok().flatten().unwrap_or_default();
             note(&mut held, own_event, &desired, d);
             match (record.lease, record.desired) {
                 (Some(l), Some(next)) if l.holder == holder => {
