@@ -8,7 +8,6 @@ use super::converge::{self, Proposal};
 use super::deps::{Deps, PipelineError, warn_failed};
 use super::receipt::Receipt;
 use crate::model::event::ImageEvent;
-use crate::model::reference::ImageRef;
 use crate::model::result::EventResult;
 use crate::model::rules::Target;
 use crate::ports::store::keys;
@@ -155,13 +154,14 @@ pub(crate) async fn apply_held(
                 .iter()
                 .any(|(t, _)| t.cluster == b.target.cluster && t.service == b.target.service)
         {
-            let (target, image) = with_current_policy(deps, event, b);
+            let target = with_current_policy(deps, event, b);
             let proposal = Proposal {
                 event: b
                     .event
                     .clone()
                     .unwrap_or_else(|| format!("{}#{}", event.provider, event.id)),
-                image,
+                // Deployed as the release names it, by digest: the held tag chose the rule.
+                image: event.image.clone(),
                 order: b.order.clone(),
             };
             proposals.push((target, proposal));
@@ -177,7 +177,7 @@ pub(crate) async fn apply_held(
 
 /// A held deployment with the rollout policy its rule has now (rules may have changed while
 /// the digest was held); the default policy if no rule names the service any more.
-fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> (Target, ImageRef) {
+fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Target {
     let mut image = event.image.clone();
     if let Some(tag) = b
         .tag
@@ -195,8 +195,7 @@ fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> (Tar
     {
         target.policy = t.policy;
     }
-    // Deployed as the release names it, by digest: the held tag chose the rule, not the image.
-    (target, event.image.clone())
+    target
 }
 
 /// Holds deployments until the digest arrives in their region.
