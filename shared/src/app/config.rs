@@ -186,19 +186,15 @@ impl NotifyConfig {
                     })?
             }
         };
-        let timeout = match var("NOTIFY_TIMEOUT_MS") {
-            None => crate::ports::notifier::DEFAULT_TIMEOUT,
-            Some(v) => match v.parse::<u64>() {
-                Ok(ms) if (100..=10_000).contains(&ms) => std::time::Duration::from_millis(ms),
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "NOTIFY_TIMEOUT_MS",
-                        value: v,
-                        hint: "milliseconds from 100 to 10000",
-                    });
-                }
-            },
-        };
+        let timeout = whole(
+            "NOTIFY_TIMEOUT_MS",
+            var("NOTIFY_TIMEOUT_MS"),
+            100..=10_000,
+            "milliseconds from 100 to 10000",
+        )?
+        .map_or(crate::ports::notifier::DEFAULT_TIMEOUT, |ms| {
+            std::time::Duration::from_millis(ms)
+        });
         Ok(Self {
             webhook_url,
             topic_arn,
@@ -303,34 +299,24 @@ impl Config {
             }
         };
 
-        let receipt_ttl_days = match var("RECEIPT_TTL_DAYS") {
-            None => DEFAULT_RECEIPT_TTL_DAYS,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if (1..=3650).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "RECEIPT_TTL_DAYS",
-                        value: v,
-                        hint: "a whole number of days from 1 to 3650",
-                    });
-                }
-            },
-        };
+        let receipt_ttl_days = whole(
+            "RECEIPT_TTL_DAYS",
+            var("RECEIPT_TTL_DAYS"),
+            1..=3650,
+            "a whole number of days from 1 to 3650",
+        )?
+        .unwrap_or(DEFAULT_RECEIPT_TTL_DAYS);
 
-        let lease = match var("LEASE_SECONDS") {
-            None => crate::pipeline::converge::DEFAULT_LEASE,
-            Some(v) => match v.parse::<u64>() {
-                // Longer than the functions' 15 s timeout: a live holder must never lose it.
-                Ok(n) if (1..=3600).contains(&n) => std::time::Duration::from_secs(n),
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "LEASE_SECONDS",
-                        value: v,
-                        hint: "a whole number of seconds from 1 to 3600 (default 60; keep it above the functions' timeout)",
-                    });
-                }
-            },
-        };
+        // Longer than the functions' 15 s timeout: a live holder must never lose it.
+        let lease = whole(
+            "LEASE_SECONDS",
+            var("LEASE_SECONDS"),
+            1..=3600,
+            "a whole number of seconds from 1 to 3600 (default 60; keep it above the functions' timeout)",
+        )?
+        .map_or(crate::pipeline::converge::DEFAULT_LEASE, |n| {
+            std::time::Duration::from_secs(n)
+        });
 
         let quarantine = match var("QUARANTINE_SEVERITY") {
             None => QuarantinePolicy::default(),
@@ -369,6 +355,26 @@ impl Config {
             lease,
             quarantine,
         })
+    }
+}
+
+/// A whole number within `range`, if the variable is set; refused with its name otherwise.
+fn whole<T: std::str::FromStr + PartialOrd>(
+    name: &'static str,
+    value: Option<String>,
+    range: std::ops::RangeInclusive<T>,
+    hint: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) => match v.parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(ConfigError::Invalid {
+                name,
+                value: v,
+                hint,
+            }),
+        },
     }
 }
 
