@@ -2,8 +2,9 @@
 //! DynamoDB evaluates them, and journaled to a file so that later runs of the local binary see
 //! earlier records. Each committed transaction appends one JSON line with the new state of every
 //! item it touched (`null` for a deleted one); opening the store replays and compacts the
-//! journal. One process writes a directory's store
-//! (it holds a lock on `store.lock`); others may open it read-only.
+//! journal. One process writes a directory's store (it holds a lock on `store.lock`); others
+//! may open it read-only. Nothing the store answers, a read or a refused condition included,
+//! leaves it before the journal is synced past every line it depends on (`group_commit`).
 //!
 //! Items are kept as their JSON text and parsed when read. A journaled store keeps that text
 //! only in the journal: memory holds each key with where its latest text sits in the file, and
@@ -15,7 +16,7 @@
 //! back.
 //!
 //! Over 500 lines in one file because the condition evaluator, the journal and the port share
-//! the in-memory map's invariants; a quarter of it is its tests.
+//! the in-memory map's invariants; two fifths of it is its tests.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -37,6 +38,9 @@ use crate::ports::store::ops::{Cancelled, Cond, Op, Update};
 use crate::ports::store::{
     Item, Key, Record, ServiceRecord, StoreDump, StoreError, StoreRead, StoreWrite,
 };
+use group_commit::{GroupCommit, SyncFn, fdatasync};
+
+mod group_commit;
 
 const JOURNAL: &str = "store.jsonl";
 /// The writer's lock file, holding its process id.
@@ -91,7 +95,8 @@ struct Inner {
 /// The journal file, opened to append and to read items back.
 #[derive(Debug)]
 struct Journal {
-    file: File,
+    /// The file, and how far it is synced.
+    sync: Arc<GroupCommit>,
     /// Its length: where the next line starts.
     len: u64,
 }
@@ -99,7 +104,7 @@ struct Journal {
 impl Journal {
     fn read(&self, at: u64, len: usize) -> Result<String, StoreError> {
         let mut buf = vec![0; len];
-        read_exact_at(&self.file, &mut buf, at)?;
+        read_exact_at(self.sync.file(), &mut buf, at)?;
         String::from_utf8(buf)
             .map_err(|_| StoreError::Corrupt(format!("journal bytes {at}..+{len} are not UTF-8")))
     }
@@ -185,12 +190,12 @@ impl EmbeddedStore {
     /// and was never acknowledged: it is cut off with a warning. If the compacted copy cannot
     /// be written (a full disk), the store keeps the journal as it is.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_with_room(dir, None)
+        Self::open_with(dir, None, fdatasync())
     }
 
-    /// `open`, with at most `room` bytes writable for the compacted copy (`None`: no limit):
-    /// the tests' full disk.
-    fn open_with_room(dir: &Path, room: Option<u64>) -> Result<Self, StoreError> {
+    /// `open`, with at most `room` bytes writable for the compacted copy (`None`: no limit) and
+    /// `sync` in place of fdatasync: the tests' full or failing disk.
+    fn open_with(dir: &Path, room: Option<u64>, sync: SyncFn) -> Result<Self, StoreError> {
         fs::create_dir_all(dir)?;
         let lock = lock(dir)?;
         let path = dir.join(JOURNAL);
@@ -229,13 +234,19 @@ impl EmbeddedStore {
                     error = %e,
                     "could not compact the journal; appending to it as it is"
                 );
+                // A writer that crashed may have left lines unsynced, and they are about to be
+                // read from: the first sync is not left to the next transaction.
+                file.sync_data()?;
                 (held(items), file, whole)
             }
         };
         Ok(Self {
             inner: Mutex::new(Inner {
                 items,
-                journal: Some(Journal { file, len }),
+                journal: Some(Journal {
+                    sync: GroupCommit::new(file, len, sync),
+                    len,
+                }),
                 read_only: false,
             }),
             _lock: Some(lock),
@@ -284,6 +295,24 @@ impl EmbeddedStore {
             .lock()
             .map_err(|_| StoreError::Corrupt("embedded store lock poisoned".into()))?;
         f(&mut inner)
+    }
+
+    /// `with`, then waits until the journal is synced as far as it reached when `f` returned:
+    /// what `f` wrote, and every line behind what it read (a condition refused because of a
+    /// record not yet synced, say), would survive a power cut before the caller hears of it.
+    async fn durably<T>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (value, reached) = self.with(|inner| {
+            let value = f(inner)?;
+            let reached = inner.journal.as_ref().map(|j| (Arc::clone(&j.sync), j.len));
+            Ok((value, reached))
+        })?;
+        if let Some((sync, upto)) = reached {
+            sync.durable(upto).await?;
+        }
+        Ok(value)
     }
 }
 
@@ -515,17 +544,20 @@ impl Inner {
         let starts = match &mut self.journal {
             None => vec![None; changes.len()],
             Some(j) => {
+                j.sync.check()?;
                 let mut line = Vec::with_capacity(2048);
                 let at = append_line(&mut line, changes.iter().map(|(k, i)| (k, i.as_deref())))?;
                 // One write per transaction. If it fails part-way, the journal is cut back to
                 // its last whole line, so that the next transaction's offsets (and the next
                 // open's replay) stay right.
-                if let Err(e) = j.file.write_all(&line) {
-                    let _ = j.file.set_len(j.len);
+                let mut file = j.sync.file();
+                if let Err(e) = file.write_all(&line) {
+                    let _ = file.set_len(j.len);
                     return Err(e.into());
                 }
                 let base = j.len;
                 j.len += line.len() as u64;
+                j.sync.wrote(j.len);
                 at.into_iter().map(|a| a.map(|a| base + a)).collect()
             }
         };
@@ -659,7 +691,7 @@ fn apply<'a>(u: &'a Update, old: Option<&'a Item>) -> Draft<'a> {
 #[async_trait]
 impl StoreWrite for EmbeddedStore {
     async fn transact(&self, ops: Vec<Op>) -> Result<Result<(), Cancelled>, StoreError> {
-        self.with(|inner| {
+        self.durably(|inner| {
             let olds = ops
                 .iter()
                 .map(|op| inner.get(op.key()))
@@ -697,17 +729,19 @@ impl StoreWrite for EmbeddedStore {
             inner.commit(changes)?;
             Ok(Ok(()))
         })
+        .await
     }
 }
 
 #[async_trait]
 impl StoreRead for EmbeddedStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        self.with(|inner| inner.get(key)?.as_ref().map(record_of).transpose())
+        self.durably(|inner| inner.get(key)?.as_ref().map(record_of).transpose())
+            .await
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Record>, StoreError> {
-        self.with(|inner| {
+        self.durably(|inner| {
             inner
                 .items
                 .range(Key::new(pk, sk_prefix)..)
@@ -715,6 +749,7 @@ impl StoreRead for EmbeddedStore {
                 .map(|(k, t)| record_of(&inner.decode(k, t)?))
                 .collect()
         })
+        .await
     }
 
     async fn running(&self, image: &str) -> Result<Vec<ServiceRecord>, StoreError> {
@@ -722,22 +757,24 @@ impl StoreRead for EmbeddedStore {
         // attribute, as DynamoDB's sparse GSI holds exactly those; only delete warnings ask.
         let needle =
             serde_json::to_string(image).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let items = self.with(|inner| {
-            inner
-                .items
-                .iter()
-                .filter_map(|(k, t)| match t {
-                    Text::Held(raw) if raw.get().contains(&needle) => Some((k, raw.get())),
-                    _ => None,
-                })
-                .map(|(k, text)| decode(k, text))
-                .filter(|i| {
-                    i.as_ref().map_or(true, |i| {
-                        i.get("running").and_then(Value::as_str) == Some(image)
+        let items = self
+            .durably(|inner| {
+                inner
+                    .items
+                    .iter()
+                    .filter_map(|(k, t)| match t {
+                        Text::Held(raw) if raw.get().contains(&needle) => Some((k, raw.get())),
+                        _ => None,
                     })
-                })
-                .collect::<Result<Vec<Item>, StoreError>>()
-        })?;
+                    .map(|(k, text)| decode(k, text))
+                    .filter(|i| {
+                        i.as_ref().map_or(true, |i| {
+                            i.get("running").and_then(Value::as_str) == Some(image)
+                        })
+                    })
+                    .collect::<Result<Vec<Item>, StoreError>>()
+            })
+            .await?;
         services(&items)
     }
 }
@@ -745,13 +782,14 @@ impl StoreRead for EmbeddedStore {
 #[async_trait]
 impl StoreDump for EmbeddedStore {
     async fn dump(&self) -> Result<Vec<Item>, StoreError> {
-        self.with(|inner| {
+        self.durably(|inner| {
             inner
                 .items
                 .iter()
                 .map(|(k, t)| inner.decode(k, t))
                 .collect()
         })
+        .await
     }
 }
 
@@ -1032,7 +1070,7 @@ mod tests {
         torn.extend_from_slice(b"[[\"p\",\"2\",{\"n\":");
         fs::write(&path, &torn).unwrap();
 
-        let store = EmbeddedStore::open_with_room(dir.path(), Some(0)).unwrap();
+        let store = EmbeddedStore::open_with(dir.path(), Some(0), fdatasync()).unwrap();
         assert_eq!(fs::read(&path).unwrap(), whole);
         assert_eq!(ns(&store).await, [("1".to_owned(), 1)]);
     }
@@ -1059,7 +1097,7 @@ mod tests {
         let before = fs::read(&path).unwrap();
 
         // Room for part of the compacted copy only.
-        let store = EmbeddedStore::open_with_room(dir.path(), Some(10)).unwrap();
+        let store = EmbeddedStore::open_with(dir.path(), Some(10), fdatasync()).unwrap();
         assert!(!tmp.exists());
         assert_eq!(fs::read(&path).unwrap(), before);
         let want = [("1".to_owned(), 5), ("2".to_owned(), 20)];
@@ -1081,5 +1119,205 @@ mod tests {
         let want = [("1".to_owned(), 5), ("2".to_owned(), 21)];
         assert_eq!(ns(&store).await, want);
         assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 2);
+    }
+}
+
+#[cfg(test)]
+mod durability_tests {
+    use std::sync::Condvar;
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// fdatasync as the tests see it: it counts the syncs, notes how far each reached (the
+    /// file's length when it started), and can be slowed, held or made to fail.
+    #[derive(Default)]
+    struct Disk {
+        syncs: AtomicUsize,
+        reached: AtomicU64,
+        failing: AtomicBool,
+        slow: bool,
+        held: Mutex<bool>,
+        opened: Condvar,
+    }
+
+    impl Disk {
+        fn slow() -> Arc<Self> {
+            Arc::new(Self {
+                slow: true,
+                ..Self::default()
+            })
+        }
+
+        fn sync_fn(self: &Arc<Self>) -> SyncFn {
+            let disk = Arc::clone(self);
+            Arc::new(move |file| disk.sync(file))
+        }
+
+        fn sync(&self, file: &File) -> std::io::Result<()> {
+            let len = file.metadata()?.len();
+            let mut held = self.held.lock().unwrap();
+            while *held {
+                held = self.opened.wait(held).unwrap();
+            }
+            drop(held);
+            if self.slow {
+                // Long enough for the other transactions to line up behind this sync.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if self.failing.load(SeqCst) {
+                return Err(std::io::Error::other("injected: the disk refused the sync"));
+            }
+            file.sync_data()?;
+            self.syncs.fetch_add(1, SeqCst);
+            self.reached.fetch_max(len, SeqCst);
+            Ok(())
+        }
+
+        fn hold(&self) {
+            *self.held.lock().unwrap() = true;
+        }
+
+        fn release(&self) {
+            *self.held.lock().unwrap() = false;
+            self.opened.notify_all();
+        }
+    }
+
+    fn put(sk: &str, n: i64) -> Op {
+        Op::Put {
+            key: Key::new("p", sk),
+            item: serde_json::from_value(json!({ "n": n })).unwrap(),
+            cond: Some(Cond::ItemAbsent),
+        }
+    }
+
+    /// Where each line of the journal ends, by the sort key of its one item.
+    fn line_ends(dir: &Path) -> BTreeMap<String, u64> {
+        let journal = fs::read_to_string(dir.join(JOURNAL)).unwrap();
+        let mut end = 0;
+        let mut ends = BTreeMap::new();
+        for line in journal.split_inclusive('\n') {
+            end += line.len() as u64;
+            let batch: Vec<(String, String, Value)> = serde_json::from_str(line).unwrap();
+            ends.insert(batch[0].1.clone(), end);
+        }
+        ends
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_transactions_share_syncs_and_each_is_answered_after_one_covers_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Disk::slow();
+        let store = Arc::new(EmbeddedStore::open_with(dir.path(), None, disk.sync_fn()).unwrap());
+
+        let tasks: Vec<_> = (0..50)
+            .map(|n| {
+                let (store, disk) = (Arc::clone(&store), Arc::clone(&disk));
+                tokio::spawn(async move {
+                    store
+                        .transact(vec![put(&n.to_string(), n)])
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    (n.to_string(), disk.reached.load(SeqCst))
+                })
+            })
+            .collect();
+        let mut answered = Vec::new();
+        for task in tasks {
+            answered.push(task.await.unwrap());
+        }
+
+        let ends = line_ends(dir.path());
+        assert_eq!(ends.len(), 50);
+        for (sk, reached) in &answered {
+            assert!(
+                *reached >= ends[sk],
+                "transaction {sk} was answered when syncs had reached byte {reached}, \
+                 before the end of its line at {}",
+                ends[sk]
+            );
+        }
+        let syncs = disk.syncs.load(SeqCst);
+        assert!(
+            (1..=25).contains(&syncs),
+            "{syncs} syncs for 50 concurrent transactions"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_or_a_read_that_saw_an_unsynced_line_waits_for_its_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(Disk::default());
+        let store = Arc::new(EmbeddedStore::open_with(dir.path(), None, disk.sync_fn()).unwrap());
+        disk.hold();
+
+        let first = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.transact(vec![put("1", 1)]).await }
+        });
+        // The same put again: refused, since the first one's record is in memory, but not yet
+        // durable, so neither is the refusal (a redelivery answered `duplicate`).
+        let again = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.transact(vec![put("1", 1)]).await }
+        });
+        let read = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.get(&Key::new("p", "1")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!first.is_finished() && !again.is_finished() && !read.is_finished());
+        assert_eq!(disk.syncs.load(SeqCst), 0);
+
+        disk.release();
+        assert!(matches!(first.await.unwrap(), Ok(Ok(()))));
+        assert!(matches!(again.await.unwrap(), Ok(Err(Cancelled { .. }))));
+        assert!(read.await.unwrap().unwrap().is_some());
+        assert!(disk.syncs.load(SeqCst) >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_fails_every_waiting_transaction_and_the_store_answers_nothing_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = Arc::new(Disk::default());
+        let store = Arc::new(EmbeddedStore::open_with(dir.path(), None, disk.sync_fn()).unwrap());
+        store.transact(vec![put("0", 0)]).await.unwrap().unwrap();
+        disk.hold();
+        disk.failing.store(true, SeqCst);
+
+        let waiting: Vec<_> = (1..6)
+            .map(|n| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.transact(vec![put(&n.to_string(), n)]).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        disk.release();
+        for task in waiting {
+            let e = task.await.unwrap().unwrap_err();
+            assert!(matches!(e, StoreError::Io(_)), "{e}");
+            assert!(e.is_retryable(), "{e}");
+        }
+
+        // The disk works again, but what the failed sync left unwritten may be lost: nothing
+        // more is written or answered, reads included, since they would show those records.
+        disk.failing.store(false, SeqCst);
+        let e = store.transact(vec![put("6", 6)]).await.unwrap_err();
+        assert!(e.to_string().contains("could not be synced"), "{e}");
+        assert!(store.get(&Key::new("p", "1")).await.is_err());
+        assert!(store.get(&Key::new("p", "0")).await.is_err());
+        assert!(
+            !fs::read_to_string(dir.path().join(JOURNAL))
+                .unwrap()
+                .contains(r#""6""#)
+        );
+
+        // Reopened, the store starts again from what the file holds.
+        drop(store);
+        let reopened = EmbeddedStore::open(dir.path()).unwrap();
+        assert!(reopened.get(&Key::new("p", "0")).await.unwrap().is_some());
     }
 }
