@@ -20,6 +20,8 @@ use imagehook_core::model::function::Function;
 use lambda_http::RequestExt;
 use tokio::net::TcpListener;
 
+use crate::connections::Connections;
+
 /// The most request headers a connection may send, and their total size with the request line:
 /// more is answered 431 and the connection closed, before any handler runs. In AWS, API
 /// Gateway's own limits are tighter (10 KiB of request line and headers for an HTTP API).
@@ -30,10 +32,11 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
+pub async fn serve(app: App, addr: SocketAddr, max_connections: usize) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let app = Arc::new(app);
-    tracing::info!(addr = %listener.local_addr()?, "imagehook serving POST /push, /delete, /quarantine");
+    tracing::info!(addr = %listener.local_addr()?, max_connections, "imagehook serving POST /push, /delete, /quarantine");
+    let mut connections = Connections::new(max_connections);
     let mut refusing = false;
     loop {
         let accepted = tokio::select! {
@@ -60,8 +63,12 @@ pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
                 continue;
             }
         };
+        let Some((stream, slot)) = connections.admit(stream) else {
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(route(app, req).await) }
