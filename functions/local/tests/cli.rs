@@ -499,10 +499,11 @@ fn serve_cuts_off_slow_headers_and_bodies() {
     slow_headers
         .write_all(b"POST /push HTTP/1.1\r\nHost: localhost\r\n")
         .unwrap();
+    // With the right token: a wrong one is refused before the body is waited for.
     let mut slow_body = open();
     slow_body
         .write_all(
-            b"POST /push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"image\":",
+            b"POST /push HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sample-webhook-token\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"image\":",
         )
         .unwrap();
     // Others are served meanwhile.

@@ -1,5 +1,6 @@
 //! What keeps `imagehook serve` up under clients that hold on to it: a cap on open connections
-//! answered with a clear 503, and a descriptor limit it outlives.
+//! answered with a clear 503, a descriptor limit it outlives, and header credentials checked
+//! before a body is read.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -14,6 +15,7 @@ use common::{Server, root};
 use serde_json::Value;
 
 const TOKEN: &str = "sample-webhook-token";
+const MIB: usize = 1024 * 1024;
 
 fn imagehook(state: &Path, program: &str, args: &[&str]) -> Command {
     let mut c = Command::new(program);
@@ -206,4 +208,96 @@ fn under_a_low_descriptor_limit_every_connection_over_the_cap_is_still_answered(
     drop(conns);
     let served = served_again(port, Duration::from_secs(10));
     assert_eq!(status(&served), Some(200), "{served}");
+}
+
+/// A sender's headers with a wrong credential and the promise of a mebibyte it never sends:
+/// the 401 comes as soon as the headers are in, not after the 10 s body timeout.
+fn refused_without_its_body(port: u16, authorization: &str) -> String {
+    let mut conn = TcpStream::connect(addr(port)).unwrap();
+    conn.write_all(push_head(authorization, MIB).as_bytes())
+        .unwrap();
+    // A bound, not a benchmark: far under the body timeout.
+    answer(&mut conn, Duration::from_secs(3)).expect("a 401 before the body, and the close")
+}
+
+fn assert_unauthorized_and_closed(answer: &str) {
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
+    assert_eq!(json_body(answer)["error"], "unauthorized", "{answer}");
+}
+
+#[test]
+fn a_wrong_header_credential_is_refused_before_the_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = serve(dir.path(), &[]);
+    for authorization in ["Bearer wrong-token", "", &format!("Basic {TOKEN}")] {
+        assert_unauthorized_and_closed(&refused_without_its_body(port, authorization));
+    }
+    // The right token still reaches the handler.
+    let served = push(port).unwrap();
+    assert_eq!(status(&served), Some(200), "{served}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = serve(
+        dir.path(),
+        &[
+            ("AUTH_MODE", "basic"),
+            ("WEBHOOK_SECRETS", "registry:s3cret"),
+        ],
+    );
+    // base64("registry:wrong")
+    assert_unauthorized_and_closed(&refused_without_its_body(
+        port,
+        "Basic cmVnaXN0cnk6d3Jvbmc=",
+    ));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 200 uploads with a wrong token, each stalled a byte short of its mebibyte: the server
+/// holds none of them, where reading them first held each until the body timeout.
+#[test]
+fn stalled_uploads_with_a_wrong_token_do_not_grow_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, port) = serve(dir.path(), &[]);
+    let pid = server.0.id();
+    let warm = push(port).unwrap();
+    assert_eq!(status(&warm), Some(200), "{warm}");
+    let before = rss_kib(pid);
+
+    let head = push_head("Bearer wrong-token", MIB);
+    let almost = vec![b'x'; MIB - 1];
+    let stalled: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut conn = TcpStream::connect(addr(port)).unwrap();
+            conn.set_write_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            // Refused after the headers, the rest is not taken: the writes may fail.
+            let _ = conn
+                .write_all(head.as_bytes())
+                .and_then(|()| conn.write_all(&almost));
+            conn
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rss_kib(pid);
+    drop(stalled);
+
+    let grown_mib = after.saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 50,
+        "serve grew by {grown_mib} MiB ({before} KiB to {after} KiB)"
+    );
 }
