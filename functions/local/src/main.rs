@@ -3,6 +3,7 @@
 //! `invoke` runs one API Gateway event file through a function, `serve` answers the same routes
 //! over HTTP on loopback, and `state` prints what the store holds.
 
+mod connections;
 mod serve;
 
 use std::collections::HashMap;
@@ -85,6 +86,11 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:3000")]
         addr: std::net::SocketAddr,
+        /// The most connections open at once; one more is answered 503 `too_many_connections`
+        /// and closed, unread.
+        #[arg(long, env = "SERVE_MAX_CONNECTIONS", default_value_t = 512,
+              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_connections: u32,
     },
     /// Print every stored record as JSON, grouped by kind.
     State,
@@ -146,8 +152,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     };
     match cli.command {
         Command::Invoke { function, event } => invoke(&app, &function, &event).await,
-        Command::Serve { addr } => {
-            serve::serve(app, addr).await?;
+        Command::Serve {
+            addr,
+            max_connections,
+        } => {
+            serve::serve(app, addr, max_connections as usize).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::History { repository, stage } => history(&app, &repository, stage).await,

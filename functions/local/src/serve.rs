@@ -20,6 +20,8 @@ use imagehook_core::model::function::Function;
 use lambda_http::RequestExt;
 use tokio::net::TcpListener;
 
+use crate::connections::Connections;
+
 /// The most request headers a connection may send, and their total size with the request line:
 /// more is answered 431 and the connection closed, before any handler runs. In AWS, API
 /// Gateway's own limits are tighter (10 KiB of request line and headers for an HTTP API).
@@ -30,10 +32,11 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
+pub async fn serve(app: App, addr: SocketAddr, max_connections: usize) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let app = Arc::new(app);
-    tracing::info!(addr = %listener.local_addr()?, "imagehook serving POST /push, /delete, /quarantine");
+    tracing::info!(addr = %listener.local_addr()?, max_connections, "imagehook serving POST /push, /delete, /quarantine");
+    let mut connections = Connections::new(max_connections);
     let mut refusing = false;
     loop {
         let accepted = tokio::select! {
@@ -60,8 +63,12 @@ pub async fn serve(app: App, addr: SocketAddr) -> std::io::Result<()> {
                 continue;
             }
         };
+        let Some((stream, slot)) = connections.admit(stream) else {
+            continue;
+        };
         let app = app.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(route(app, req).await) }
@@ -126,18 +133,39 @@ fn images_route(app: &App, req: &hyper::Request<Incoming>) -> Option<Result<Stri
         }
         (AuthMode::PathToken, Some(_)) => Ok(()),
         (_, Some(_)) => Err(ApiError::NotFound),
-        (_, None) => {
-            let presented = Presented {
-                path_token: None,
-                now: time_now(),
-            };
-            // A GET has no body: a signature mode signs the empty body.
-            verifier
-                .verify(&[], req.headers(), presented)
-                .map_err(ApiError::Unauthorized)
-        }
+        // A GET has no body: a signature mode signs the empty body.
+        (_, None) => verify_headers(app, req.headers()),
     };
     Some(allowed.map(|()| repository.to_owned()))
+}
+
+/// The credential of a request whose body is not read (yet): in a signature mode, the
+/// signature of an empty body.
+fn verify_headers(app: &App, headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let presented = Presented {
+        path_token: None,
+        now: time_now(),
+    };
+    app.config()
+        .verifier
+        .verify(&[], headers, presented)
+        .map_err(ApiError::Unauthorized)
+}
+
+/// In the header modes (token, basic) a webhook's credential is all in its headers, so a POST
+/// without the right one is refused before a byte of its body is read: an unauthenticated
+/// client cannot make the server buffer up to the body limit, or wait out the body timeout.
+/// The handler verifies again, as in AWS. The signature modes sign the body and must read it.
+fn refused_before_body(app: &App, req: &hyper::Request<Incoming>) -> Option<ApiError> {
+    let header_mode = matches!(
+        app.config().verifier.mode(),
+        AuthMode::Token | AuthMode::Basic
+    );
+    // Other methods keep the handler's answers: 405, and Event Grid's OPTIONS handshake.
+    if !header_mode || req.method() != http::Method::POST {
+        return None;
+    }
+    verify_headers(app, req.headers()).err()
 }
 
 fn time_now() -> i64 {
@@ -176,26 +204,47 @@ async fn route_response(
         Some((_, params)) if path_token_refused(app, params.get("token").map(String::as_str)) => {
             ApiError::PathToken.into_response()
         }
-        Some((function, params)) => match to_lambda(req).await {
-            Ok(req) => {
-                // In a task of its own: once the request is read, its work finishes even if the
-                // client hangs up, as a Lambda invocation does when API Gateway stops waiting.
-                // Dropping the connection drops only the wait for the answer.
-                let app = Arc::clone(app);
-                let req = req.with_path_parameters(params);
-                match tokio::spawn(async move { handle(&app, function, req).await }).await {
-                    Ok(resp) => resp,
-                    Err(e) => {
-                        tracing::error!(error = %e, "request handler failed");
-                        json_response(
-                            http::StatusCode::INTERNAL_SERVER_ERROR,
-                            &serde_json::json!({"error": "internal", "message": "internal error"}),
-                        )
-                    }
+        Some((function, params)) => {
+            if let Some(e) = refused_before_body(app, &req) {
+                let mut resp = e.into_response();
+                // The body stays unread: closing is cheaper than draining up to a mebibyte of it.
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                return resp;
+            }
+            handled(app, function, params, req).await
+        }
+    }
+}
+
+/// The request read and run through the function's handler.
+async fn handled(
+    app: &Arc<App>,
+    function: Function,
+    params: HashMap<String, String>,
+    req: hyper::Request<Incoming>,
+) -> lambda_http::Response<lambda_http::Body> {
+    match to_lambda(req).await {
+        Ok(req) => {
+            // In a task of its own: once the request is read, its work finishes even if the
+            // client hangs up, as a Lambda invocation does when API Gateway stops waiting.
+            // Dropping the connection drops only the wait for the answer.
+            let app = Arc::clone(app);
+            let req = req.with_path_parameters(params);
+            match tokio::spawn(async move { handle(&app, function, req).await }).await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::error!(error = %e, "request handler failed");
+                    json_response(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        &serde_json::json!({"error": "internal", "message": "internal error"}),
+                    )
                 }
             }
-            Err(e) => e.into_response(),
-        },
+        }
+        Err(e) => e.into_response(),
     }
 }
 

@@ -497,12 +497,24 @@ fn serve_cuts_off_slow_headers_and_bodies() {
     };
     let mut slow_headers = open();
     slow_headers
-        .write_all(b"POST /push HTTP/1.1\r\nHost: localhost\r\n")
+        .write_all(b"POST /push HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         .unwrap();
+    // A byte every 200 ms keeps the connection busy: the timeout bounds the headers as a whole,
+    // not the wait for each byte. Bounded, and it stops once the server has closed.
+    let mut trickle = slow_headers.try_clone().unwrap();
+    let trickling = std::thread::spawn(move || {
+        for _ in 0..200 {
+            if trickle.write_all(b"s").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    // With the right token: a wrong one is refused before the body is waited for.
     let mut slow_body = open();
     slow_body
         .write_all(
-            b"POST /push HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"image\":",
+            b"POST /push HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sample-webhook-token\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"image\":",
         )
         .unwrap();
     // Others are served meanwhile.
@@ -513,6 +525,7 @@ fn serve_cuts_off_slow_headers_and_bodies() {
     slow_headers
         .read_to_end(&mut rest)
         .expect("the connection is closed, not left hanging");
+    trickling.join().unwrap();
     let mut answer = String::new();
     slow_body
         .read_to_string(&mut answer)

@@ -32,6 +32,10 @@ pub enum ApiError {
     /// `imagehook serve`: the body did not arrive in time.
     #[error("the body did not arrive within {0:?}: send it with the headers")]
     RequestTimeout(std::time::Duration),
+    /// `imagehook serve`: every one of its connections is in use. Answered without reading the
+    /// request, so nothing about it is known yet.
+    #[error("the server has its limit of {0} connections open: retry in a moment")]
+    TooManyConnections(usize),
     #[error("content type {0:?} is not supported: send application/json")]
     UnsupportedMediaType(String),
     #[error(transparent)]
@@ -63,7 +67,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::Parse(_) | Self::BadRepository(_) => StatusCode::BAD_REQUEST,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,6 +77,7 @@ impl ApiError {
             Self::NotFound | Self::PathToken => "not_found",
             Self::MethodNotAllowed(..) => "method_not_allowed",
             Self::RequestTimeout(_) => "request_timeout",
+            Self::TooManyConnections(_) => "too_many_connections",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::TooManyEvents(_) => "too_many_events",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -90,7 +95,12 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        match &self {
+        self.log();
+        self.render()
+    }
+
+    fn log(&self) {
+        match self {
             Self::Unavailable(e) => {
                 tracing::error!(error = %e, "dependency unavailable: asking the sender to retry")
             }
@@ -102,6 +112,11 @@ impl ApiError {
                 tracing::info!(status = other.status().as_u16(), error = %other, "request refused")
             }
         }
+    }
+
+    /// The response, not logged: for an answer whose writer logs it otherwise (`imagehook
+    /// serve` refuses connections at its limit with one log line per episode, not one each).
+    pub fn render(self) -> Response<Body> {
         let body = match self {
             // API Gateway's own answer to a path no route matches: a wrong path token must look
             // exactly like one, in AWS as in `imagehook serve`.
@@ -118,9 +133,15 @@ impl ApiError {
             resp.headers_mut()
                 .insert(header::ALLOW, http::HeaderValue::from_static(allow));
         }
-        if matches!(self, Self::Unavailable(_)) {
+        let retry_after = match self {
+            Self::Unavailable(_) => Some("5"),
+            // A connection frees up as soon as any request finishes.
+            Self::TooManyConnections(_) => Some("1"),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static(secs));
         }
         resp
     }
