@@ -245,6 +245,9 @@ pub struct ImageEvent {
 pub const MAX_EVENT_ID: usize = 256;
 pub const MAX_REASON: usize = 1024;
 pub const MAX_MEDIA_TYPE: usize = 255;
+/// A region (registry replica) is part of a sort key (`D#<digest>#R#<region>`): AWS's longest
+/// Region and Azure's longest location names are under 30 characters.
+pub const MAX_REGION: usize = 64;
 /// How far after its arrival an event may say it happened. Clocks drift by seconds; a time far
 /// ahead would freeze its tag (every later push `stale`) or its digest's quarantine state.
 pub const MAX_FUTURE_SKEW: std::time::Duration = std::time::Duration::from_secs(600);
@@ -279,6 +282,7 @@ impl ImageEvent {
             ("id", Some(self.id.as_str()), MAX_EVENT_ID),
             ("reason", self.reason.as_deref(), MAX_REASON),
             ("media type", self.media_type.as_deref(), MAX_MEDIA_TYPE),
+            ("region", self.region.as_deref(), MAX_REGION),
         ] {
             if let Some(v) = value.filter(|v| v.len() > max) {
                 return Err(OutOfBounds::TooLong {
