@@ -92,6 +92,7 @@ def main():
     ap.add_argument("--phases", required=True)
     ap.add_argument("--journal", required=True)
     ap.add_argument("--machine", default="")
+    ap.add_argument("--reads", help="what the second process's reads of the state dir found")
     a = ap.parse_args()
 
     mixed, steady = wrk_summary(a.mixed), wrk_summary(a.steady)
@@ -123,7 +124,8 @@ def main():
         expected.update(f"load-{t['thread']}-{n}" for n in range(1, t["applied"] + 1))
         maybe.update(t["unanswered_valid"])
     receipts = {pk.split("#", 2)[2]: item for (pk, sk), (_, item) in items.items() if pk.startswith("EVT#")}
-    images = {sk[2:]: item for (pk, sk), (_, item) in items.items() if pk.startswith("IMG#") and sk.startswith("D#")}
+    images = {sk[2:]: item for (pk, sk), (_, item) in items.items()
+              if pk.startswith("IMG#") and sk.startswith("D#") and "#" not in sk[2:]}
     tags = {sk[2:]: item for (pk, sk), (_, item) in items.items() if pk.startswith("IMG#") and sk.startswith("T#")}
     deployments = [item for (pk, sk), (_, item) in items.items() if pk.startswith("SVC#") and sk.startswith("DEP#")]
 
@@ -158,6 +160,13 @@ def main():
     planned = [d for d in deployments if d.get("outcome") == "planned"]
     if len(planned) != len(recorded) or len(deployments) != len(recorded):
         problems.append(f"deployments: {len(deployments)} ({len(planned)} planned) for {len(recorded)} pushes")
+
+    # 2b. The second process's reads during the load: each one succeeded.
+    reads = [line.split() for line in open(a.reads) if line.strip()] if a.reads else []
+    read_ok = [int(r[1]) for r in reads if r[0] == "ok"]
+    if a.reads and (not read_ok or len(read_ok) != len(reads)):
+        problems.append(f"reads of the state dir by a second process: {len(reads) - len(read_ok)} of "
+                        f"{len(reads)} failed (see reader.log)")
 
     # 3. Memory.
     live_bytes = sum(held for held, _ in items.values())
@@ -221,6 +230,9 @@ def main():
           f"| {steady_growth / MIB:+.1f} MiB (trend {steady_trend / MIB:+.1f} MiB) |")
     print(f"| RSS peak | {peak / MIB:.1f} MiB | |")
     print(f"| store | {len(items)} items, journal {journal_bytes / MIB:.0f} MiB in {journal_lines} lines | |")
+    if a.reads:
+        seen = f"; items seen {read_ok[0]} → {read_ok[-1]}" if read_ok else ""
+        print(f"| reads by a second process (`imagehook state`) | {len(read_ok)} of {len(reads)} succeeded{seen} | |")
     print()
     if problems:
         print(f"FAILED: {len(problems)} violations")

@@ -256,12 +256,22 @@ async fn scenario(store: &(impl Store + StoreDump)) -> Vec<Map<String, Value>> {
             .find(|r| r["SK"] == sk && r["PK"] == format!("IMG#{REPO}").as_str())
             .cloned()
     };
-    let a = find(&format!("D#{A}")).unwrap();
+    let a = gather_image(
+        Value::Object(find(&format!("D#{A}")).unwrap()),
+        &records,
+        &format!("IMG#{REPO}"),
+        A,
+    );
     assert_eq!(a["status"], "active");
     assert_eq!(a["deleted_by"], "acr#d1");
     assert_eq!(a["tags"], json!(["v1", "v2", "v4"]));
     assert_eq!(a["first_seen"], "2026-11-20T10:00:00.000000000Z");
-    let b = find(&format!("D#{B}")).unwrap();
+    let b = gather_image(
+        Value::Object(find(&format!("D#{B}")).unwrap()),
+        &records,
+        &format!("IMG#{REPO}"),
+        B,
+    );
     assert_eq!(b["status"], "deleted");
     assert_eq!(b["released_at"], "2026-11-20T11:58:00.000000000Z");
     let changes: Vec<&str> = b["history"]

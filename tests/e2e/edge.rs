@@ -18,9 +18,19 @@ use lambda_http::RequestExt;
 use serde_json::{Value, json};
 
 pub(crate) fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
+    app_on(EmbeddedStore::in_memory(), None, mode, secrets)
+}
+
+/// The handlers on `store` (kept in `state_dir`, if any), dry-run, with no rules.
+pub(crate) fn app_on(
+    store: EmbeddedStore,
+    state_dir: Option<&std::path::Path>,
+    mode: AuthMode,
+    secrets: &[&str],
+) -> App {
     let config = Config {
         table_name: None,
-        state_dir: None,
+        state_dir: state_dir.map(ToOwned::to_owned),
         webhooks: true,
         follow_clusters: Vec::new(),
         service_region: Some("us-east-1".to_owned()),
@@ -37,11 +47,7 @@ pub(crate) fn app_with(mode: AuthMode, secrets: &[&str]) -> App {
         quarantine: Default::default(),
         notify: Default::default(),
     };
-    App::new(
-        config,
-        Arc::new(EmbeddedStore::in_memory()),
-        Arc::new(DryRunDeployer),
-    )
+    App::new(config, Arc::new(store), Arc::new(DryRunDeployer))
 }
 
 async fn send(app: &App, req: lambda_http::Request) -> (u16, http::HeaderMap, Vec<u8>) {

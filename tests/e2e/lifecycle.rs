@@ -90,14 +90,9 @@ impl World {
     }
 
     async fn image(&self) -> Value {
-        get_item(
-            &self.sdk,
-            &self.table,
-            &format!("IMG#{REPO}"),
-            &format!("D#{}", digest()),
-        )
-        .await
-        .expect("image item")
+        get_image(&self.sdk, &self.table, &format!("IMG#{REPO}"), &digest())
+            .await
+            .expect("image item")
     }
 
     async fn runs(&self) -> String {

@@ -350,6 +350,11 @@ async fn sender_chosen_values_over_their_limits_are_refused_whole() {
                 "action": "quarantine", "reason": "r".repeat(1025)}),
             "reason",
         ),
+        (
+            json!({"image": format!("{image}@sha256:{}", "a".repeat(64)), "id": "a-1",
+                "action": "replicate", "region": "r".repeat(65)}),
+            "region",
+        ),
     ];
     for (body, field) in too_long {
         let function = if body["action"] == "quarantine" {

@@ -2,6 +2,7 @@
 //! clients, driven by the API Gateway events in `events/`.
 #![allow(clippy::unwrap_used)]
 
+mod bounds;
 mod budget;
 mod contract;
 mod edge;

@@ -123,8 +123,7 @@ async fn acr_push_records_the_image_and_pins_the_service_to_its_digest() {
 
     // DynamoDB: image, tag, receipt, service and deployment items.
     let pk = format!("IMG#{ACR_REPO}");
-    let image = w
-        .item(&pk, &format!("D#{digest}"))
+    let image = get_image(&w.sdk, &w.table, &pk, &digest)
         .await
         .expect("image item");
     assert_eq!(image["status"], "active");
@@ -345,8 +344,7 @@ async fn three_tags_for_one_digest_update_the_service_once() {
         vec![json!("updated"), json!("unchanged"), json!("unchanged")]
     );
     assert_eq!(w.revisions().await, revisions + 1);
-    let image = w
-        .item(&format!("IMG#{ACR_REPO}"), &format!("D#{}", acr_digest()))
+    let image = get_image(&w.sdk, &w.table, &format!("IMG#{ACR_REPO}"), &acr_digest())
         .await
         .unwrap();
     assert_eq!(image["tags"], json!(["v1", "v1.4", "v1.4.2"]));

@@ -89,9 +89,7 @@ async fn deployments_wait_for_their_region_and_apply_on_arrival() {
         assert_eq!(&running(&sdk, fx).await.task_definition_arn, arn);
     }
     let image_pk = format!("IMG#{REPO}");
-    let image = get_item(&sdk, &table, &image_pk, &format!("D#{DIGEST}"))
-        .await
-        .unwrap();
+    let image = get_image(&sdk, &table, &image_pk, DIGEST).await.unwrap();
     assert_eq!(image["regions"], json!([PRIMARY]));
 
     // It arrives in us-east-1: the two services that wait for it roll out, once.
@@ -112,9 +110,7 @@ async fn deployments_wait_for_their_region_and_apply_on_arrival() {
         );
     }
     assert_eq!(running(&sdk, &west).await.task_definition_arn, before[2]);
-    let image = get_item(&sdk, &table, &image_pk, &format!("D#{DIGEST}"))
-        .await
-        .unwrap();
+    let image = get_image(&sdk, &table, &image_pk, DIGEST).await.unwrap();
     assert_eq!(image["regions"], json!([PRIMARY, "us-east-1"]));
 
     // A redelivery changes nothing: no second revision.
@@ -145,9 +141,7 @@ async fn deployments_wait_for_their_region_and_apply_on_arrival() {
     .await
     .expect("still held");
     assert_eq!(held["waiting_region"], "eu-west-1");
-    let image = get_item(&sdk, &table, &image_pk, &format!("D#{DIGEST}"))
-        .await
-        .unwrap();
+    let image = get_image(&sdk, &table, &image_pk, DIGEST).await.unwrap();
     assert_eq!(image["replication_failures"][0]["region"], "eu-west-1");
 
     // A later success for eu-west-1 applies the last one.
@@ -192,14 +186,9 @@ async fn acr_replica_webhooks_record_their_region() {
         .as_str()
         .unwrap()
         .to_owned();
-    let image = get_item(
-        &sdk,
-        &table,
-        "IMG#contoso.azurecr.io/shop/api",
-        &format!("D#{digest}"),
-    )
-    .await
-    .unwrap();
+    let image = get_image(&sdk, &table, "IMG#contoso.azurecr.io/shop/api", &digest)
+        .await
+        .unwrap();
     assert_eq!(image["regions"], json!(["eastus", "westeurope"]));
     let (status, shown) = images_api(&app, "contoso.azurecr.io/shop/api", None).await;
     assert_eq!(status, 200, "{shown}");

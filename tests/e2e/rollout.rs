@@ -330,7 +330,15 @@ async fn failed_rollouts_are_recorded_and_not_retried() {
     assert_eq!(deployment["state"], "failed");
     assert_eq!(deployment["circuit_breaker"], true);
     let current = w.item(&w.service_pk(), "CURRENT").await.unwrap();
-    assert_eq!(current["failed_digests"], json!([digest(21)]));
+    assert!(current.get("failed_digests").is_none(), "{current}");
+    let failed = w
+        .item(&w.service_pk(), &format!("F#{}", digest(21)))
+        .await
+        .expect("the failed rollout's own item");
+    assert_eq!(
+        (&failed["type"], &failed["deployment_id"]),
+        (&json!("failed_rollout"), &json!(id))
+    );
     assert_eq!(current["rolled_back_from"], digest(21).as_str());
     assert!(current.get("running").is_none(), "{current}");
 
@@ -366,6 +374,11 @@ async fn completed_rollouts_are_kept_against_late_progress_events() {
     assert_eq!(outcome(&app, &other).await["outcome"], "not-ours");
     let current = w.item(&w.service_pk(), "CURRENT").await.unwrap();
     assert!(current.get("failed_digests").is_none(), "{current}");
+    assert!(
+        w.item(&w.service_pk(), &format!("F#{}", digest(31)))
+            .await
+            .is_none()
+    );
 }
 
 /// Per repository and stage, which tag and digest went out when and to which services, newest

@@ -477,6 +477,82 @@ pub async fn get_item(sdk: &SdkConfig, table: &str, pk: &str, sk: &str) -> Optio
         .map(|item| Value::Object(imagehook_core::adapters::item_to_json(item)))
 }
 
+/// A digest as its items record it: the image item, with the items kept beside it gathered in:
+/// `tags` (its `D#<digest>#T#` links), `regions`, `region_arrivals` and `replication_failures`
+/// (its `D#<digest>#R#` items) and `history` (its `C#<digest>#` changes, in time order).
+pub async fn get_image(sdk: &SdkConfig, table: &str, pk: &str, digest: &str) -> Option<Value> {
+    let image = get_item(sdk, table, pk, &format!("D#{digest}")).await?;
+    Some(gather_image(
+        image,
+        &all_items(sdk, table).await,
+        pk,
+        digest,
+    ))
+}
+
+/// `get_image` over a dump already read (either store's).
+pub fn gather_image(
+    mut image: Value,
+    items: &[serde_json::Map<String, Value>],
+    pk: &str,
+    digest: &str,
+) -> Value {
+    let under = |prefix: String| {
+        items
+            .iter()
+            .filter(move |i| i["PK"] == pk)
+            .filter(move |i| i["SK"].as_str().is_some_and(|sk| sk.starts_with(&prefix)))
+    };
+    let mut tags: Vec<Value> = under(format!("D#{digest}#T#"))
+        .map(|i| i["tag"].clone())
+        .collect();
+    tags.sort_by_key(ToString::to_string);
+    let regions: Vec<_> = under(format!("D#{digest}#R#")).collect();
+    let arrived: Vec<&serde_json::Map<String, Value>> = regions
+        .iter()
+        .copied()
+        .filter(|r| r.contains_key("arrived_at"))
+        .collect();
+    let o = image.as_object_mut().expect("an image item is an object");
+    if !tags.is_empty() {
+        o.insert("tags".into(), Value::Array(tags));
+    }
+    if !arrived.is_empty() {
+        o.insert(
+            "regions".into(),
+            arrived.iter().map(|r| r["region"].clone()).collect(),
+        );
+        o.insert(
+            "region_arrivals".into(),
+            arrived
+                .iter()
+                .map(|r| {
+                    serde_json::json!({"region": r["region"], "at": r["arrived_at"],
+                                            "event": r["arrival_event"]})
+                })
+                .collect(),
+        );
+    }
+    let failures: Vec<Value> = regions
+        .iter()
+        .filter(|r| r.contains_key("failed_at"))
+        .map(|r| {
+            serde_json::json!({"region": r["region"], "at": r["failed_at"],
+                                    "reason": r["failure_reason"], "failures": r["failures"]})
+        })
+        .collect();
+    if !failures.is_empty() {
+        o.insert("replication_failures".into(), Value::Array(failures));
+    }
+    let history: Vec<Value> = under(format!("C#{digest}#"))
+        .map(|c| Value::Object(c.clone()))
+        .collect();
+    if !history.is_empty() {
+        o.insert("history".into(), Value::Array(history));
+    }
+    image
+}
+
 /// Every item in the table, via the store's own dump (a Scan).
 pub async fn all_items(sdk: &SdkConfig, table: &str) -> Vec<serde_json::Map<String, Value>> {
     DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)

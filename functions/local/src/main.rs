@@ -305,12 +305,17 @@ async fn history(
 /// Groups raw items by what they are, in key order.
 fn group(records: Vec<Map<String, Value>>) -> Value {
     let mut out = json!({
-        "images": [], "tags": [], "services": [], "deployments": [], "blocked": [],
+        "images": [], "image_tags": [], "regions": [], "changes": [], "tags": [],
+        "services": [], "failed_rollouts": [], "deployments": [], "blocked": [],
         "rollouts": [], "history": [], "receipts": []
     });
     for r in records {
         let kind = match r.get("type").and_then(Value::as_str) {
             Some("image") => "images",
+            Some("image_tag") => "image_tags",
+            Some("region") => "regions",
+            Some("change") => "changes",
+            Some("failed_rollout") => "failed_rollouts",
             Some("tag") => "tags",
             Some("service") => "services",
             Some("deployment") => "deployments",

@@ -63,7 +63,9 @@ fn invoke_prints_the_api_gateway_response_and_state_keeps_the_records() {
     assert_eq!(state["images"].as_array().unwrap().len(), 1);
     assert_eq!(state["images"][0]["repository"], "shop/api");
     assert_eq!(state["tags"][0]["tag"], "v1.4.2");
+    assert_eq!(state["image_tags"][0]["tag"], "v1.4.2");
     assert_eq!(state["deployments"][0]["outcome"], "planned");
+    assert_eq!(state["receipts"].as_array().unwrap().len(), 1);
     assert_eq!(state["receipts"][0]["status"], "done");
 
     // The delete function on its sample leaves a tombstone that `state` shows.
@@ -76,6 +78,7 @@ fn invoke_prints_the_api_gateway_response_and_state_keeps_the_records() {
     let state: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(state["images"][0]["status"], "deleted");
     assert_eq!(state["tags"], serde_json::json!([]));
+    assert_eq!(state["changes"][0]["change"], "deleted");
 }
 
 #[test]

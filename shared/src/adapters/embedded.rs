@@ -691,6 +691,13 @@ fn apply<'a>(u: &'a Update, old: Option<&'a Item>) -> Draft<'a> {
 #[async_trait]
 impl StoreWrite for EmbeddedStore {
     async fn transact(&self, ops: Vec<Op>) -> Result<Result<(), Cancelled>, StoreError> {
+        // DynamoDB's limit, so a write that would fail there fails here too.
+        if ops.len() > crate::ports::store::MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Rejected {
+                operation: "TransactWriteItems",
+                message: format!("{} items in one transaction", ops.len()),
+            });
+        }
         self.durably(|inner| {
             let olds = ops
                 .iter()

@@ -9,8 +9,8 @@ use crate::model::event::Provider;
 use crate::model::payload::UrlHints;
 use crate::model::records::{
     Applied, BlockedRecord, Desired, HistoryRecord, HistoryService, ImageRecord, ImageStatus,
-    KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus, Record, RolloutRecord,
-    ServiceRecord, TagRecord,
+    ImageTagRecord, KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus, Record,
+    RegionRecord, RolloutRecord, ServiceRecord, TagRecord,
 };
 use crate::ports::store::{Item, StoreError};
 
@@ -71,16 +71,30 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
         "image" => Record::Image(ImageRecord {
             digest: at("digest"),
             status: at("status").and_then(|s| ImageStatus::parse(&s)),
-            tags: texts(item.get("tags")),
+            legacy_tags: texts(item.get("tags")),
             last_pushed_at: at("last_pushed_at"),
             deleted_at: at("deleted_at"),
             quarantine: at("quarantine_reason").map(|reason| Quarantine {
                 reason,
                 source: at("quarantine_source"),
             }),
-            regions: texts(item.get("regions")),
-            region_arrivals: item.get("region_arrivals").cloned(),
-            replication_failures: item.get("replication_failures").cloned(),
+            legacy_regions: texts(item.get("regions")),
+            legacy_region_arrivals: item.get("region_arrivals").cloned(),
+            legacy_replication_failures: item.get("replication_failures").cloned(),
+        }),
+        "image_tag" => Record::ImageTag(ImageTagRecord {
+            digest: required("digest")?,
+            tag: required("tag")?,
+        }),
+        "region" => Record::Region(RegionRecord {
+            digest: required("digest")?,
+            region: required("region")?,
+            arrived_at: at("arrived_at"),
+            arrival_event: at("arrival_event"),
+            failed_at: at("failed_at"),
+            failure_event: at("failure_event"),
+            failure_reason: at("failure_reason"),
+            failures: item.get("failures").and_then(Value::as_u64).unwrap_or(0),
         }),
         "tag" => Record::Tag(TagRecord {
             tag: required("tag")?,
@@ -96,7 +110,7 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             previous_image: at("previous_image"),
             previous_task_definition: at("previous_task_definition"),
             drift: at("drift_image"),
-            failed_digests: texts(item.get("failed_digests")),
+            legacy_failed_digests: texts(item.get("failed_digests")),
             desired: match (
                 at("desired_event"),
                 at("desired_image"),
@@ -211,8 +225,30 @@ mod tests {
         };
         assert_eq!(i.status, Some(ImageStatus::Quarantined));
         assert_eq!(i.quarantine.unwrap().source.as_deref(), Some("acr"));
-        assert_eq!(i.tags, ["v1", "v2"]);
+        assert_eq!(
+            i.legacy_tags,
+            ["v1", "v2"],
+            "tags kept on the item by earlier versions"
+        );
         assert_eq!(i.deleted_at, None, "an empty copy reads as none");
+    }
+
+    #[test]
+    fn regions_read_their_arrival_and_last_failure() {
+        let r = decode(&item(json!({"type": "region", "digest": "sha256:a",
+            "region": "eu-west-1", "failed_at": "t1", "failure_reason": "denied", "failures": 2})))
+        .unwrap()
+        .region()
+        .unwrap();
+        assert_eq!(r.arrived_at, None);
+        assert_eq!(
+            (r.failure_reason.as_deref(), r.failures),
+            (Some("denied"), 2)
+        );
+        assert!(matches!(
+            decode(&item(json!({"type": "image_tag", "digest": "sha256:a"}))),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -65,6 +65,8 @@ impl ReceiptStatus {
 pub enum Record {
     Receipt(ReceiptRecord),
     Image(ImageRecord),
+    ImageTag(ImageTagRecord),
+    Region(RegionRecord),
     Tag(TagRecord),
     Service(ServiceRecord),
     Blocked(BlockedRecord),
@@ -85,6 +87,13 @@ impl Record {
     pub fn image(self) -> Option<ImageRecord> {
         match self {
             Self::Image(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn region(self) -> Option<RegionRecord> {
+        match self {
+            Self::Region(r) => Some(r),
             _ => None,
         }
     }
@@ -157,16 +166,35 @@ pub struct Quarantine {
 pub struct ImageRecord {
     pub digest: Option<String>,
     pub status: Option<ImageStatus>,
-    pub tags: Vec<String>,
     pub last_pushed_at: Option<String>,
     pub deleted_at: Option<String>,
     pub quarantine: Option<Quarantine>,
-    /// The regions (registry replicas) the digest has arrived in.
-    pub regions: Vec<String>,
-    /// Arrivals and failed replications as recorded (`{region, at, event[, reason]}` each),
-    /// shown by the images API as they are.
-    pub region_arrivals: Option<Value>,
-    pub replication_failures: Option<Value>,
+    /// Tags and regions as items of earlier versions kept them on the image item itself; now
+    /// each is an item of its own (`ImageTagRecord`, `RegionRecord`), and readers take both.
+    pub legacy_tags: Vec<String>,
+    pub legacy_regions: Vec<String>,
+    pub legacy_region_arrivals: Option<Value>,
+    pub legacy_replication_failures: Option<Value>,
+}
+
+/// A tag pushed with a digest (and not deleted since by tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageTagRecord {
+    pub digest: String,
+    pub tag: String,
+}
+
+/// A digest in one registry replica: when it first arrived, and its last failed replication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegionRecord {
+    pub digest: String,
+    pub region: String,
+    pub arrived_at: Option<String>,
+    pub arrival_event: Option<String>,
+    pub failed_at: Option<String>,
+    pub failure_event: Option<String>,
+    pub failure_reason: Option<String>,
+    pub failures: u64,
 }
 
 /// Where a tag points.
@@ -196,8 +224,9 @@ pub struct ServiceRecord {
     pub previous_task_definition: Option<String>,
     /// An image the service was found running that imagehook did not deploy, when found.
     pub drift: Option<String>,
-    /// Digests whose rollout to this service failed.
-    pub failed_digests: Vec<String>,
+    /// Digests whose rollout to this service failed, as records of earlier versions kept them;
+    /// now each is an item of its own (`keys::failed_rollout_sk`).
+    pub legacy_failed_digests: Vec<String>,
     pub desired: Option<Desired>,
     pub applied: Option<Applied>,
     pub lease: Option<Lease>,

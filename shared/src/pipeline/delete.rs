@@ -11,7 +11,7 @@ use crate::model::records::{ImageStatus, ReceiptStatus};
 use crate::model::result::{EventOutcome, EventResult};
 use crate::ports::store::keys;
 use crate::ports::store::ops::{Cond, Op, Update};
-use crate::ports::store::{Key, Store, StoreError};
+use crate::ports::store::{Key, MAX_TRANSACTION_ITEMS, Store, StoreError};
 
 pub(super) async fn delete_one(
     deps: &Deps<'_>,
@@ -70,6 +70,51 @@ pub enum DeleteOutcome {
     Duplicate,
 }
 
+/// How many tag removals ride in the delete's own transaction, beside its receipt, the image
+/// and the change (DynamoDB takes 100 items in one).
+const TAGS_IN_TRANSACTION: usize = MAX_TRANSACTION_ITEMS - 3;
+
+/// Removes the tags beyond what one transaction holds, before it: each only if it still points
+/// at the digest and was set no later than the delete (a tag pushed again since stays, as it
+/// would for a delete that arrived on time). A crash after this leaves the receipt unwritten,
+/// so the redelivery finds fewer tags and finishes. Returns the tags removed.
+async fn remove_older_tags(
+    store: &dyn Store,
+    r: &Receipt<'_>,
+    digest: &str,
+    tags: Vec<String>,
+) -> Result<Vec<String>, StoreError> {
+    let t = r.event.occurred_at.as_str();
+    let delete = |tag: &str| Op::Delete {
+        key: Key::new(r.image_pk(), keys::tag_sk(tag)),
+        cond: Some(Cond::And(vec![
+            Cond::Eq("digest", json!(digest)),
+            Cond::Or(vec![
+                Cond::Missing("updated_at"),
+                Cond::Le("updated_at", json!(t)),
+            ]),
+        ])),
+    };
+    let mut removed = Vec::with_capacity(tags.len());
+    for chunk in tags.chunks(MAX_TRANSACTION_ITEMS) {
+        if store
+            .transact(chunk.iter().map(|tag| delete(tag)).collect())
+            .await?
+            .is_ok()
+        {
+            removed.extend_from_slice(chunk);
+            continue;
+        }
+        // One of them moved or was pushed again: the others one at a time.
+        for tag in chunk {
+            if store.transact(vec![delete(tag)]).await?.is_ok() {
+                removed.push(tag.clone());
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// A delete by digest leaves a tombstone (history kept) and removes the tags that point at it;
 /// a delete by tag removes that tag and takes it off its image.
 pub async fn record_delete(
@@ -87,8 +132,9 @@ pub async fn record_delete(
         ));
     };
     let digest = r.event.image.digest.as_ref().map_or("", |d| d.as_str());
+    let mut removed_first = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
-        let tags: Vec<String> = store
+        let mut tags: Vec<String> = store
             .query(&r.image_pk(), keys::TAG_PREFIX)
             .await?
             .into_iter()
@@ -96,6 +142,10 @@ pub async fn record_delete(
             .filter(|t| t.digest.as_deref() == Some(digest))
             .map(|t| t.tag)
             .collect();
+        if tags.len() > TAGS_IN_TRANSACTION {
+            let more = tags.split_off(TAGS_IN_TRANSACTION);
+            removed_first.extend(remove_older_tags(store, r, digest, more).await?);
+        }
         let mut ops = vec![r.put(ReceiptStatus::Done, "applied", None)];
         ops.push(Op::Update(
             r.image_update(image_key.clone())
@@ -106,12 +156,12 @@ pub async fn record_delete(
                 .remove("quarantine_reason")
                 .remove("quarantine_source")
                 .remove("quarantined_at")
-                .append("history", r.history("deleted", None))
                 .when(Cond::Or(vec![
                     Cond::Missing("last_pushed_at"),
                     Cond::Le("last_pushed_at", json!(t)),
                 ])),
         ));
+        ops.push(r.change(digest, "deleted", None));
         for tag in &tags {
             ops.push(Op::Delete {
                 key: Key::new(r.image_pk(), keys::tag_sk(tag)),
@@ -120,8 +170,11 @@ pub async fn record_delete(
         }
         match store.transact(ops).await? {
             Ok(()) => {
+                removed_first.extend(tags);
+                removed_first.sort();
+                removed_first.dedup();
                 return Ok(DeleteOutcome::Applied {
-                    removed_tags: tags,
+                    removed_tags: removed_first,
                     services,
                     note: None,
                 });
@@ -176,12 +229,17 @@ async fn delete_tag(store: &dyn Store, r: &Receipt<'_>) -> Result<DeleteOutcome,
         if let (Some(d), true) = (&digest, with_image) {
             let key = Key::new(r.image_pk(), keys::image_sk(d));
             ops.push(Op::Update(
+                // Items of earlier versions list their tags on the image item.
                 Update::new(key)
                     .delete_from_set("tags", tag)
                     .add("version", 1)
-                    .append("history", r.history(&format!("untagged {tag}"), None))
                     .when(Cond::ItemPresent),
             ));
+            ops.push(Op::Delete {
+                key: Key::new(r.image_pk(), keys::image_tag_sk(d, tag)),
+                cond: None,
+            });
+            ops.push(r.change(d, &format!("untagged {tag}"), None));
         }
         match store.transact(ops).await? {
             Ok(()) => {

@@ -241,3 +241,29 @@ pub async fn service_record(
             ..ServiceRecord::default()
         }))
 }
+
+/// The service's record, and whether the rollout of the event's digest there failed before
+/// (its own `F#` item, or the list records of earlier versions kept on the service).
+pub async fn service_record_with_failure(
+    store: &dyn Store,
+    cluster: &str,
+    service: &str,
+    event: &ImageEvent,
+) -> Result<(ServiceRecord, bool), StoreError> {
+    let Some(digest) = &event.image.digest else {
+        return Ok((service_record(store, cluster, service).await?, false));
+    };
+    let failure = Key::new(
+        keys::service_pk(cluster, service),
+        keys::failed_rollout_sk(digest.as_str()),
+    );
+    let (record, failure) =
+        tokio::join!(service_record(store, cluster, service), store.get(&failure));
+    let record = record?;
+    let failed = failure?.is_some()
+        || record
+            .legacy_failed_digests
+            .iter()
+            .any(|f| f == digest.as_str());
+    Ok((record, failed))
+}

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::model::deployment::Deployment;
 use crate::model::event::{ImageEvent, Timestamp};
-use crate::model::records::HistoryRecord;
+use crate::model::records::{HistoryRecord, ImageRecord, Record, RegionRecord};
 use crate::ports::store::keys;
 use crate::ports::store::ops::Op;
 use crate::ports::store::{Key, StoreError, StoreRead};
@@ -94,6 +94,8 @@ pub async fn history(
 }
 
 /// The repository's digests as the API shows them: tags, status, and where each has arrived.
+/// A digest's tags and regions are items of their own under it (`D#<digest>#…`), read in the same
+/// query and joined with what records of earlier versions kept on the image item.
 pub async fn images(
     store: &dyn StoreRead,
     registry: &str,
@@ -102,26 +104,101 @@ pub async fn images(
     let records = store
         .query(&keys::image_pk(registry, repository), "D#")
         .await?;
-    Ok(records
-        .into_iter()
-        .filter_map(|r| r.image())
-        .map(|i| {
-            let mut out = Map::new();
-            let mut put = |k: &str, v: Option<Value>| {
-                if let Some(v) = v {
-                    out.insert(k.into(), v);
-                }
-            };
-            put("digest", i.digest.map(Value::from));
-            put("tags", (!i.tags.is_empty()).then(|| json!(i.tags)));
-            put("status", i.status.map(|s| json!(s.as_str())));
-            put("last_pushed_at", i.last_pushed_at.map(Value::from));
-            put("regions", (!i.regions.is_empty()).then(|| json!(i.regions)));
-            put("region_arrivals", i.region_arrivals);
-            put("replication_failures", i.replication_failures);
-            Value::Object(out)
-        })
-        .collect())
+    let mut images: Vec<Listed> = Vec::new();
+    let mut tags: Vec<(String, String)> = Vec::new();
+    let mut regions: Vec<RegionRecord> = Vec::new();
+    for record in records {
+        match record {
+            Record::Image(i) => images.push(Listed::from(i)),
+            Record::ImageTag(t) => tags.push((t.digest, t.tag)),
+            Record::Region(r) => regions.push(r),
+            _ => {}
+        }
+    }
+    let find = |images: &mut Vec<Listed>, digest: &str| {
+        images
+            .iter_mut()
+            .position(|i| i.digest.as_deref() == Some(digest))
+    };
+    for (digest, tag) in tags {
+        if let Some(n) = find(&mut images, &digest)
+            && !images[n].tags.contains(&tag)
+        {
+            images[n].tags.push(tag);
+        }
+    }
+    for r in regions {
+        let Some(n) = find(&mut images, &r.digest) else {
+            continue;
+        };
+        let i = &mut images[n];
+        if let Some(at) = &r.arrived_at {
+            if !i.regions.contains(&r.region) {
+                i.regions.push(r.region.clone());
+            }
+            i.arrivals
+                .push(json!({"region": r.region, "at": at, "event": r.arrival_event}));
+        }
+        if let Some(at) = &r.failed_at {
+            i.failures.push(
+                json!({"region": r.region, "at": at, "event": r.failure_event,
+                                   "reason": r.failure_reason, "failures": r.failures}),
+            );
+        }
+    }
+    Ok(images.into_iter().map(Listed::into_json).collect())
+}
+
+/// One digest as listed, gathered from its items.
+struct Listed {
+    digest: Option<String>,
+    status: Option<String>,
+    last_pushed_at: Option<String>,
+    tags: Vec<String>,
+    regions: Vec<String>,
+    arrivals: Vec<Value>,
+    failures: Vec<Value>,
+}
+
+impl From<ImageRecord> for Listed {
+    fn from(i: ImageRecord) -> Self {
+        let list = |v: Option<Value>| match v {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        Self {
+            digest: i.digest,
+            status: i.status.map(|s| s.as_str().to_owned()),
+            last_pushed_at: i.last_pushed_at,
+            tags: i.legacy_tags,
+            regions: i.legacy_regions,
+            arrivals: list(i.legacy_region_arrivals),
+            failures: list(i.legacy_replication_failures),
+        }
+    }
+}
+
+impl Listed {
+    fn into_json(self) -> Value {
+        let mut out = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                out.insert(k.into(), v);
+            }
+        };
+        let list = |v: Vec<Value>| (!v.is_empty()).then_some(Value::Array(v));
+        put("digest", self.digest.map(Value::from));
+        put("tags", (!self.tags.is_empty()).then(|| json!(self.tags)));
+        put("status", self.status.map(Value::from));
+        put("last_pushed_at", self.last_pushed_at.map(Value::from));
+        put(
+            "regions",
+            (!self.regions.is_empty()).then(|| json!(self.regions)),
+        );
+        put("region_arrivals", list(self.arrivals));
+        put("replication_failures", list(self.failures));
+        Value::Object(out)
+    }
 }
 
 /// The history as the API and the CLI print it: stages, each newest first.

@@ -90,6 +90,21 @@ impl Recording {
     }
 }
 
+/// Marks `digest` failed on the service: an item of its own per digest, so a service that saw a
+/// thousand failed rollouts still has a small record.
+fn failed_rollout(c: &EcsOutcome, svc: &str, digest: &str) -> Op {
+    let mut item = Map::new();
+    item.insert("type".into(), json!("failed_rollout"));
+    item.insert("digest".into(), json!(digest));
+    item.insert("at".into(), json!(c.at.as_str()));
+    item.insert("deployment_id".into(), json!(c.deployment_id));
+    Op::Put {
+        key: Key::new(svc, keys::failed_rollout_sk(digest)),
+        item,
+        cond: None,
+    }
+}
+
 fn receipt(c: &EcsOutcome, outcome: &str, received_at: &str, expires_at: i64) -> Op {
     let mut item = Map::new();
     item.insert("type".into(), json!("receipt"));
@@ -159,13 +174,13 @@ pub async fn record_outcome(
                 .set("type", "service")
                 .set("cluster", c.cluster.as_str())
                 .set("service", c.service.as_str())
-                .add_to_set("failed_digests", digest.as_str())
                 .set(
                     "last_failure",
                     json!({"digest": digest, "at": c.at.as_str(),
                     "deployment_id": c.deployment_id, "reason": c.reason}),
                 ),
         ));
+        ops.push(failed_rollout(c, &svc, digest));
     }
     match store.transact(ops).await? {
         Ok(()) => {}

@@ -127,13 +127,10 @@ async fn without_failed_rollouts(
     let mut skipped = Vec::new();
     for mut t in targets {
         if t.policy.newer_only || t.policy.follow_tag {
-            let record = deployments::service_record(deps.store, &t.cluster, &t.service).await?;
-            if let Some(digest) = event
-                .image
-                .digest
-                .as_ref()
-                .filter(|d| record.failed_digests.iter().any(|f| f == d.as_str()))
-            {
+            let (record, failed) =
+                deployments::service_record_with_failure(deps.store, &t.cluster, &t.service, event)
+                    .await?;
+            if let Some(digest) = event.image.digest.as_ref().filter(|_| failed) {
                 skipped.push(
                     Deployment::new(&t, &event.image, DeployOutcome::Skipped).with_reason(format!(
                         "the rollout of {digest} to {}/{} failed before (see the service's last_failure): push a fix",
@@ -236,6 +233,19 @@ enum PushVariant {
 const ACR_SOURCE: &str = "acr";
 const ACR_PASSED: &str = "ACR sent the push of a quarantined image: it was marked Passed";
 
+/// Records that `tag` was pushed with `digest`.
+fn image_tag(r: &Receipt<'_>, digest: &str, tag: &str) -> Op {
+    let mut item = serde_json::Map::new();
+    item.insert("type".into(), json!("image_tag"));
+    item.insert("digest".into(), json!(digest));
+    item.insert("tag".into(), json!(tag));
+    Op::Put {
+        key: Key::new(r.image_pk(), keys::image_tag_sk(digest, tag)),
+        item,
+        cond: None,
+    }
+}
+
 fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &str) -> Vec<Op> {
     let e = r.event;
     let t = e.occurred_at.as_str();
@@ -253,18 +263,19 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
         (variant == PushVariant::Blocked).then_some(reason),
     )];
     if let Some(key) = r.image_key() {
+        let digest = r.digest();
+        if let Some(tag) = &e.image.tag {
+            ops.push(image_tag(r, digest, tag.as_str()));
+        }
+        if let Some(region) = &e.region {
+            ops.push(replicate::arrived(r, digest, region));
+        }
         let mut u = r
             .image_update(key)
             .set_if_absent("status", ImageStatus::Active.as_str())
             .set_opt("media_type", e.media_type.as_deref())
             .set_opt("size", e.size)
             .add("push_count", 1);
-        if let Some(tag) = &e.image.tag {
-            u = u.add_to_set("tags", tag.as_str());
-        }
-        if let Some(region) = &e.region {
-            u = replicate::arrived(u, r, region);
-        }
         if variant == PushVariant::Normal {
             // Active again unless quarantined, or deleted after this push was made.
             u = u
@@ -287,11 +298,11 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
                 .set("released_at", t)
                 .remove("quarantine_reason")
                 .remove("quarantine_source")
-                .remove("quarantined_at")
-                .append("history", r.history("released", Some(ACR_PASSED)));
+                .remove("quarantined_at");
             u.set_if_absent.retain(|(a, _)| *a != "status");
+            ops.push(r.change(digest, "released", Some(ACR_PASSED)));
         }
-        ops.push(Op::Update(u));
+        ops.insert(1, Op::Update(u));
     }
     if let (Some(tag), true) = (&e.image.tag, variant != PushVariant::Stale) {
         let mut u = Update::new(Key::new(r.image_pk(), keys::tag_sk(tag.as_str())))

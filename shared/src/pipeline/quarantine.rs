@@ -184,12 +184,12 @@ pub async fn record_quarantine(
                 .set("quarantine_reason", reason)
                 .set("quarantine_source", source)
                 .set("quarantined_at", t)
-                .append("history", r.history("quarantined", Some(reason)))
                 .when(Cond::Or(vec![
                     Cond::Missing("released_at"),
                     Cond::Le("released_at", json!(t)),
                 ])),
         ),
+        r.change(r.digest(), "quarantined", Some(reason)),
     ];
     match store.transact(ops).await? {
         Ok(()) => Ok(QuarantineOutcome::Applied { services }),
@@ -242,7 +242,6 @@ pub async fn record_release(
                 .remove("quarantine_reason")
                 .remove("quarantine_source")
                 .remove("quarantined_at")
-                .append("history", r.history("released", Some(reason)))
                 .when(Cond::And(vec![
                     Cond::Present("quarantine_reason"),
                     Cond::Or(vec![
@@ -251,6 +250,7 @@ pub async fn record_release(
                     ]),
                 ])),
         ),
+        r.change(r.digest(), "released", Some(reason)),
     ];
     match store.transact(ops).await? {
         Ok(()) => Ok(QuarantineOutcome::Applied {

@@ -6,7 +6,7 @@
 //! cancellation says why (the tag is newer, the digest is quarantined...), and the action writes
 //! a narrower transaction with what still applies. No read happens on the push path.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 use crate::model::event::{ImageEvent, Timestamp};
 use crate::model::records::{ReceiptStatus, Record};
@@ -61,13 +61,34 @@ impl Receipt<'_> {
         }
     }
 
-    pub(super) fn history(&self, change: &str, reason: Option<&str>) -> Value {
-        let mut h =
-            json!({"at": self.event.occurred_at.as_str(), "change": change, "event": self.by()});
+    /// One lifecycle change of the event's digest, as an item of its own: a digest quarantined
+    /// and released a thousand times has a thousand small items, not one that outgrows the
+    /// store. Keyed by the event, so a redelivery writes the same key.
+    pub(super) fn change(&self, digest: &str, change: &str, reason: Option<&str>) -> Op {
+        let e = self.event;
+        let by = self.by();
+        let mut item = Map::new();
+        item.insert("type".into(), json!("change"));
+        item.insert("digest".into(), json!(digest));
+        item.insert("change".into(), json!(change));
+        item.insert("at".into(), json!(e.occurred_at.as_str()));
+        item.insert("event".into(), json!(by));
         if let Some(r) = reason {
-            h["reason"] = json!(r);
+            item.insert("reason".into(), json!(r));
         }
-        h
+        Op::Put {
+            key: Key::new(
+                self.image_pk(),
+                keys::change_sk(digest, e.occurred_at.as_str(), &by),
+            ),
+            item,
+            cond: None,
+        }
+    }
+
+    /// The event's digest (empty when it names none: then there is no image item either).
+    pub(super) fn digest(&self) -> &str {
+        self.event.image.digest.as_ref().map_or("", |d| d.as_str())
     }
 
     pub(super) fn image_key(&self) -> Option<Key> {

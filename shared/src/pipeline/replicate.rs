@@ -2,14 +2,12 @@
 //! recorded on the image, and deployments that waited for that region are applied, once per
 //! service; a failure is recorded and reported as a warning, and what waits keeps waiting.
 
-use serde_json::json;
-
 use super::deployments::record_deployments;
 use super::deps::{Deps, PipelineError};
 use super::held::{apply_held, blocked_deployments};
 use super::receipt::{Receipt, pending};
 use crate::model::event::{Action, ImageEvent, Timestamp};
-use crate::model::records::{ImageStatus, ReceiptStatus};
+use crate::model::records::{ImageStatus, ReceiptStatus, Record};
 use crate::model::result::{EventOutcome, EventResult};
 use crate::ports::store::keys;
 use crate::ports::store::ops::{Op, Update};
@@ -78,12 +76,34 @@ pub(super) async fn replicate_one(
     Ok(result)
 }
 
-/// Adds an arrival in `region` to an image update.
-pub(super) fn arrived(u: Update, r: &Receipt<'_>, region: &str) -> Update {
-    u.add_to_set("regions", region).append(
-        "region_arrivals",
-        json!({"region": region, "at": r.event.occurred_at.as_str(), "event": r.by()}),
+/// Records that the event's digest arrived in `region`: the first arrival is kept.
+pub(super) fn arrived(r: &Receipt<'_>, digest: &str, region: &str) -> Op {
+    Op::Update(
+        region_update(r, digest, region)
+            .set_if_absent("arrived_at", r.event.occurred_at.as_str())
+            .set_if_absent("arrival_event", r.by()),
     )
+}
+
+/// Records a failed replication to `region`: the last one, and how many there were.
+fn failed_to_arrive(r: &Receipt<'_>, digest: &str, region: &str) -> Op {
+    Op::Update(
+        region_update(r, digest, region)
+            .set("failed_at", r.event.occurred_at.as_str())
+            .set("failure_event", r.by())
+            .set(
+                "failure_reason",
+                r.event.reason.as_deref().unwrap_or("replication failed"),
+            )
+            .add("failures", 1),
+    )
+}
+
+fn region_update(r: &Receipt<'_>, digest: &str, region: &str) -> Update {
+    Update::new(Key::new(r.image_pk(), keys::region_sk(digest, region)))
+        .set("type", "region")
+        .set("digest", digest)
+        .set("region", region)
 }
 
 /// What recording a replication did.
@@ -113,19 +133,16 @@ pub async fn record_replication(
     };
     let mut ops = vec![r.put(status, "applied", r.event.reason.as_deref())];
     if let Some(key) = r.image_key() {
-        let u = r
-            .image_update(key)
-            .set_if_absent("status", ImageStatus::Active.as_str());
-        let u = if failed {
-            u.append(
-                "replication_failures",
-                json!({"region": region, "at": r.event.occurred_at.as_str(), "event": r.by(),
-                       "reason": r.event.reason.as_deref().unwrap_or("replication failed")}),
-            )
+        ops.push(Op::Update(
+            r.image_update(key)
+                .set_if_absent("status", ImageStatus::Active.as_str()),
+        ));
+        let digest = r.digest();
+        ops.push(if failed {
+            failed_to_arrive(r, digest, region)
         } else {
-            arrived(u, r, region)
-        };
-        ops.push(Op::Update(u));
+            arrived(r, digest, region)
+        });
     }
     match store.transact(ops).await? {
         Ok(()) => Ok(ReplicationOutcome::Applied),
@@ -135,29 +152,38 @@ pub async fn record_replication(
     }
 }
 
-/// What the image item says about a digest: the regions it is in and its status.
+/// Where a digest is: the regions it has arrived in and its status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Presence {
     pub regions: Vec<String>,
     pub status: Option<ImageStatus>,
 }
 
+/// The image item and the digest's region items, read at once.
 pub async fn presence(
     store: &dyn Store,
     registry: &str,
     repository: &str,
     digest: &str,
 ) -> Result<Presence, StoreError> {
-    let image = store
-        .get(&Key::new(
-            keys::image_pk(registry, repository),
-            keys::image_sk(digest),
-        ))
-        .await?
-        .and_then(|r| r.image())
-        .unwrap_or_default();
+    let pk = keys::image_pk(registry, repository);
+    let image_key = Key::new(pk.clone(), keys::image_sk(digest));
+    let regions_prefix = keys::regions_prefix(digest);
+    let (image, regions) = tokio::join!(store.get(&image_key), store.query(&pk, &regions_prefix));
+    let image = image?.and_then(|r| r.image()).unwrap_or_default();
+    let mut arrived: Vec<String> = regions?
+        .into_iter()
+        .filter_map(Record::region)
+        .filter(|r| r.arrived_at.is_some())
+        .map(|r| r.region)
+        .collect();
+    for legacy in image.legacy_regions {
+        if !arrived.contains(&legacy) {
+            arrived.push(legacy);
+        }
+    }
     Ok(Presence {
-        regions: image.regions,
+        regions: arrived,
         status: image.status,
     })
 }

@@ -31,6 +31,37 @@ pub fn image_sk(digest: &str) -> String {
     ["D#", digest].concat()
 }
 
+/// A tag pushed with a digest, one item each, beside the digest's own item (`D#<digest>`): an
+/// image item holds no list that grows with its tags.
+pub fn image_tag_sk(digest: &str, tag: &str) -> String {
+    ["D#", digest, "#T#", tag].concat()
+}
+
+/// Where a digest stands in one registry replica (arrived, failed to replicate), one item per
+/// region beside the digest's own item.
+pub fn region_sk(digest: &str, region: &str) -> String {
+    ["D#", digest, "#R#", region].concat()
+}
+
+pub fn regions_prefix(digest: &str) -> String {
+    ["D#", digest, "#R#"].concat()
+}
+
+/// One lifecycle change of a digest (deleted, untagged, quarantined, released), in time order
+/// under the digest. Outside `D#`, so listing a repository's digests never reads them.
+pub fn change_sk(digest: &str, at: &str, event: &str) -> String {
+    ["C#", digest, "#", at, "#", event].concat()
+}
+
+pub fn changes_prefix(digest: &str) -> String {
+    ["C#", digest, "#"].concat()
+}
+
+/// A digest whose rollout to the service failed, one item each on the service's partition.
+pub fn failed_rollout_sk(digest: &str) -> String {
+    ["F#", digest].concat()
+}
+
 pub fn tag_sk(tag: &str) -> String {
     ["T#", tag].concat()
 }
