@@ -4,7 +4,9 @@
 -- after `--` (wrk ... -s serve-load.lua URL -- 7) keeps consecutive runs against one server apart.
 local counter = 0
 local run = 0
-local thread_id = 0
+-- A global, so that setup()'s thread:set() reaches it (a local here would shadow it, and
+-- every thread would send the same ids).
+thread_id = 0
 local threads = {}
 
 function setup(thread)
