@@ -167,6 +167,9 @@ def main():
     if a.reads and (not read_ok or len(read_ok) != len(reads)):
         problems.append(f"reads of the state dir by a second process: {len(reads) - len(read_ok)} of "
                         f"{len(reads)} failed (see reader.log)")
+    # Its last read came in the steady phase, after the last new push: it must see every item.
+    if read_ok and read_ok[-1] != len(items):
+        problems.append(f"the second process's last read saw {read_ok[-1]} items, the store holds {len(items)}")
 
     # 3. Memory.
     live_bytes = sum(held for held, _ in items.values())
