@@ -2,6 +2,8 @@
 //! and to which services. Written with an event's deployments; read by `imagehook history` and
 //! GET /images/{repository}.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 use crate::model::deployment::Deployment;
@@ -115,20 +117,21 @@ pub async fn images(
             _ => {}
         }
     }
-    let find = |images: &mut Vec<Listed>, digest: &str| {
-        images
-            .iter_mut()
-            .position(|i| i.digest.as_deref() == Some(digest))
-    };
+    // A repository may hold thousands of digests: find each by a map, not a scan.
+    let at: HashMap<String, usize> = images
+        .iter()
+        .enumerate()
+        .filter_map(|(n, i)| Some((i.digest.clone()?, n)))
+        .collect();
     for (digest, tag) in tags {
-        if let Some(n) = find(&mut images, &digest)
+        if let Some(n) = at.get(&digest).copied()
             && !images[n].tags.contains(&tag)
         {
             images[n].tags.push(tag);
         }
     }
     for r in regions {
-        let Some(n) = find(&mut images, &r.digest) else {
+        let Some(n) = at.get(&r.digest).copied() else {
             continue;
         };
         let i = &mut images[n];
