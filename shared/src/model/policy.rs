@@ -60,7 +60,7 @@ impl Scheme {
 }
 
 /// `v1.4.2` -> 1.4.2, `1.4` -> 1.4.0, `7` -> 7.0.0, `1.5.0-rc.1` -> itself; anything else: none.
-fn lenient_semver(s: &str) -> Option<semver::Version> {
+pub(crate) fn lenient_semver(s: &str) -> Option<semver::Version> {
     let s = s.strip_prefix('v').unwrap_or(s);
     if let Ok(v) = semver::Version::parse(s) {
         return Some(v);

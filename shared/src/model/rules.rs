@@ -10,7 +10,7 @@ use globset::{Glob, GlobMatcher};
 use regex::Regex;
 use serde::Deserialize;
 
-use crate::model::policy::{OnDrift, Policy, Scheme};
+use crate::model::policy::{OnDrift, Policy, Scheme, lenient_semver};
 use crate::model::reference::ImageRef;
 
 /// A rule as written in `DEPLOY_RULES`.
@@ -75,11 +75,8 @@ impl TagPattern {
     pub fn matches(&self, tag: &str) -> bool {
         match self {
             Self::Glob(g) => g.is_match(tag),
-            // A leading `v` is common in tags (v1.4.2) and means nothing to semver.
-            Self::Semver(req) => {
-                let v = tag.strip_prefix('v').unwrap_or(tag);
-                semver::Version::parse(v).is_ok_and(|v| req.matches(&v))
-            }
+            // Read as the ordering reads it: `v1.4.2` is 1.4.2, `1.7` is 1.7.0, `7` is 7.0.0.
+            Self::Semver(req) => lenient_semver(tag).is_some_and(|v| req.matches(&v)),
             Self::Regex(re) => re.is_match(tag),
             Self::Force => true,
         }
@@ -283,6 +280,10 @@ mod tests {
         let s = TagPattern::parse("semver:^1.4").unwrap();
         assert!(s.matches("1.4.2") && s.matches("v1.9.0"));
         assert!(!s.matches("2.0.0") && !s.matches("latest") && !s.matches("1.5.0-rc.1"));
+        // Versions are read leniently, as the rules' ordering reads them.
+        let major = TagPattern::parse("semver:^1").unwrap();
+        assert!(major.matches("1.7") && major.matches("v1") && major.matches("1.7.0"));
+        assert!(!major.matches("2.0") && !major.matches("1.7-beta") && !major.matches("1.x"));
         let r = TagPattern::parse("regex:^main-[0-9a-f]{7}$").unwrap();
         assert!(r.matches("main-abc1234") && !r.matches("main-abc12345"));
         assert!(
