@@ -212,6 +212,13 @@ async fn task_definition_copies_change_only_the_repository_containers() {
         )
         .tags(Tag::builder().key("team").value("shop").build())
         .tags(Tag::builder().key("managed-by").value("terraform").build())
+        // What CloudFormation sets on what it registers: ECS refuses it in a request.
+        .tags(
+            Tag::builder()
+                .key("aws:cloudformation:stack-name")
+                .value("shop")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -277,7 +284,8 @@ async fn task_definition_copies_change_only_the_repository_containers() {
     assert_eq!(a.proxy_configuration(), b.proxy_configuration());
     assert_eq!(a.ephemeral_storage(), b.ephemeral_storage());
     assert_eq!(a.runtime_platform(), b.runtime_platform());
-    // Tags: the original's, with managed-by now saying imagehook registered this revision.
+    // Tags: the original's but the reserved aws: ones, with managed-by now saying imagehook
+    // registered this revision.
     assert_eq!(
         after.tags,
         vec![
