@@ -4,9 +4,9 @@ use crate::app::App;
 use crate::model::function::Function;
 use crate::pipeline::PipelineError;
 
-/// A Lambda function's whole main: one thread, logging Lambda can filter by level, then `main`. Lambda hands
-/// an environment one invocation at a time: worker threads would only add start-up time and
-/// cross-thread wake-ups.
+/// A Lambda function's whole main: one thread, logging Lambda can filter by level, then `main`.
+/// Lambda hands an environment one invocation at a time: worker threads would only add start-up
+/// time and cross-thread wake-ups.
 fn lambda_main<F>(main: F) -> Result<(), lambda_http::Error>
 where
     F: std::future::Future<Output = Result<(), lambda_http::Error>>,
