@@ -381,6 +381,37 @@ async fn each_function_acknowledges_the_others_events_as_ignored() {
     assert!(w.items().await.is_empty());
 }
 
+/// Inspector sends its scans of EC2 instances and Lambda functions to the same rule as its
+/// image scans: acknowledged (a refusal would only fill the dead-letter queue), named, not
+/// stored.
+#[tokio::test]
+async fn inspector_events_about_other_resources_are_acknowledged_as_ignored() {
+    let w = world().await;
+    let scan = json!({"version": "0", "id": "28a46762-6ac8-6cc4-4f55-bc9ab99af928",
+        "detail-type": "Inspector2 Scan", "source": "aws.inspector2", "account": "111122223333",
+        "time": "2023-01-20T22:52:35Z", "region": "us-east-1", "resources": ["i-087d63509b8c97098"],
+        "detail": {"scan-status": "INITIAL_SCAN_COMPLETE", "instance-id": "i-087d63509b8c97098",
+            "finding-severity-counts": {"CRITICAL": 0, "HIGH": 0, "MEDIUM": 0, "TOTAL": 0},
+            "version": "1.0"}});
+    let finding = json!({"version": "0", "id": "0b3c5f2a-7d8e-4c1f-9a2b-6e5d4c3b2a19",
+        "detail-type": "Inspector2 Finding", "source": "aws.inspector2",
+        "account": "123456789012", "time": "2024-09-04T16:51:01Z", "region": "eu-central-1",
+        "resources": ["arn:aws:lambda:eu-central-1:123456789012:function:VulnerableFunction:$LATEST"],
+        "detail": {"severity": "CRITICAL", "status": "ACTIVE", "type": "CODE_VULNERABILITY",
+            "resources": [{"type": "AWS_LAMBDA_FUNCTION",
+                "id": "arn:aws:lambda:eu-central-1:123456789012:function:VulnerableFunction:$LATEST",
+                "details": {"awsLambdaFunction": {"functionName": "VulnerableFunction"}}}]}});
+    let template = event_file("ecr-scan.json");
+    for (body, named) in [(scan, "EC2 instance"), (finding, "AWS_LAMBDA_FUNCTION")] {
+        let e = w
+            .send(Function::Quarantine, &with_body(&template, &body))
+            .await;
+        assert_eq!(e["outcome"], "ignored", "{e}");
+        assert!(e["reason"].as_str().unwrap().contains(named), "{e}");
+    }
+    assert!(w.items().await.is_empty());
+}
+
 #[tokio::test]
 async fn an_acr_push_after_an_acr_quarantine_means_passed_and_deploys() {
     let w = world().await;

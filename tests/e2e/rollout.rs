@@ -212,6 +212,13 @@ async fn task_definition_copies_change_only_the_repository_containers() {
         )
         .tags(Tag::builder().key("team").value("shop").build())
         .tags(Tag::builder().key("managed-by").value("terraform").build())
+        // What CloudFormation sets on what it registers: ECS refuses it in a request.
+        .tags(
+            Tag::builder()
+                .key("aws:cloudformation:stack-name")
+                .value("shop")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -277,7 +284,8 @@ async fn task_definition_copies_change_only_the_repository_containers() {
     assert_eq!(a.proxy_configuration(), b.proxy_configuration());
     assert_eq!(a.ephemeral_storage(), b.ephemeral_storage());
     assert_eq!(a.runtime_platform(), b.runtime_platform());
-    // Tags: the original's, with managed-by now saying imagehook registered this revision.
+    // Tags: the original's but the reserved aws: ones, with managed-by now saying imagehook
+    // registered this revision.
     assert_eq!(
         after.tags,
         vec![
@@ -298,8 +306,37 @@ async fn task_definition_copies_change_only_the_repository_containers() {
     );
 }
 
-async fn outcome(app: &imagehook_core::app::App, event: &str) -> Value {
-    outcomes(app, event).await.unwrap()
+/// The outcomes function's answer to `event`, and the (Function, State, Rollouts) of each metric
+/// line it printed, checked as EMF: the alarm on failed rollouts reads exactly these.
+async fn outcome_metrics(
+    app: &imagehook_core::app::App,
+    event: &str,
+) -> (Value, Vec<(String, String, f64)>) {
+    let (answer, lines) = outcomes_reported(app, event).await;
+    let metrics = lines
+        .iter()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let decl = &v["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(decl["Namespace"], "imagehook", "{line}");
+            assert_eq!(decl["Dimensions"], json!([["Function", "State"]]), "{line}");
+            assert_eq!(
+                decl["Metrics"],
+                json!([{"Name": "Rollouts", "Unit": "Count"}]),
+                "{line}"
+            );
+            (
+                v["Function"].as_str().unwrap().to_owned(),
+                v["State"].as_str().unwrap().to_owned(),
+                v["Rollouts"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    (answer.unwrap(), metrics)
+}
+
+fn rollouts(state: &str) -> Vec<(String, String, f64)> {
+    vec![("outcomes".to_owned(), state.to_owned(), 1.0)]
 }
 
 /// A circuit-breaker failure is recorded on the deployment, marks the digest failed for the
@@ -321,10 +358,15 @@ async fn failed_rollouts_are_recorded_and_not_retried() {
         &id,
         "ECS deployment circuit breaker: tasks failed to start.",
     );
-    let out = outcome(&app, &failed).await;
+    let (out, metrics) = outcome_metrics(&app, &failed).await;
     assert_eq!(out["outcome"], "recorded", "{out}");
     assert_eq!(out["digest"], digest(21).as_str());
-    assert_eq!(outcome(&app, &failed).await["outcome"], "duplicate");
+    assert_eq!(metrics, rollouts("failed"));
+    let (again, metrics) = outcome_metrics(&app, &failed).await;
+    assert_eq!(
+        (again["outcome"].as_str(), metrics),
+        (Some("duplicate"), vec![])
+    );
 
     let deployment = w.only_deployment().await;
     assert_eq!(deployment["state"], "failed");
@@ -363,15 +405,33 @@ async fn completed_rollouts_are_kept_against_late_progress_events() {
     let app = w.app("semver:^1", false);
     let d = w.push(&app, "1.1.0", &digest(31)).await;
     let id = d["ecs_deployment_id"].as_str().unwrap().to_owned();
+    let progress = w.state_change("SERVICE_DEPLOYMENT_IN_PROGRESS", &id, "in progress.");
+    let (out, metrics) = outcome_metrics(&app, &progress).await;
+    assert_eq!(
+        (out["outcome"].as_str(), metrics),
+        (Some("recorded"), rollouts("in-progress"))
+    );
     let done = w.state_change("SERVICE_DEPLOYMENT_COMPLETED", &id, "completed.");
-    assert_eq!(outcome(&app, &done).await["outcome"], "recorded");
+    let (out, metrics) = outcome_metrics(&app, &done).await;
+    assert_eq!(
+        (out["outcome"].as_str(), metrics),
+        (Some("recorded"), rollouts("completed"))
+    );
     let late = w.state_change("SERVICE_DEPLOYMENT_IN_PROGRESS", &id, "in progress.");
-    assert_eq!(outcome(&app, &late).await["outcome"], "settled");
+    let (out, metrics) = outcome_metrics(&app, &late).await;
+    assert_eq!(
+        (out["outcome"].as_str(), metrics),
+        (Some("settled"), vec![])
+    );
     let deployment = w.only_deployment().await;
     assert_eq!(deployment["state"], "completed");
-    // A deployment imagehook did not start is acknowledged, not recorded.
+    // A deployment imagehook did not start is acknowledged, not recorded, and not counted.
     let other = w.state_change("SERVICE_DEPLOYMENT_COMPLETED", "ecs-svc/1", "completed.");
-    assert_eq!(outcome(&app, &other).await["outcome"], "not-ours");
+    let (out, metrics) = outcome_metrics(&app, &other).await;
+    assert_eq!(
+        (out["outcome"].as_str(), metrics),
+        (Some("not-ours"), vec![])
+    );
     let current = w.item(&w.service_pk(), "CURRENT").await.unwrap();
     assert!(current.get("failed_digests").is_none(), "{current}");
     assert!(

@@ -54,6 +54,11 @@ pub fn authorized_as(call: &Call) -> Vec<String> {
             }
             out
         }
+        // The Service Authorization Reference maps UpdateService to ecs:UpdateService and
+        // iam:PassRole (to ecs-tasks.amazonaws.com): moving a service to a revision passes its
+        // task and execution roles. The request names only the revision, not its roles, so the
+        // check takes the case IAM checks: a revision with roles.
+        ("ecs", "UpdateService") => vec!["ecs:UpdateService".to_owned(), "iam:PassRole".to_owned()],
         // "PublishBatch ... requires the sns:Publish permission" (SNS API reference).
         ("sns", "PublishBatch") => vec!["sns:Publish".to_owned()],
         (service, operation) => vec![format!("{service}:{operation}")],
@@ -559,6 +564,21 @@ Resources:
                 "writer: ecs:TagResource granted but never exercised by the e2e suite".to_owned(),
                 "writer: iam:PassRole granted but never exercised by the e2e suite".to_owned(),
             ]
+        );
+    }
+
+    #[test]
+    fn moving_a_service_to_a_revision_passes_its_roles() {
+        let update = Call::new("writer", "ecs", "UpdateService");
+        assert_eq!(
+            authorized_as(&update),
+            vec!["ecs:UpdateService".to_owned(), "iam:PassRole".to_owned()]
+        );
+        // Describing, even with include=TAGS, needs nothing else.
+        let describe = Call::new("writer", "ecs", "DescribeTaskDefinition");
+        assert_eq!(
+            authorized_as(&describe),
+            vec!["ecs:DescribeTaskDefinition".to_owned()]
         );
     }
 

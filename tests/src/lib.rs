@@ -452,7 +452,22 @@ pub async fn outcomes(
     app: &App,
     event: &str,
 ) -> Result<Value, imagehook_core::pipeline::PipelineError> {
-    as_function(OUTCOMES, app.outcome(event.as_bytes())).await
+    outcomes_reported(app, event).await.0
+}
+
+/// An EventBridge event through the outcomes function, with the metric lines it prints.
+pub async fn outcomes_reported(
+    app: &App,
+    event: &str,
+) -> (
+    Result<Value, imagehook_core::pipeline::PipelineError>,
+    Vec<String>,
+) {
+    as_function(
+        OUTCOMES,
+        imagehook_core::edge::lambda::outcome_reported(app, event.as_bytes(), 1_795_169_730_412),
+    )
+    .await
 }
 
 /// The raw item at a key, as DynamoDB holds it, read with the real client.

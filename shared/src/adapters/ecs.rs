@@ -422,15 +422,21 @@ fn running_tag(
 }
 
 /// The original definition's tags, and ours (replacing an earlier value of the same key).
+/// Tags under the reserved `aws:` prefix (CloudFormation's `aws:cloudformation:stack-name`, say)
+/// are AWS's to set: RegisterTaskDefinition refuses them, in any case, so they stay behind.
 fn with_managed_by(tags: &[Tag]) -> Vec<Tag> {
     let (key, value) = MANAGED_BY;
     let mut out: Vec<Tag> = tags
         .iter()
-        .filter(|t| t.key() != Some(key))
+        .filter(|t| t.key() != Some(key) && !t.key().is_some_and(is_reserved_tag))
         .cloned()
         .collect();
     out.push(Tag::builder().key(key).value(value).build());
     out
+}
+
+fn is_reserved_tag(key: &str) -> bool {
+    key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))
 }
 
 /// Whether a container already runs the image: the same digest when there is one, else the same
@@ -499,4 +505,31 @@ fn copy_with_image(
 /// ECS answers absent lists as empty ones; sending an empty list back is not always the same.
 fn non_empty<T: Clone>(v: &[T]) -> Option<Vec<T>> {
     if v.is_empty() { None } else { Some(v.to_vec()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(k: &str, v: &str) -> Tag {
+        Tag::builder().key(k).value(v).build()
+    }
+
+    #[test]
+    fn copied_tags_leave_out_the_reserved_aws_prefix_in_any_case() {
+        let described = [
+            tag("aws:cloudformation:stack-name", "shop"),
+            tag("AWS:CloudFormation:logical-id", "TaskDef"),
+            tag("Aws:custom", "x"),
+            tag("awsome", "kept"),
+            tag("team", "shop"),
+            tag("managed-by", "terraform"),
+        ];
+        let copied = with_managed_by(&described);
+        let keys: Vec<(&str, &str)> = copied
+            .iter()
+            .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()))
+            .collect();
+        assert_eq!(keys, [("awsome", "kept"), ("team", "shop"), MANAGED_BY]);
+    }
 }

@@ -2,10 +2,11 @@
 
 use crate::app::App;
 use crate::model::function::Function;
+use crate::pipeline::PipelineError;
 
-/// A Lambda function's whole main: one thread, JSON-capable logging, then `main`. Lambda hands
-/// an environment one invocation at a time: worker threads would only add start-up time and
-/// cross-thread wake-ups.
+/// A Lambda function's whole main: one thread, logging Lambda can filter by level, then `main`.
+/// Lambda hands an environment one invocation at a time: worker threads would only add start-up
+/// time and cross-thread wake-ups.
 fn lambda_main<F>(main: F) -> Result<(), lambda_http::Error>
 where
     F: std::future::Future<Output = Result<(), lambda_http::Error>>,
@@ -14,7 +15,7 @@ where
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        lambda_http::tracing::init_default_subscriber();
+        crate::edge::logging::init();
         main.await
     })
 }
@@ -39,20 +40,45 @@ fn emit_metrics(
     report: &crate::edge::metrics::Report,
     started: std::time::Instant,
 ) {
-    use std::io::Write;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let lines = crate::edge::metrics::emf_lines(
+    print_lines(crate::edge::metrics::emf_lines(
         function,
         report,
         latency_ms,
-        i64::try_from(now_ms).unwrap_or_default(),
-    );
+        now_ms(),
+    ));
+}
+
+fn now_ms() -> i64 {
+    let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    i64::try_from(ms).unwrap_or_default()
+}
+
+fn print_lines(lines: Vec<String>) {
+    use std::io::Write;
     let mut out = std::io::stdout().lock();
     for line in lines {
         // A lost metric line must never fail the delivery it describes.
         let _ = writeln!(out, "{line}");
     }
+}
+
+/// One event through the outcomes function: its answer, and the metric lines it prints (one
+/// `Rollouts` line for a state change it recorded).
+pub async fn outcome_reported(
+    app: &App,
+    body: &[u8],
+    now_ms: i64,
+) -> (Result<serde_json::Value, PipelineError>, Vec<String>) {
+    let answer = app.outcome(body).await;
+    let lines = answer
+        .as_ref()
+        .ok()
+        .and_then(crate::pipeline::outcomes::recorded_state)
+        .map(|state| crate::edge::metrics::rollout_line(Function::Outcomes.name(), state, now_ms))
+        .into_iter()
+        .collect();
+    (answer, lines)
 }
 
 /// The outcomes function: one EventBridge event per invocation.
@@ -64,7 +90,9 @@ pub fn run_outcomes() -> Result<(), lambda_http::Error> {
             let app = &app;
             async move {
                 let body = serde_json::to_vec(&event.payload)?;
-                app.outcome(&body).await.map_err(lambda_http::Error::from)
+                let (answer, lines) = outcome_reported(app, &body, now_ms()).await;
+                print_lines(lines);
+                answer.map_err(lambda_http::Error::from)
             }
         }))
         .await

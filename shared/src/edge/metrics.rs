@@ -5,13 +5,31 @@
 //! - `Requests`, `AuthFailures`, `ServerErrors`, `NotificationFailures` (count) and `Latency`
 //!   (milliseconds), per request;
 //! - `Events` (count) by `Provider`, `Action` and `Outcome`;
-//! - `Deployments` (count) by `Outcome` (updated, unchanged, skipped, planned, blocked, failed).
+//! - `Deployments` (count) by `Outcome` (updated, unchanged, skipped, planned, blocked, failed);
+//! - `Rollouts` (count) by `State`: the outcomes function, one per ECS deployment state change it
+//!   records (completed, failed, in-progress), none for duplicates or deployments not its own.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
 pub const NAMESPACE: &str = "imagehook";
+
+/// The `level` of every metric line. With an application log level set, Lambda drops each line
+/// below it, and reads a line without a level as INFO: at WARN the alarms would see nothing.
+/// FATAL is the highest level Lambda knows, so no setting filters it; imagehook logs nothing
+/// else at FATAL (tracing has no such level), so the level also tells metric lines apart.
+pub const LEVEL: &str = "FATAL";
+
+/// `now_ms` in RFC 3339, the form Lambda reads a line's `timestamp` in: without one Lambda
+/// takes the line as INFO whatever its level.
+fn rfc3339(now_ms: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
 
 /// What one request did, as far as metrics go.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +60,8 @@ fn document(now_ms: i64, dimensions: &[(&str, &str)], metrics: &[(&str, &str, f6
             }],
         }),
     );
+    doc.insert("level".into(), json!(LEVEL));
+    doc.insert("timestamp".into(), json!(rfc3339(now_ms)));
     for (k, v) in dimensions {
         doc.insert((*k).into(), json!(v));
     }
@@ -97,6 +117,15 @@ pub fn emf_lines(function: &str, report: &Report, latency_ms: f64, now_ms: i64) 
         ));
     }
     lines
+}
+
+/// The EMF line for one deployment state change the outcomes function recorded.
+pub fn rollout_line(function: &str, state: &str, now_ms: i64) -> String {
+    document(
+        now_ms,
+        &[("Function", function), ("State", state)],
+        &[("Rollouts", "Count", 1.0)],
+    )
 }
 
 #[cfg(test)]
@@ -156,6 +185,34 @@ mod tests {
             .find(|d| d["Outcome"] == "failed" && d.get("Deployments").is_some())
             .unwrap();
         assert_eq!(failed["Deployments"], 1.0);
+    }
+
+    /// Lambda's application log levels, from the most detail to the least.
+    const LAMBDA_LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+    #[test]
+    fn metric_lines_pass_every_log_level_lambda_can_filter_at() {
+        let report = Report {
+            status: 200,
+            events: vec![("ecr-eventbridge", "push".into(), "applied")],
+            deployments: vec!["failed"],
+            ..Report::default()
+        };
+        let now_ms = 1_795_169_730_412;
+        for line in emf_lines("push", &report, 3.0, now_ms) {
+            let v = check(&line);
+            let level = v["level"].as_str().unwrap_or_default();
+            let rank = LAMBDA_LEVELS.iter().position(|l| *l == level);
+            assert_eq!(rank, Some(LAMBDA_LEVELS.len() - 1), "{line}");
+            let at = v["timestamp"].as_str().unwrap_or_default();
+            let parsed =
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                    .expect("an RFC 3339 timestamp");
+            assert_eq!(
+                parsed.unix_timestamp_nanos() / 1_000_000,
+                i128::from(now_ms)
+            );
+        }
     }
 
     #[test]

@@ -5,5 +5,6 @@ pub mod error;
 pub mod http;
 pub mod images;
 pub mod lambda;
+pub mod logging;
 pub mod metrics;
 pub mod response;

@@ -64,6 +64,15 @@ pub async fn handle(
     Ok(out)
 }
 
+/// The state an answer of [`handle`] recorded: none for a duplicate, a settled deployment, one
+/// that is not imagehook's, or a rejected event.
+pub fn recorded_state(answer: &Value) -> Option<&str> {
+    let recorded = Recording::Recorded { digest: None }.as_str();
+    (answer.get("outcome")?.as_str()? == recorded)
+        .then(|| answer.get("state")?.as_str())
+        .flatten()
+}
+
 /// What recording a state change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recording {

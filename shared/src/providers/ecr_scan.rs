@@ -24,6 +24,38 @@ struct ScanDetail {
     image_digest: Option<String>,
     #[serde(default)]
     finding_severity_counts: std::collections::BTreeMap<String, u32>,
+    /// Inspector's scans of other resources name them instead of a repository.
+    #[serde(default)]
+    instance_id: Option<String>,
+    #[serde(default)]
+    machine_image_id: Option<String>,
+}
+
+impl ScanDetail {
+    /// What an Inspector scan covered when it was no ECR image: an EC2 instance, a machine image
+    /// (AMI) or a Lambda function, which name no repository and which imagehook has no use for.
+    fn other_resource(&self, env: &Envelope) -> Option<String> {
+        if non_empty(&self.repository_name).is_some() || env.source != "aws.inspector2" {
+            return None;
+        }
+        if let Some(id) = non_empty(&self.instance_id) {
+            return Some(format!("EC2 instance {id}"));
+        }
+        if let Some(id) = non_empty(&self.machine_image_id) {
+            return Some(format!("machine image {id}"));
+        }
+        env.resources
+            .iter()
+            .find(|r| arn_service(r) == Some("lambda"))
+            .map(|arn| format!("Lambda function {arn}"))
+    }
+}
+
+/// The service of an ARN (`arn:<partition>:<service>:...`).
+fn arn_service(arn: &str) -> Option<&str> {
+    let mut parts = arn.strip_prefix("arn:")?.split(':');
+    parts.next()?;
+    parts.next()
 }
 
 /// A whole-image scan: ECR basic scanning (`COMPLETE`) or Inspector (`INITIAL_SCAN_COMPLETE`,
@@ -40,6 +72,16 @@ pub(super) fn parse_scan(
     );
     if !done {
         let reason = format!("scan status {status:?}: no result to act on");
+        return Ok(vec![Parsed::Ignored(ignored(
+            env,
+            None,
+            &env.detail_type,
+            reason,
+        ))]);
+    }
+    if let Some(resource) = detail.other_resource(env) {
+        let reason =
+            format!("Inspector scanned {resource}, not an ECR image: nothing to quarantine");
         return Ok(vec![Parsed::Ignored(ignored(
             env,
             None,
@@ -112,6 +154,10 @@ struct EcrImage {
     registry: Option<String>,
 }
 
+/// Inspector's resource type of an ECR image; its findings also cover `AWS_EC2_INSTANCE`,
+/// `AWS_LAMBDA_FUNCTION` and others, which are not images imagehook records.
+const ECR_IMAGE: &str = "AWS_ECR_CONTAINER_IMAGE";
+
 /// One Inspector finding on an ECR image. An active finding counts one vulnerability of its
 /// severity; a closed or suppressed one releases nothing (other findings may remain).
 pub(super) fn parse_finding(
@@ -122,21 +168,41 @@ pub(super) fn parse_finding(
     let image = detail
         .resources
         .iter()
-        .filter(|r| r.kind.as_deref() == Some("AWS_ECR_CONTAINER_IMAGE"))
+        .filter(|r| r.kind.as_deref() == Some(ECR_IMAGE))
         .find_map(|r| r.details.as_ref()?.get("awsEcrContainerImage"))
         .map(|v| typed::<EcrImage>(P, v))
         .transpose()?;
     let status = detail.status.as_deref().unwrap_or("ACTIVE");
-    let (Some(image), "ACTIVE") = (image, status) else {
-        let reason = format!(
-            "Inspector finding with status {status:?} or not on an ECR image: nothing to act on"
-        );
-        return Ok(vec![Parsed::Ignored(ignored(
+    let ignore = |reason: String| {
+        Ok(vec![Parsed::Ignored(ignored(
             env,
             None,
             &env.detail_type,
             reason,
-        ))]);
+        ))])
+    };
+    let image = match (image, status) {
+        (Some(image), "ACTIVE") => image,
+        (Some(_), _) => {
+            return ignore(format!(
+                "Inspector finding with status {status:?}: nothing to act on"
+            ));
+        }
+        (None, _) => {
+            let kinds: Vec<&str> = detail
+                .resources
+                .iter()
+                .filter_map(|r| r.kind.as_deref())
+                .collect();
+            return ignore(format!(
+                "Inspector finding on {}, not an ECR image: nothing to quarantine",
+                if kinds.is_empty() {
+                    "no named resource".to_owned()
+                } else {
+                    kinds.join(", ")
+                }
+            ));
+        }
     };
     let mut scan = ScanSummary {
         scanner: "inspector2-finding".to_owned(),

@@ -19,6 +19,9 @@ pub(super) struct Envelope {
     pub(super) region: Option<String>,
     #[serde(default)]
     pub(super) time: Option<String>,
+    /// The ARNs or ids of what the event concerns (Inspector: the scanned resource).
+    #[serde(default)]
+    pub(super) resources: Vec<String>,
     pub(super) detail: Value,
 }
 
