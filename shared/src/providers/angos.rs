@@ -144,9 +144,9 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     let host = host.ok_or_else(|| {
         ParseError::malformed(
             P,
-            format!(
-                "Angos events carry no registry host: send it in the `{REGISTRY_HEADER}` header"
-            ),
+            // Angos sends no custom headers: the webhook URL is where its configuration goes.
+            "Angos events carry no registry host: add `?registry=<host clients push to>` to the \
+             webhook URL",
         )
     })?;
     let image = ImageRef {
@@ -358,7 +358,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, ParseError::Malformed { .. }));
-        assert!(err.to_string().contains(REGISTRY_HEADER), "{err}");
+        assert!(err.to_string().contains("?registry="), "{err}");
+        assert!(!err.to_string().contains(REGISTRY_HEADER), "{err}");
         // An invalid reference is refused as such, host or not.
         let bad = event(
             "tag.create",
