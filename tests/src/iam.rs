@@ -65,9 +65,14 @@ pub fn authorized_as(call: &Call) -> Vec<String> {
     }
 }
 
-/// Granted without a call in the code: the Lambda service writes each function's log with the
-/// function's role.
-pub const RUNTIME_ONLY: &[&str] = &["logs:CreateLogStream", "logs:PutLogEvents"];
+/// Granted without a call in the code: the Lambda service writes each function's log, and
+/// sends an asynchronous event that failed every attempt to its on-failure destination, with
+/// the function's role.
+pub const RUNTIME_ONLY: &[&str] = &[
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "sqs:SendMessage",
+];
 
 /// (function, action, why): grants the e2e suite cannot exercise against moto. Every entry is a
 /// call no test proves; keep this list empty unless moto truly cannot serve the call.
@@ -278,7 +283,10 @@ impl Report {
                 Standing::Exercised(ops) => {
                     ("yes", ops.iter().cloned().collect::<Vec<_>>().join(", "))
                 }
-                Standing::RuntimeOnly => ("yes", "(the Lambda runtime: function logs)".to_owned()),
+                Standing::RuntimeOnly => (
+                    "yes",
+                    "(the Lambda service: logs, failed async events)".to_owned(),
+                ),
                 Standing::Exempt(why) => ("yes", format!("(exempt: {why})")),
                 Standing::NotGranted(ops) => {
                     ("NO", ops.iter().cloned().collect::<Vec<_>>().join(", "))
