@@ -70,8 +70,21 @@ pub struct ParseContext<'a> {
 pub(crate) type ParseFn = fn(&Value, &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError>;
 
 /// Deserialises a sender's typed view of the body, naming the sender in the error.
+/// `v` as `T`; a value of the wrong type is refused naming its field (`target.size: invalid
+/// type: string "12", expected u64`), so the sender knows what to fix.
 pub(crate) fn typed<T: DeserializeOwned>(provider: Provider, v: &Value) -> Result<T, ParseError> {
-    T::deserialize(v).map_err(|e| ParseError::malformed(provider, e.to_string()))
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ParseError::malformed(
+            provider,
+            if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            },
+        )
+    })
 }
 
 /// A header's value, trimmed; `None` when it is absent, empty or not text.

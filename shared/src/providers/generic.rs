@@ -241,6 +241,27 @@ mod tests {
     }
 
     #[test]
+    fn a_value_of_the_wrong_type_is_refused_naming_its_field() {
+        for (body, field) in [
+            (
+                serde_json::json!({"image": "r.example.com/a:1", "digest": 5}),
+                "digest",
+            ),
+            (serde_json::json!({"image": ["r.example.com/a:1"]}), "image"),
+            (
+                serde_json::json!({"image": "r.example.com/a:1", "quarantine": "yes"}),
+                "quarantine",
+            ),
+        ] {
+            let err = run(body.clone()).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("{field}: invalid type")),
+                "{body}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn replication_forms_need_a_digest_and_a_region() {
         let img = format!("r.example.com/a:1@{D}");
         let out =
