@@ -153,6 +153,7 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
         "rollout" => Record::Rollout(RolloutRecord {
             deployment_sk: required("deployment_sk")?,
             digest: at("digest"),
+            image: at("image"),
         }),
         "history" => Record::History(HistoryRecord {
             stage: required("stage")?,

@@ -287,6 +287,8 @@ pub struct BlockedRecord {
 pub struct RolloutRecord {
     pub deployment_sk: String,
     pub digest: Option<String>,
+    /// The reference deployed, as ECS was given it.
+    pub image: Option<String>,
 }
 
 /// One version rolled out to one stage.

@@ -90,7 +90,12 @@ pub fn from_rollout(answer: &Value) -> Option<Notice> {
     Some(Notice {
         kind: NoticeKind::DeploymentFailed,
         service: format!("{}/{}", s("cluster")?, s("service")?),
-        image: s("digest").unwrap_or("(digest unknown)").to_owned(),
+        // The reference names the repository; pointers of earlier versions may hold only the
+        // digest.
+        image: s("image")
+            .or(s("digest"))
+            .unwrap_or("(image unknown)")
+            .to_owned(),
         stage: None,
         detail: Some(detail),
         event_id: s("deployment_id").map(str::to_owned),
@@ -211,12 +216,13 @@ mod tests {
         let answer = |outcome: &str, state: &str| {
             json!({"outcome": outcome, "state": state, "cluster": "prod", "service": "api",
                    "deployment_id": "ecs-svc/1", "digest": "sha256:ab",
+                   "image": "registry.example.com/shop/api@sha256:ab",
                    "circuit_breaker": true, "reason": "tasks failed to start"})
         };
         let n = from_rollout(&answer("recorded", "failed")).unwrap();
         assert_eq!(
             n.text(),
-            "Deployment failed: prod/api -> sha256:ab: tasks failed to start (circuit breaker: rolled back)"
+            "Deployment failed: prod/api -> registry.example.com/shop/api@sha256:ab: tasks failed to start (circuit breaker: rolled back)"
         );
         assert_eq!(n.event_id.as_deref(), Some("ecs-svc/1"));
         assert_eq!(from_rollout(&answer("recorded", "completed")), None);

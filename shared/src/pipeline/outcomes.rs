@@ -39,12 +39,17 @@ pub async fn handle(
         "circuit_breaker": change.circuit_breaker,
         "reason": change.reason,
     });
-    if let Recording::Recorded { digest: Some(d) } = &outcome {
-        out["digest"] = json!(d);
+    if let Recording::Recorded { digest, image } = &outcome {
+        if let Some(d) = digest {
+            out["digest"] = json!(d);
+        }
+        if let Some(i) = image {
+            out["image"] = json!(i);
+        }
     }
     let service = format!("{}/{}", change.cluster, change.service);
     match (&outcome, change.state) {
-        (Recording::Recorded { digest }, EcsOutcomeState::Failed) => {
+        (Recording::Recorded { digest, .. }, EcsOutcomeState::Failed) => {
             tracing::error!(
                 service = %service,
                 deployment_id = %change.deployment_id,
@@ -67,7 +72,11 @@ pub async fn handle(
 /// The state an answer of [`handle`] recorded: none for a duplicate, a settled deployment, one
 /// that is not imagehook's, or a rejected event.
 pub fn recorded_state(answer: &Value) -> Option<&str> {
-    let recorded = Recording::Recorded { digest: None }.as_str();
+    let recorded = Recording::Recorded {
+        digest: None,
+        image: None,
+    }
+    .as_str();
     (answer.get("outcome")?.as_str()? == recorded)
         .then(|| answer.get("state")?.as_str())
         .flatten()
@@ -76,9 +85,11 @@ pub fn recorded_state(answer: &Value) -> Option<&str> {
 /// What recording a state change did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recording {
-    /// The deployment item now has this state. `digest` is what the rollout deployed.
+    /// The deployment item now has this state. `digest` is what the rollout deployed, `image`
+    /// the reference it deployed (repository included).
     Recorded {
         digest: Option<String>,
+        image: Option<String>,
     },
     /// The deployment was not started by imagehook (or its record expired): only the receipt
     /// was written.
@@ -156,7 +167,7 @@ pub async fn record_outcome(
     let Some(pointer) = pointer else {
         return receipt_only(store, c, Recording::NotOurs, received_at, expires_at).await;
     };
-    let (dep_sk, digest) = (pointer.deployment_sk, pointer.digest);
+    let (dep_sk, digest, image) = (pointer.deployment_sk, pointer.digest, pointer.image);
 
     let state_cond = if c.state.is_final() {
         Cond::Or(vec![
@@ -238,7 +249,7 @@ pub async fn record_outcome(
         // A refused condition means a newer deployment already moved the service on.
         let _ = store.transact(vec![Op::Update(u)]).await?;
     }
-    Ok(Recording::Recorded { digest })
+    Ok(Recording::Recorded { digest, image })
 }
 
 async fn receipt_only(
