@@ -18,4 +18,5 @@ mod push;
 mod reconcile;
 mod replication;
 mod rollout;
+mod secrets;
 mod security;

@@ -9,7 +9,8 @@
 //! current-thread runtime, so that is the test's one open scope. When several are open on one
 //! thread, the call is recorded without a function, and the check fails on it rather than guess.
 //!
-//! Only clients built here record (`dynamo_client`, `ecs_client`, `sns_client` and their
+//! Only clients built here record (`dynamo_client`, `ecs_client`, `sns_client`,
+//! `secrets_client` and their
 //! `_from` forms, which `app`, `counted_clients` and the tests use for the clients they wire
 //! into an `App`), and only inside a scope: fixtures that create tables and services are not
 //! functions and are not recorded.
@@ -273,6 +274,17 @@ pub fn sns_client(sdk: &SdkConfig) -> aws_sdk_sns::Client {
         .interceptor(Recorder { service: "sns" })
         .build();
     aws_sdk_sns::Client::from_conf(config)
+}
+
+/// A Secrets Manager client on `sdk` whose calls are recorded (the webhook secret, read at init).
+pub fn secrets_client(sdk: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(sdk)
+            .interceptor(Recorder {
+                service: "secretsmanager",
+            })
+            .build(),
+    )
 }
 
 // ------------------------------------------------------------------------------------------

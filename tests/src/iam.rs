@@ -82,20 +82,20 @@ pub const EXEMPT: &[(&str, &str, &str)] = &[];
 // The template.
 // ------------------------------------------------------------------------------------------
 
-fn tagged<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
+pub(crate) fn tagged<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
     match v {
         Value::Tagged(t) if t.tag.to_string().trim_start_matches('!') == tag => Some(&t.value),
         _ => None,
     }
 }
 
-fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+pub(crate) fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     v.as_mapping().and_then(|m| m.get(key))
 }
 
 /// The values a position may hold: both branches of `!If` (either may be deployed), without
 /// `!Ref AWS::NoValue`; a list's elements.
-fn each(v: &Value) -> Vec<&Value> {
+pub(crate) fn each(v: &Value) -> Vec<&Value> {
     if let Some(args) = tagged(v, "If") {
         return match args.as_sequence() {
             Some(args) => args.iter().skip(1).flat_map(each).collect(),

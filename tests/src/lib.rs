@@ -8,6 +8,7 @@ pub mod faults;
 pub mod iam;
 pub mod layers;
 pub mod proxy;
+pub mod template;
 
 pub use calls::{
     IMAGES, OUTCOMES, as_function, dynamo_client, dynamo_client_from, ecs_client, ecs_client_from,

@@ -54,6 +54,10 @@ pub enum ConfigError {
         value: String,
         hint: &'static str,
     },
+    /// The secret WEBHOOK_SECRETS_ARN names was read but is not what the functions take. Its
+    /// value is never in the message.
+    #[error("the secret WEBHOOK_SECRETS_ARN names ({id}) {hint}")]
+    SecretDocument { id: String, hint: &'static str },
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
     #[error(transparent)]
@@ -204,6 +208,84 @@ impl NotifyConfig {
     }
 }
 
+/// Where a webhook function's secret is kept, when it is in Secrets Manager
+/// (WEBHOOK_SECRETS_ARN, and WEBHOOK_SECRETS_VERSION to pin a version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    pub id: String,
+    /// A VersionId; `None` reads AWSCURRENT.
+    pub version: Option<String>,
+}
+
+impl SecretRef {
+    /// The secret the wiring must read before `Config::from_parts`, if the variables name one.
+    /// Functions that answer no webhook never read it, whatever their environment holds.
+    pub fn from_lookup(
+        defaults: Defaults,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let var = |k: &str| trimmed(&get, k);
+        if !defaults.webhooks {
+            return Ok(None);
+        }
+        match (var("WEBHOOK_SECRETS_ARN"), var("WEBHOOK_SECRETS")) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid {
+                name: "WEBHOOK_SECRETS_ARN",
+                value: "(set together with WEBHOOK_SECRETS)".to_owned(),
+                hint: "set WEBHOOK_SECRETS (the secrets) or WEBHOOK_SECRETS_ARN (where they are kept), not both",
+            }),
+            (Some(id), None) => Ok(Some(Self {
+                id,
+                version: var("WEBHOOK_SECRETS_VERSION"),
+            })),
+            (None, _) => Ok(None),
+        }
+    }
+}
+
+/// A Secrets Manager secret's value as the functions take it: a JSON object whose `current` is
+/// the secret senders present (and the one the EventBridge connection resolves on its own), and
+/// whose optional `previous` is still accepted while senders move to `current`.
+///
+/// JSON keys rather than a comma-separated list: a CloudFormation dynamic reference can resolve
+/// one key alone, and nothing in a template can split a value it resolves.
+pub fn parse_secret_document(id: &str, text: &str) -> Result<Vec<Secret>, ConfigError> {
+    let refused = |hint| ConfigError::SecretDocument {
+        id: id.to_owned(),
+        hint,
+    };
+    // serde_json's error names a line and column, never the text; it is dropped all the same.
+    let mut doc: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|_| {
+            refused(
+                r#"is not a JSON object: store {"current": "<secret>", "previous": "<secret>"}"#,
+            )
+        })?;
+    let as_secret = |v: Option<serde_json::Value>, hint| match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(Secret::new(s.trim()))),
+        Some(_) => Err(refused(hint)),
+    };
+    let current = as_secret(
+        doc.remove("current"),
+        r#"has a "current" that is not a string"#,
+    )?
+    .ok_or_else(|| refused(r#"has no "current" secret"#))?;
+    let previous = as_secret(
+        doc.remove("previous"),
+        r#"has a "previous" that is not a string"#,
+    )?;
+    Ok(std::iter::once(current).chain(previous).collect())
+}
+
+/// A variable's value, trimmed; unset when empty (CloudFormation passes empty parameters).
+fn trimmed(get: &impl Fn(&str) -> Option<String>, k: &str) -> Option<String> {
+    get(k)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 impl Config {
     pub fn from_env(defaults: Defaults) -> Result<Self, ConfigError> {
         Self::from_lookup(defaults, |k| std::env::var(k).ok())
@@ -214,11 +296,18 @@ impl Config {
         defaults: Defaults,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let var = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        Self::from_parts(defaults, get, None)
+    }
+
+    /// `from_lookup`, with the secrets read from where WEBHOOK_SECRETS_ARN points (the wiring
+    /// reads them: see [`SecretRef`]). A webhook function whose variables name a secret refuses
+    /// to start without them.
+    pub fn from_parts(
+        defaults: Defaults,
+        get: impl Fn(&str) -> Option<String>,
+        kept: Option<Vec<Secret>>,
+    ) -> Result<Self, ConfigError> {
+        let var = |k: &str| trimmed(&get, k);
 
         let table_name = var("TABLE_NAME");
         let state_dir = var("STATE_DIR").map(std::path::PathBuf::from);
@@ -241,7 +330,10 @@ impl Config {
 
         const AUTH_HINT: &str =
             "one of token, basic, hmac-sha256, standard-webhooks, path-token, none";
+        // A function that answers no webhook ignores AUTH_MODE and never reads a secret, so
+        // none needs to be in its environment.
         let auth_mode = match (var("AUTH_MODE"), defaults.auth_mode) {
+            _ if !defaults.webhooks => AuthMode::None,
             (Some(v), _) => AuthMode::parse(&v).ok_or(ConfigError::Invalid {
                 name: "AUTH_MODE",
                 value: v,
@@ -255,16 +347,19 @@ impl Config {
                 });
             }
         };
-        let secrets = var("WEBHOOK_SECRETS")
-            .map(|s| {
-                s.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(Secret::new)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let verifier = Verifier::new(auth_mode, var("SIGNATURE_HEADER").as_deref(), secrets)?;
+        let secrets = match SecretRef::from_lookup(defaults, &get)? {
+            Some(_) => kept.ok_or(ConfigError::Missing {
+                name: "WEBHOOK_SECRETS",
+                hint: "WEBHOOK_SECRETS_ARN names a secret that was not read",
+            })?,
+            None if !defaults.webhooks => Vec::new(),
+            None => comma_list(var("WEBHOOK_SECRETS"))
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
+        };
+        let header = var("SIGNATURE_HEADER").filter(|_| defaults.webhooks);
+        let verifier = Verifier::new(auth_mode, header.as_deref(), secrets)?;
 
         let rules = match (var("DEPLOY_RULES"), var("DEPLOY_RULES_FILE")) {
             (Some(_), Some(_)) => {
@@ -327,15 +422,7 @@ impl Config {
             })?,
         };
 
-        let follow_clusters = var("FOLLOW_CLUSTERS")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let follow_clusters = comma_list(var("FOLLOW_CLUSTERS"));
 
         #[cfg(feature = "aws")]
         let notify = NotifyConfig::from_vars(var)?;
@@ -356,6 +443,17 @@ impl Config {
             quarantine,
         })
     }
+}
+
+/// The non-empty entries of a comma-separated variable, trimmed; none when it is unset.
+fn comma_list(value: Option<String>) -> Vec<String> {
+    value
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A whole number within `range`, if the variable is set; refused with its name otherwise.
@@ -530,6 +628,75 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_kept_secret_is_current_and_previous_and_never_shown() {
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:imagehook/webhook-AbCdEf";
+        let s = parse_secret_document(arn, r#"{"current": " new ", "previous": "old"}"#).unwrap();
+        let s: Vec<&str> = s.iter().map(Secret::expose).collect();
+        assert_eq!(s, ["new", "old"]);
+        let s = parse_secret_document(arn, r#"{"current": "only", "previous": ""}"#).unwrap();
+        assert_eq!(s.len(), 1);
+        for bad in [
+            "hunter2,hunter3",
+            r#"{"previous": "hunter2"}"#,
+            r#"{"current": ""}"#,
+            r#"{"current": ["hunter2"]}"#,
+            r#"{"current": "hunter2", "previous": 7}"#,
+            r#"["hunter2"]"#,
+        ] {
+            let e = parse_secret_document(arn, bad).unwrap_err().to_string();
+            assert!(e.contains("WEBHOOK_SECRETS_ARN") && e.contains(arn), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_secret_arn_is_read_only_by_webhook_functions() {
+        let arn = [
+            ("WEBHOOK_SECRETS_ARN", "arn:x"),
+            ("WEBHOOK_SECRETS_VERSION", "v2"),
+        ];
+        let m: HashMap<&str, &str> = arn.into_iter().collect();
+        let get = |k: &str| m.get(k).map(|v| (*v).to_owned());
+        assert_eq!(
+            SecretRef::from_lookup(Defaults::LAMBDA, get).unwrap(),
+            Some(SecretRef {
+                id: "arn:x".into(),
+                version: Some("v2".into())
+            })
+        );
+        assert_eq!(SecretRef::from_lookup(Defaults::EVENTS, get).unwrap(), None);
+        // Not read: the function refuses to start rather than authenticate against nothing.
+        let e = cfg(
+            Defaults::LAMBDA,
+            &[("TABLE_NAME", "t"), ("AUTH_MODE", "token"), arn[0]],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("WEBHOOK_SECRETS is not set"),
+            "{e}"
+        );
+        let e = cfg(Defaults::LOCAL, &[arn[0], ("WEBHOOK_SECRETS", "hunter2")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not both") && !e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn functions_without_webhooks_ignore_auth_settings() {
+        // The outcomes and images functions: a stack-wide AUTH_MODE needs no secret there.
+        let c = cfg(
+            Defaults::EVENTS,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "token"),
+                ("SIGNATURE_HEADER", "bad header"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.verifier.mode(), AuthMode::None);
     }
 
     #[cfg(feature = "aws")]

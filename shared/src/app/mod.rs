@@ -6,11 +6,12 @@ pub mod config;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::adapters::secrets::{SecretReadError, SecretsManager};
 use crate::adapters::slack::SlackWebhook;
 use crate::adapters::sns::SnsTopic;
 use crate::adapters::{DryRunDeployer, EcsDeployer, follow};
 use crate::adapters::{DynamoStore, EmbeddedStore};
-use crate::app::config::{Config, ConfigError, Defaults, DeployMode, NotifyConfig};
+use crate::app::config::{Config, ConfigError, Defaults, DeployMode, NotifyConfig, SecretRef};
 pub use crate::model::function::Function;
 use crate::pipeline::PipelineError;
 use crate::ports::deployer::Deployer;
@@ -23,6 +24,8 @@ pub enum InitError {
     Config(#[from] ConfigError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("WEBHOOK_SECRETS_ARN: {0}")]
+    Secret(#[from] SecretReadError),
 }
 
 /// A function's long-lived state. What it may do follows from the ports it holds: the
@@ -71,11 +74,12 @@ impl App {
     /// The Lambda wiring: configuration from the environment, DynamoDB (or the embedded store
     /// under STATE_DIR), and ECS (or dry-run).
     pub async fn from_env(function: Function) -> Result<Self, InitError> {
-        let config = Config::from_env(Defaults::LAMBDA)?;
+        let (config, sdk) = load(Defaults::LAMBDA).await?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
         // The delete function never deploys (its role cannot), so it gets no ECS client.
         Self::wire(
             config,
+            sdk,
             function != Function::Delete,
             false,
             &state_dir,
@@ -90,7 +94,7 @@ impl App {
         let config = Config::from_env(Defaults::EVENTS)?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
         // The reconcile deploys what a dead holder left undone, and restores drifted services.
-        Self::wire(config, true, false, &state_dir, false).await
+        Self::wire(config, None, true, false, &state_dir, false).await
     }
 
     /// The images function's wiring (IAM on the route authenticates for us): the store's read
@@ -117,16 +121,16 @@ impl App {
     /// DynamoDB table (reached through the SDK's usual variables, e.g. AWS_ENDPOINT_URL), and
     /// dry-run unless DEPLOY_MODE=apply.
     pub async fn local(state_dir: &Path) -> Result<Self, InitError> {
-        let config = Config::from_env(Defaults::LOCAL)?;
-        Self::wire(config, true, true, state_dir, false).await
+        let (config, sdk) = load(Defaults::LOCAL).await?;
+        Self::wire(config, sdk, true, true, state_dir, false).await
     }
 
     /// `local` for a command that only reads (`imagehook state`, `history`, `simulate`): the
     /// embedded store is opened read-only, without the writer's lock, so that the command runs
     /// beside an `imagehook serve` on the same directory; every write is refused.
     pub async fn local_read_only(state_dir: &Path) -> Result<Self, InitError> {
-        let config = Config::from_env(Defaults::LOCAL)?;
-        Self::wire(config, true, true, state_dir, true).await
+        let (config, sdk) = load(Defaults::LOCAL).await?;
+        Self::wire(config, sdk, true, true, state_dir, true).await
     }
 
     /// The SDK configuration is loaded only when DynamoDB or ECS is used, and once; clients are
@@ -134,16 +138,19 @@ impl App {
     /// milliseconds of cold start that the embedded store in dry-run does without.
     async fn wire(
         config: Config,
+        sdk: Option<aws_config::SdkConfig>,
         may_deploy: bool,
         may_dump: bool,
         state_dir: &Path,
         read_only: bool,
     ) -> Result<Self, InitError> {
         let deploys = may_deploy && config.deploy_mode == DeployMode::Apply;
-        let sdk = if config.table_name.is_some() || deploys || config.notify.topic_arn.is_some() {
-            Some(crate::adapters::aws::sdk_loader().load().await)
-        } else {
-            None
+        let sdk = match sdk {
+            Some(sdk) => Some(sdk),
+            None if config.table_name.is_some() || deploys || config.notify.topic_arn.is_some() => {
+                Some(crate::adapters::aws::sdk_loader().load().await)
+            }
+            None => None,
         };
         let (store, dump): (Arc<dyn Store>, Arc<dyn StoreDump>) = match (&config.table_name, &sdk) {
             (Some(table), Some(sdk)) => {
@@ -276,6 +283,39 @@ impl App {
         }
         Ok(serde_json::json!({"reconciled": reports}))
     }
+}
+
+/// The configuration from the environment, and the SDK configuration if reading the webhook
+/// secret from Secrets Manager needed it loaded (`wire` then uses the same one).
+async fn load(defaults: Defaults) -> Result<(Config, Option<aws_config::SdkConfig>), InitError> {
+    let env = |k: &str| std::env::var(k).ok();
+    if SecretRef::from_lookup(defaults, env)?.is_none() {
+        return Ok((Config::from_lookup(defaults, env)?, None));
+    }
+    let sdk = crate::adapters::aws::sdk_loader().load().await;
+    let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk));
+    Ok((
+        config_with_secrets(defaults, env, &secrets).await?,
+        Some(sdk),
+    ))
+}
+
+/// The configuration through `get`, with the webhook secrets read from Secrets Manager when
+/// WEBHOOK_SECRETS_ARN names them: once, here, for the life of the execution environment. A
+/// secret that cannot be read or is not `{"current": ..., "previous": ...}` stops the start.
+pub async fn config_with_secrets(
+    defaults: Defaults,
+    get: impl Fn(&str) -> Option<String>,
+    secrets: &SecretsManager,
+) -> Result<Config, InitError> {
+    let kept = match SecretRef::from_lookup(defaults, &get)? {
+        None => None,
+        Some(at) => {
+            let text = secrets.read(&at.id, at.version.as_deref()).await?;
+            Some(config::parse_secret_document(&at.id, &text)?)
+        }
+    };
+    Ok(Config::from_parts(defaults, get, kept)?)
 }
 
 /// The sinks NOTIFY_* name. The SNS client shares the SDK configuration `wire` loaded (it is
