@@ -351,6 +351,34 @@ async fn a_scan_under_the_threshold_quarantines_nothing() {
     assert!(!w.items().await.iter().any(|i| i["status"] == "quarantined"));
 }
 
+/// `high:6` is reached by 2 CRITICAL and 4 HIGH: a threshold counts its severity and every
+/// severity above it, so a scan worse than the threshold never passes for clean.
+#[tokio::test]
+async fn a_threshold_counts_the_findings_above_its_severity_too() {
+    let w = world_with(QuarantinePolicy::parse("high:6").unwrap()).await;
+    let r = w
+        .send(Function::Quarantine, &event_file("ecr-scan.json"))
+        .await;
+    assert_eq!(
+        (r["outcome"].as_str(), r["action"].as_str()),
+        (Some("applied"), Some("quarantine")),
+        "{r}"
+    );
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("6 high or above (threshold 6)"),
+        "{r}"
+    );
+    assert!(
+        w.items()
+            .await
+            .iter()
+            .any(|i| i.get("status") == Some(&json!("quarantined")))
+    );
+}
+
 #[tokio::test]
 async fn quarantining_a_running_digest_warns() {
     let w = world().await;

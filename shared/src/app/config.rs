@@ -555,10 +555,35 @@ mod tests {
         scan.high = 5;
         assert_eq!(
             p.breach(&scan).unwrap(),
-            "ecr-basic-scan scan found 5 high (threshold 5)"
+            "ecr-basic-scan scan found 5 high or above (threshold 5)"
         );
         scan.critical = 1;
         assert!(p.breach(&scan).unwrap().contains("1 critical"));
+        // A threshold counts its severity and every one above it.
+        let high = QuarantinePolicy::parse("high:1").unwrap();
+        let two_critical = ScanSummary {
+            scanner: "inspector2".into(),
+            complete: true,
+            critical: 2,
+            ..Default::default()
+        };
+        assert_eq!(
+            high.breach(&two_critical).unwrap(),
+            "inspector2 scan found 2 high or above (threshold 1)"
+        );
+        let medium = QuarantinePolicy::parse("medium:4").unwrap();
+        let mixed = ScanSummary {
+            critical: 1,
+            high: 1,
+            medium: 1,
+            low: 9,
+            ..two_critical.clone()
+        };
+        assert_eq!(
+            medium.breach(&mixed),
+            None,
+            "3 at medium or above, lows do not count"
+        );
         for bad in ["", "critical", "critical:0", "severe:1", "high:x"] {
             assert!(QuarantinePolicy::parse(bad).is_none(), "{bad}");
         }

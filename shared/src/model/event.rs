@@ -366,6 +366,16 @@ pub struct ScanSummary {
 }
 
 impl ScanSummary {
+    /// The findings at `severity` and every severity above it.
+    pub fn at_or_above(&self, severity: Severity) -> u32 {
+        Severity::FROM_WORST
+            .iter()
+            .take_while(|s| **s != severity)
+            .chain(std::iter::once(&severity))
+            .map(|s| self.count(*s))
+            .sum()
+    }
+
     pub fn count(&self, severity: Severity) -> u32 {
         match severity {
             Severity::Critical => self.critical,
@@ -395,6 +405,8 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub const FROM_WORST: [Self; 4] = [Self::Critical, Self::High, Self::Medium, Self::Low];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "critical" => Some(Self::Critical),

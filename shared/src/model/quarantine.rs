@@ -2,7 +2,8 @@
 
 use crate::model::event::{ScanSummary, Severity};
 
-/// When a scan result quarantines a digest: any severity whose count reaches its threshold.
+/// When a scan result quarantines a digest: any threshold reached by the findings at its
+/// severity or above (`high:1` is reached by one critical finding as much as by one high).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuarantinePolicy(Vec<(Severity, u32)>);
 
@@ -30,8 +31,14 @@ impl QuarantinePolicy {
         let over: Vec<String> = self
             .0
             .iter()
-            .filter(|(sev, n)| scan.count(*sev) >= *n)
-            .map(|(sev, n)| format!("{} {} (threshold {n})", scan.count(*sev), sev.as_str()))
+            .filter(|(sev, n)| scan.at_or_above(*sev) >= *n)
+            .map(|(sev, n)| {
+                let found = scan.at_or_above(*sev);
+                match sev {
+                    Severity::Critical => format!("{found} critical (threshold {n})"),
+                    _ => format!("{found} {} or above (threshold {n})", sev.as_str()),
+                }
+            })
             .collect();
         (!over.is_empty()).then(|| format!("{} scan found {}", scan.scanner, over.join(", ")))
     }
