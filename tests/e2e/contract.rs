@@ -26,6 +26,7 @@ const REPO: &str = "r.example.com/shop/api";
 fn event(id: &str, action: Action, image: &str, at: &str) -> ImageEvent {
     ImageEvent {
         region: None,
+        identified_by_content: false,
         id: id.to_owned(),
         provider: Provider::Acr,
         action,

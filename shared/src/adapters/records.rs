@@ -99,6 +99,7 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
         "tag" => Record::Tag(TagRecord {
             tag: required("tag")?,
             digest: at("digest"),
+            event_id: at("event_id"),
         }),
         "service" => Record::Service(ServiceRecord {
             cluster: required("cluster")?,

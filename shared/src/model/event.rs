@@ -238,6 +238,10 @@ pub struct ImageEvent {
     /// The registry replica (region or location) the event happened in: where a push or a
     /// replication put the digest. None when the sender does not say.
     pub region: Option<String>,
+    /// The id is a hash of what the event says, and the sender gave no time: the same body
+    /// sent again later is a new push as often as a retry (`pipeline::identity` tells which).
+    #[serde(skip)]
+    pub identified_by_content: bool,
 }
 
 /// The most a sender may put where it chooses the value: what is stored stays far below
@@ -323,7 +327,14 @@ impl ImageEvent {
             scan: None,
             reason: None,
             region: None,
+            identified_by_content: false,
         }
+    }
+
+    /// Marks the id as a hash of a body that carries no time of its own.
+    pub fn identified_by_content(mut self, yes: bool) -> Self {
+        self.identified_by_content = yes;
+        self
     }
 
     pub fn with_media_type(mut self, media_type: Option<String>) -> Self {

@@ -203,6 +203,8 @@ pub struct TagRecord {
     pub tag: String,
     /// `None` for a tag pushed without a digest (unpinned).
     pub digest: Option<String>,
+    /// The event that last moved it.
+    pub event_id: Option<String>,
 }
 
 /// What imagehook knows of one ECS service: what it should run (desired), what imagehook last

@@ -11,6 +11,7 @@ pub mod deployments;
 pub mod deps;
 pub mod held;
 pub mod history;
+pub mod identity;
 pub mod notices;
 pub mod outcomes;
 pub mod push;
@@ -58,18 +59,25 @@ pub async fn handle(
                 );
                 EventResult::of(&e, EventOutcome::Ignored).with_reason(reason)
             }
-            Parsed::Image(e) => match function {
-                Function::Push if e.action == Action::Push => {
-                    push::push_one(deps, &e, received_at).await?
+            Parsed::Image(mut e) => {
+                identity::settle(deps.store, &mut e, received_at).await?;
+                match function {
+                    Function::Push if e.action == Action::Push => {
+                        push::push_one(deps, &e, received_at).await?
+                    }
+                    Function::Push => replicate::replicate_one(deps, &e, received_at).await?,
+                    Function::Delete => delete::delete_one(deps, &e, received_at).await?,
+                    Function::Quarantine => {
+                        quarantine::quarantine_one(deps, &e, received_at).await?
+                    }
+                    // No image event belongs to these two (`function_for`); answered like any
+                    // event another function owns.
+                    Function::Outcomes | Function::Images => {
+                        EventResult::of(&e, EventOutcome::Ignored)
+                            .with_reason(format!("{} takes no image events", function.name()))
+                    }
                 }
-                Function::Push => replicate::replicate_one(deps, &e, received_at).await?,
-                Function::Delete => delete::delete_one(deps, &e, received_at).await?,
-                Function::Quarantine => quarantine::quarantine_one(deps, &e, received_at).await?,
-                // No image event belongs to these two (`function_for`); answered like any
-                // event another function owns.
-                Function::Outcomes | Function::Images => EventResult::of(&e, EventOutcome::Ignored)
-                    .with_reason(format!("{} takes no image events", function.name())),
-            },
+            }
         };
         result.log();
         out.push(result);

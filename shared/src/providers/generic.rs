@@ -158,6 +158,8 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     };
     // Without a sender id, the event is identified by what it says, so a retried POST of the
     // same body is recognised; the time is part of it only when the sender gave one.
+    let content_identified =
+        body.id.as_deref().is_none_or(str::is_empty) && body.timestamp.is_none();
     let id = match body.id.filter(|s| !s.is_empty()) {
         Some(id) => id,
         None => content_id(&[
@@ -168,6 +170,7 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
     };
     Ok(vec![Parsed::Image(
         ImageEvent::new(id, P, action, image, occurred_at)
+            .identified_by_content(content_identified)
             .with_region(region)
             .with_media_type(body.media_type)
             .with_size(body.size)
@@ -237,6 +240,20 @@ mod tests {
         assert!(matches!(
             run(serde_json::json!({"image": "r.example.com/a:1", "extra": 1})),
             Err(ParseError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn only_a_body_without_id_and_time_is_identified_by_its_content() {
+        let img = "r.example.com/a:1";
+        let flag = |body: serde_json::Value| match run(body).unwrap().as_slice() {
+            [Parsed::Image(e)] => e.identified_by_content,
+            other => panic!("{other:?}"),
+        };
+        assert!(flag(serde_json::json!({"image": img})));
+        assert!(!flag(serde_json::json!({"image": img, "id": "run-7"})));
+        assert!(!flag(
+            serde_json::json!({"image": img, "timestamp": "2026-11-20T10:00:00Z"})
         ));
     }
 

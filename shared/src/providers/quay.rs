@@ -71,7 +71,9 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
                 tag: Some(tag),
                 digest: None,
             };
-            let event = ImageEvent::new(id, P, Action::Push, image, ctx.received_at.clone());
+            // Quay's notification carries no time: the same body is a retry or a re-push.
+            let event = ImageEvent::new(id, P, Action::Push, image, ctx.received_at.clone())
+                .identified_by_content(true);
             Ok(Parsed::Image(event))
         })
         .collect()
