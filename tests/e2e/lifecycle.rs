@@ -379,6 +379,44 @@ async fn a_threshold_counts_the_findings_above_its_severity_too() {
     );
 }
 
+/// A push older than the tag's last one is `stale` for the tag, yet its digest was pushed then:
+/// the image records when.
+#[tokio::test]
+async fn a_stale_push_still_records_when_its_digest_was_pushed() {
+    let w = world().await;
+    let generic = |d: &str, at: &str| {
+        json!({"image": format!("{REPO}:latest"), "digest": d, "timestamp": at,
+               "id": format!("{d}-{at}")})
+    };
+    let newer = "sha256:".to_owned() + &"b".repeat(64);
+    let older = "sha256:".to_owned() + &"c".repeat(64);
+    let first = w
+        .send(
+            Function::Push,
+            &with_body(
+                &event_file("generic-push.json"),
+                &generic(&newer, "2026-11-20T10:05:00Z"),
+            ),
+        )
+        .await;
+    assert_eq!(first["outcome"], "applied", "{first}");
+    let stale = w
+        .send(
+            Function::Push,
+            &with_body(
+                &event_file("generic-push.json"),
+                &generic(&older, "2026-11-20T10:00:00Z"),
+            ),
+        )
+        .await;
+    assert_eq!(stale["outcome"], "stale", "{stale}");
+    let pk = format!("IMG#{REPO}");
+    let image = get_item(&w.sdk, &w.table, &pk, &format!("D#{older}"))
+        .await
+        .expect("the stale push's image");
+    assert_eq!(image["last_pushed_at"], "2026-11-20T10:00:00.000000000Z");
+}
+
 #[tokio::test]
 async fn quarantining_a_running_digest_warns() {
     let w = world().await;

@@ -283,7 +283,8 @@ async fn an_older_push_is_recorded_but_neither_moves_the_tag_nor_deploys() {
         .await
         .expect("older image recorded");
     assert_eq!(old["push_count"], 1);
-    assert!(old.get("last_pushed_at").is_none());
+    // Stale for the tag, but the digest was pushed then.
+    assert_eq!(old["last_pushed_at"], "2026-11-19T08:00:00.000000000Z");
     let receipt = w
         .item("EVT#acr#11111111-2222-4333-8444-555555555555", "EVT")
         .await

@@ -302,6 +302,11 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
             u.set_if_absent.retain(|(a, _)| *a != "status");
             ops.push(r.change(digest, "released", Some(ACR_PASSED)));
         }
+        if matches!(variant, PushVariant::Stale | PushVariant::Blocked) {
+            // The digest was pushed even when its tag had moved on or it may not deploy: the
+            // image's first push must not read as never.
+            u = u.set_if_absent("last_pushed_at", t);
+        }
         ops.insert(1, Op::Update(u));
     }
     if let (Some(tag), true) = (&e.image.tag, variant != PushVariant::Stale) {
