@@ -131,7 +131,7 @@ pub async fn record_delete(
             "a delete with neither tag nor digest".into(),
         ));
     };
-    let digest = r.event.image.digest.as_ref().map_or("", |d| d.as_str());
+    let digest = r.digest();
     let mut removed_first = Vec::new();
     for _ in 0..MAX_ATTEMPTS {
         let mut tags: Vec<String> = store

@@ -23,7 +23,7 @@ pub(super) fn blocked_op(
     waiting_region: Option<&str>,
 ) -> Op {
     let e = r.event;
-    let digest = e.image.digest.as_ref().map_or("", |d| d.as_str());
+    let digest = r.digest();
     let mut b = Map::new();
     b.insert("type".into(), json!("blocked"));
     b.insert("cluster".into(), json!(target.cluster));

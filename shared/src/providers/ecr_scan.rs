@@ -51,6 +51,16 @@ impl ScanDetail {
     }
 }
 
+/// The whole answer to an event acknowledged without acting, with why.
+fn ignore(env: &Envelope, reason: String) -> Result<Vec<Parsed>, ParseError> {
+    Ok(vec![Parsed::Ignored(ignored(
+        env,
+        None,
+        &env.detail_type,
+        reason,
+    ))])
+}
+
 /// The service of an ARN (`arn:<partition>:<service>:...`).
 fn arn_service(arn: &str) -> Option<&str> {
     let mut parts = arn.strip_prefix("arn:")?.split(':');
@@ -72,22 +82,12 @@ pub(super) fn parse_scan(
     );
     if !done {
         let reason = format!("scan status {status:?}: no result to act on");
-        return Ok(vec![Parsed::Ignored(ignored(
-            env,
-            None,
-            &env.detail_type,
-            reason,
-        ))]);
+        return ignore(env, reason);
     }
     if let Some(resource) = detail.other_resource(env) {
         let reason =
             format!("Inspector scanned {resource}, not an ECR image: nothing to quarantine");
-        return Ok(vec![Parsed::Ignored(ignored(
-            env,
-            None,
-            &env.detail_type,
-            reason,
-        ))]);
+        return ignore(env, reason);
     }
     let scanner = if env.source == "aws.inspector2" {
         "inspector2"
@@ -173,20 +173,13 @@ pub(super) fn parse_finding(
         .map(|v| typed::<EcrImage>(P, v))
         .transpose()?;
     let status = detail.status.as_deref().unwrap_or("ACTIVE");
-    let ignore = |reason: String| {
-        Ok(vec![Parsed::Ignored(ignored(
-            env,
-            None,
-            &env.detail_type,
-            reason,
-        ))])
-    };
     let image = match (image, status) {
         (Some(image), "ACTIVE") => image,
         (Some(_), _) => {
-            return ignore(format!(
-                "Inspector finding with status {status:?}: nothing to act on"
-            ));
+            return ignore(
+                env,
+                format!("Inspector finding with status {status:?}: nothing to act on"),
+            );
         }
         (None, _) => {
             let kinds: Vec<&str> = detail
@@ -194,14 +187,17 @@ pub(super) fn parse_finding(
                 .iter()
                 .filter_map(|r| r.kind.as_deref())
                 .collect();
-            return ignore(format!(
-                "Inspector finding on {}, not an ECR image: nothing to quarantine",
-                if kinds.is_empty() {
-                    "no named resource".to_owned()
-                } else {
-                    kinds.join(", ")
-                }
-            ));
+            return ignore(
+                env,
+                format!(
+                    "Inspector finding on {}, not an ECR image: nothing to quarantine",
+                    if kinds.is_empty() {
+                        "no named resource".to_owned()
+                    } else {
+                        kinds.join(", ")
+                    }
+                ),
+            );
         }
     };
     let mut scan = ScanSummary {
