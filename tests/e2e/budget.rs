@@ -88,6 +88,31 @@ async fn each_event_stays_within_its_round_trip_budget() {
     let (d, e) = run(Function::Push, &with_body(&event, &body)).await;
     assert_eq!((d, e), (calls(&["TransactWriteItems"]), calls(&[])));
 
+    // A body without an id or a time (a CI job's curl): the receipts of its redelivery window
+    // are read, then one write. Its retry also reads the tag (did another push move it?) and
+    // is refused by the receipt's condition.
+    let idless = with_body(
+        &event_file("generic-push.json"),
+        &json!({"image": "registry.example.com/shop/api:edge",
+                "digest": format!("sha256:{}", "e".repeat(64))}),
+    );
+    let (d, e) = run(Function::Push, &idless).await;
+    assert_eq!(
+        (d, e),
+        (
+            calls(&["GetItem", "GetItem", "TransactWriteItems"]),
+            calls(&[])
+        )
+    );
+    let (d, e) = run(Function::Push, &idless).await;
+    assert_eq!(
+        (d, e),
+        (
+            calls(&["GetItem", "GetItem", "GetItem", "TransactWriteItems"]),
+            calls(&[])
+        )
+    );
+
     // A delete by digest reads who runs it and which tags point at it, then writes once.
     let (d, e) = run(Function::Delete, &event_file("acr-delete.json")).await;
     assert_eq!(d, calls(&["Query", "Query", "TransactWriteItems"]));
