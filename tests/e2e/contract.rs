@@ -26,6 +26,7 @@ const REPO: &str = "r.example.com/shop/api";
 fn event(id: &str, action: Action, image: &str, at: &str) -> ImageEvent {
     ImageEvent {
         region: None,
+        release_source: None,
         identified_by_content: false,
         id: id.to_owned(),
         provider: Provider::Acr,
@@ -162,13 +163,13 @@ async fn scenario(store: &(impl Store + StoreDump)) -> Vec<Map<String, Value>> {
         "2026-11-20T11:58:00Z",
     );
     assert_eq!(
-        record_release(store, &receipt(&rel), "clean scan", true)
+        record_release(store, &receipt(&rel), "clean scan", "all", true)
             .await
             .unwrap(),
         QuarantineOutcome::Applied { services: vec![] }
     );
     assert_eq!(
-        record_release(store, &receipt(&rel), "clean scan", true)
+        record_release(store, &receipt(&rel), "clean scan", "all", true)
             .await
             .unwrap(),
         QuarantineOutcome::Duplicate { pending: true }
@@ -186,10 +187,10 @@ async fn scenario(store: &(impl Store + StoreDump)) -> Vec<Map<String, Value>> {
         "2026-11-20T11:59:00Z",
     );
     assert_eq!(
-        record_release(store, &receipt(&again), "clean scan", false)
+        record_release(store, &receipt(&again), "clean scan", "all", false)
             .await
             .unwrap(),
-        QuarantineOutcome::NotQuarantined
+        QuarantineOutcome::NotQuarantined { by: None }
     );
 
     // Delete A by digest: tombstone, tag v2 (now on B) stays, v1 stays on B; A had no tag left.

@@ -251,13 +251,7 @@ async fn counts_every_call_in_arrival_order_until_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serialized_writes_let_exactly_one_of_twenty_conditional_puts_win() {
-    let proxy = Proxy::start(
-        &endpoint(),
-        ProxyOptions {
-            serialize_dynamodb_writes: true,
-            ..ProxyOptions::default()
-        },
-    );
+    let proxy = Proxy::atomic_writes();
     let through = proxy.sdk().await;
     let table = create_table(&sdk().await).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&through);

@@ -195,6 +195,18 @@ impl Proxy {
         }
     }
 
+    /// A proxy in front of moto that only forwards DynamoDB writes one at a time, as DynamoDB
+    /// applies each atomically: what every test of concurrent writers needs.
+    pub fn atomic_writes() -> Proxy {
+        Self::start(
+            &crate::endpoint(),
+            ProxyOptions {
+                serialize_dynamodb_writes: true,
+                ..ProxyOptions::default()
+            },
+        )
+    }
+
     /// `http://127.0.0.1:PORT`: the endpoint clients use to go through the proxy.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::model::event::Provider;
 use crate::model::payload::UrlHints;
+use crate::model::quarantine::{Hold, Holds, SOURCES, legacy_source};
 use crate::model::records::{
     Applied, BlockedRecord, Desired, HistoryRecord, HistoryService, ImageRecord, ImageStatus,
     ImageTagRecord, KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus, Record,
@@ -29,6 +30,57 @@ pub(crate) fn texts(v: Option<&Value>) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A digest's holds: the `holds` map (source → reason, time, event) and `hold_releases` (source
+/// → time). An item written before holds were kept per source has one quarantine and one
+/// release time, which read as that source's hold and as every source's release.
+fn holds(item: &Item) -> Holds {
+    let at = |a: &str| text(item.get(a));
+    let version = item
+        .get("holds_version")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let mut h = Holds {
+        version,
+        ..Holds::default()
+    };
+    match item.get("holds").and_then(Value::as_object) {
+        Some(map) => {
+            for (source, v) in map {
+                h.held.push(Hold {
+                    source: source.clone(),
+                    reason: text(v.get("reason")).unwrap_or_default(),
+                    at: text(v.get("at")).unwrap_or_default(),
+                    event: text(v.get("event")),
+                });
+            }
+            h.held.sort_by(|a, b| a.source.cmp(&b.source));
+            if let Some(map) = item.get("hold_releases").and_then(Value::as_object) {
+                for (source, t) in map {
+                    if let Some(t) = t.as_str() {
+                        h.released.insert(source.clone(), t.to_owned());
+                    }
+                }
+            }
+        }
+        None => {
+            if let Some(reason) = at("quarantine_reason") {
+                h.held.push(Hold {
+                    source: legacy_source(at("quarantine_source").as_deref()),
+                    reason,
+                    at: at("quarantined_at").unwrap_or_default(),
+                    event: None,
+                });
+            }
+            if let Some(t) = at("released_at") {
+                for s in SOURCES {
+                    h.released.insert(s.to_owned(), t.clone());
+                }
+            }
+        }
+    }
+    h
 }
 
 /// The typed record an item holds. An item whose required attributes are missing is corrupt:
@@ -78,6 +130,7 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
                 reason,
                 source: at("quarantine_source"),
             }),
+            holds: holds(item),
             legacy_regions: texts(item.get("regions")),
             legacy_region_arrivals: item.get("region_arrivals").cloned(),
             legacy_replication_failures: item.get("replication_failures").cloned(),

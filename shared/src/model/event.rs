@@ -238,6 +238,8 @@ pub struct ImageEvent {
     /// The registry replica (region or location) the event happened in: where a push or a
     /// replication put the digest. None when the sender does not say.
     pub region: Option<String>,
+    /// For an explicit release: the one source whose hold it lifts (`None`: every hold).
+    pub release_source: Option<String>,
     /// The id is a hash of what the event says, and the sender gave no time: the same body
     /// sent again later is a new push as often as a retry (`pipeline::identity` tells which).
     #[serde(skip)]
@@ -327,11 +329,17 @@ impl ImageEvent {
             scan: None,
             reason: None,
             region: None,
+            release_source: None,
             identified_by_content: false,
         }
     }
 
     /// Marks the id as a hash of a body that carries no time of its own.
+    pub fn with_release_source(mut self, source: Option<String>) -> Self {
+        self.release_source = source;
+        self
+    }
+
     pub fn identified_by_content(mut self, yes: bool) -> Self {
         self.identified_by_content = yes;
         self

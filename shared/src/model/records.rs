@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::payload::UrlHints;
+use crate::model::quarantine::Holds;
 
 /// Where an image's digest stands in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -169,6 +170,8 @@ pub struct ImageRecord {
     pub last_pushed_at: Option<String>,
     pub deleted_at: Option<String>,
     pub quarantine: Option<Quarantine>,
+    /// Each source's hold, of which `quarantine` is the summary.
+    pub holds: Holds,
     /// Tags and regions as items of earlier versions kept them on the image item itself; now
     /// each is an item of its own (`ImageTagRecord`, `RegionRecord`), and readers take both.
     pub legacy_tags: Vec<String>,

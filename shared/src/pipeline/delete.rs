@@ -156,6 +156,10 @@ pub async fn record_delete(
                 .remove("quarantine_reason")
                 .remove("quarantine_source")
                 .remove("quarantined_at")
+                // A deleted digest is held by nothing; a release read before this delete
+                // must not write its view of the holds back.
+                .remove("holds")
+                .add("holds_version", 1)
                 .when(Cond::Or(vec![
                     Cond::Missing("last_pushed_at"),
                     Cond::Le("last_pushed_at", json!(t)),

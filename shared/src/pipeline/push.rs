@@ -6,9 +6,10 @@ use serde_json::json;
 use super::converge::{self, Proposal};
 use super::deps::{Deps, PipelineError, warn_failed};
 use super::receipt::{MAX_ATTEMPTS, Receipt, pending, unexpected};
-use super::{deployments, held, replicate};
+use super::{deployments, held, quarantine, replicate};
 use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::event::{ImageEvent, Provider, Timestamp};
+use crate::model::quarantine::{Holds, Lift};
 use crate::model::records::{ImageRecord, ImageStatus, ReceiptStatus, Record};
 use crate::model::result::{EventOutcome, EventResult};
 use crate::model::rules::Target;
@@ -221,12 +222,27 @@ pub enum PushOutcome {
     AppliedAcrPassed,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum PushVariant {
     Normal,
     Stale,
     Blocked,
-    AcrPassed,
+    /// ACR's hold lifted from the holds read at version `read`; others may remain, and then
+    /// the push is blocked by them.
+    AcrPassed {
+        holds: Holds,
+        read: u64,
+    },
+}
+
+impl PushVariant {
+    fn blocked(&self) -> bool {
+        match self {
+            Self::Blocked => true,
+            Self::AcrPassed { holds, .. } => !holds.is_empty(),
+            _ => false,
+        }
+    }
 }
 
 /// The quarantine source ACR's own quarantine events record.
@@ -246,22 +262,17 @@ fn image_tag(r: &Receipt<'_>, digest: &str, tag: &str) -> Op {
     }
 }
 
-fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &str) -> Vec<Op> {
+fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: &PushVariant, reason: &str) -> Vec<Op> {
     let e = r.event;
     let t = e.occurred_at.as_str();
+    let blocked = variant.blocked();
     let (status, outcome) = match variant {
-        PushVariant::Normal | PushVariant::AcrPassed if !targets.is_empty() => {
-            (ReceiptStatus::Pending, "applied")
-        }
-        PushVariant::Normal | PushVariant::AcrPassed => (ReceiptStatus::Done, "applied"),
+        _ if blocked => (ReceiptStatus::Done, "blocked"),
         PushVariant::Stale => (ReceiptStatus::Done, "stale"),
-        PushVariant::Blocked => (ReceiptStatus::Done, "blocked"),
+        _ if !targets.is_empty() => (ReceiptStatus::Pending, "applied"),
+        _ => (ReceiptStatus::Done, "applied"),
     };
-    let mut ops = vec![r.put(
-        status,
-        outcome,
-        (variant == PushVariant::Blocked).then_some(reason),
-    )];
+    let mut ops = vec![r.put(status, outcome, blocked.then_some(reason))];
     if let Some(key) = r.image_key() {
         let digest = r.digest();
         if let Some(tag) = &e.image.tag {
@@ -276,7 +287,7 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
             .set_opt("media_type", e.media_type.as_deref())
             .set_opt("size", e.size)
             .add("push_count", 1);
-        if variant == PushVariant::Normal {
+        if *variant == PushVariant::Normal {
             // Active again unless quarantined, or deleted after this push was made.
             u = u
                 .set("status", ImageStatus::Active.as_str())
@@ -291,25 +302,26 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
                 ]));
             u.set_if_absent.retain(|(a, _)| *a != "status");
         }
-        if variant == PushVariant::AcrPassed {
-            u = u
-                .set("status", ImageStatus::Active.as_str())
-                .set("last_pushed_at", t)
-                .set("released_at", t)
-                .remove("quarantine_reason")
-                .remove("quarantine_source")
-                .remove("quarantined_at");
+        if let PushVariant::AcrPassed { holds, read } = variant {
+            u = quarantine::holds_update(u, holds, *read, true).set("released_at", t);
+            if holds.is_empty() {
+                u = u.set("last_pushed_at", t);
+            }
             u.set_if_absent.retain(|(a, _)| *a != "status");
-            ops.push(r.change(digest, "released", Some(ACR_PASSED)));
+            ops.push(r.change(
+                digest,
+                "released",
+                Some(&format!("{ACR_SOURCE}: {ACR_PASSED}")),
+            ));
         }
-        if matches!(variant, PushVariant::Stale | PushVariant::Blocked) {
+        if matches!(variant, PushVariant::Stale | PushVariant::Blocked) || blocked {
             // The digest was pushed even when its tag had moved on or it may not deploy: the
             // image's first push must not read as never.
             u = u.set_if_absent("last_pushed_at", t);
         }
         ops.insert(1, Op::Update(u));
     }
-    if let (Some(tag), true) = (&e.image.tag, variant != PushVariant::Stale) {
+    if let (Some(tag), true) = (&e.image.tag, *variant != PushVariant::Stale) {
         let mut u = Update::new(Key::new(r.image_pk(), keys::tag_sk(tag.as_str())))
             .set("type", "tag")
             .set("registry", e.image.registry.as_str())
@@ -329,7 +341,7 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: PushVariant, reason: &
         };
         ops.push(Op::Update(u));
     }
-    if variant == PushVariant::Blocked {
+    if blocked {
         for target in targets {
             ops.push(held::blocked_op(r, target, reason, None));
             let dep = Deployment::new(target, &e.image, DeployOutcome::Blocked).with_reason(reason);
@@ -353,7 +365,7 @@ pub async fn record_push(
     let mut variant = PushVariant::Normal;
     let mut reason = String::new();
     for _ in 0..MAX_ATTEMPTS {
-        let ops = push_ops(r, targets, variant, &reason);
+        let ops = push_ops(r, targets, &variant, &reason);
         let tag_at = ops
             .iter()
             .position(|o| o.key().sk.starts_with(keys::TAG_PREFIX));
@@ -362,9 +374,13 @@ pub async fn record_push(
             Ok(()) => {
                 return Ok(match variant {
                     PushVariant::Normal => PushOutcome::Applied,
-                    PushVariant::AcrPassed => PushOutcome::AppliedAcrPassed,
+                    PushVariant::AcrPassed { holds, .. } if holds.is_empty() => {
+                        PushOutcome::AppliedAcrPassed
+                    }
+                    PushVariant::AcrPassed { .. } | PushVariant::Blocked => {
+                        PushOutcome::Blocked { reason }
+                    }
                     PushVariant::Stale => PushOutcome::Stale,
-                    PushVariant::Blocked => PushOutcome::Blocked { reason },
                 });
             }
             Err(c) => c,
@@ -384,15 +400,35 @@ pub async fn record_push(
                     Some(Record::Image(image)) => Some(image),
                     _ => None,
                 };
-                let acr_quarantine = old
-                    .and_then(|i| i.quarantine.as_ref())
-                    .is_some_and(|q| q.source.as_deref() == Some(ACR_SOURCE))
-                    && r.event.provider == Provider::Acr;
-                if acr_quarantine && variant == PushVariant::Normal {
-                    variant = PushVariant::AcrPassed;
-                } else {
-                    reason = blocked_reason(old);
-                    variant = PushVariant::Blocked;
+                let acr_passed = match old {
+                    Some(i)
+                        if r.event.provider == Provider::Acr
+                            && i.holds.get(ACR_SOURCE).is_some() =>
+                    {
+                        let mut holds = i.holds.clone();
+                        matches!(
+                            holds.lift(ACR_SOURCE, r.event.occurred_at.as_str()),
+                            Lift::Lifted(_)
+                        )
+                        .then(|| (holds, i.holds.version))
+                    }
+                    _ => None,
+                };
+                match acr_passed {
+                    // Once: a second refusal means the holds changed meanwhile, read again.
+                    Some((holds, read)) if !matches!(variant, PushVariant::Blocked) => {
+                        reason = match holds.summary() {
+                            Some(rest) => format!(
+                                "ACR marked the image Passed, but the digest is still quarantined: {rest}"
+                            ),
+                            None => String::new(),
+                        };
+                        variant = PushVariant::AcrPassed { holds, read };
+                    }
+                    _ => {
+                        reason = blocked_reason(old);
+                        variant = PushVariant::Blocked;
+                    }
                 }
             }
             None => return Err(unexpected(&cancelled)),

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::common::{ParseContext, ParseError, reference, timestamp, typed};
 use crate::model::event::{Action, ImageEvent, Parsed, Provider, content_id};
+use crate::model::quarantine::{ALL, SOURCES};
 use crate::model::reference::{Digest, ImageRef};
 
 const P: Provider = Provider::Generic;
@@ -97,6 +98,10 @@ struct Body {
     /// Where the event happened: the replica a push landed in or a replication reached.
     #[serde(default)]
     region: Option<String>,
+    /// For a release: the one source whose hold it lifts (`manual`, `inspector2`, ...); without
+    /// it a release lifts every hold.
+    #[serde(default)]
+    source: Option<String>,
 }
 
 pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, ParseError> {
@@ -152,6 +157,28 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             "a quarantine or release needs a digest: a tag can move, a digest cannot",
         ));
     }
+    let release_source = match body.source.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(_) if action != Action::Release => {
+            return Err(ParseError::malformed(
+                P,
+                "`source` names the hold a release lifts: only a release takes it",
+            ));
+        }
+        Some(s) if s == ALL => None,
+        Some(s) => match SOURCES.iter().find(|k| **k == s) {
+            Some(k) => Some((*k).to_owned()),
+            None => {
+                return Err(ParseError::malformed(
+                    P,
+                    format!(
+                        "unknown `source`: expected \"{ALL}\" or one of {}",
+                        SOURCES.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
     let occurred_at = match body.timestamp.as_deref() {
         Some(t) => timestamp(P, t)?,
         None => ctx.received_at.clone(),
@@ -162,11 +189,16 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
         body.id.as_deref().is_none_or(str::is_empty) && body.timestamp.is_none();
     let id = match body.id.filter(|s| !s.is_empty()) {
         Some(id) => id,
-        None => content_id(&[
-            action.as_str(),
-            &image.to_string(),
-            body.timestamp.as_deref().unwrap_or(""),
-        ]),
+        None => {
+            let image = image.to_string();
+            let mut parts = vec![
+                action.as_str(),
+                image.as_str(),
+                body.timestamp.as_deref().unwrap_or(""),
+            ];
+            parts.extend(release_source.as_deref());
+            content_id(&parts)
+        }
     };
     Ok(vec![Parsed::Image(
         ImageEvent::new(id, P, action, image, occurred_at)
@@ -174,7 +206,8 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             .with_region(region)
             .with_media_type(body.media_type)
             .with_size(body.size)
-            .with_reason(body.reason),
+            .with_reason(body.reason)
+            .with_release_source(release_source),
     )])
 }
 
