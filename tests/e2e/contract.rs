@@ -26,6 +26,7 @@ const REPO: &str = "r.example.com/shop/api";
 fn event(id: &str, action: Action, image: &str, at: &str) -> ImageEvent {
     ImageEvent {
         region: None,
+        replica_registry: None,
         release_source: None,
         identified_by_content: false,
         id: id.to_owned(),
@@ -63,6 +64,7 @@ fn target() -> Target {
         policy: Default::default(),
         last_deployed: None,
         require_region: None,
+        replicas: Vec::new(),
     }
 }
 

@@ -94,7 +94,7 @@ async fn ecs_failure_keeps_the_receipt_pending_so_the_retry_deploys() {
     let (sdk, table, fx) = (&o.sdk, &o.table, &o.fx);
     let build = |ecs_sdk: &aws_config::SdkConfig| o.app(ecs_sdk);
     let event = event_file("acr-push.json");
-    let (id, receipt) = o.failed_push(&event).await;
+    let (id, receipt) = Box::pin(o.failed_push(&event)).await;
     assert_eq!(receipt["status"], "pending");
 
     let retried = invoke(&build(sdk), Function::Push, &event).await;
@@ -122,7 +122,7 @@ async fn replay_completes_what_a_sender_gave_up_on() {
     let o = outage().await;
     let (sdk, fx) = (&o.sdk, &o.fx);
     let event = event_file("acr-push.json");
-    let (id, receipt) = o.failed_push(&event).await;
+    let (id, receipt) = Box::pin(o.failed_push(&event)).await;
     assert_eq!(receipt["payload"]["provider"], Value::Null);
     assert_eq!(
         serde_json::from_str::<Value>(receipt["payload"]["body"].as_str().unwrap()).unwrap(),

@@ -203,3 +203,146 @@ async fn acr_replica_webhooks_record_their_region() {
     let bad = invoke(&app, Function::Push, &with_region("east us")).await;
     assert_eq!(bad.status, 400, "{}", bad.body);
 }
+
+/// Services in the destination Region pull their own replica (`…dkr.ecr.us-east-1…`), not the
+/// source: a held deployment is applied with the replica's reference, a rule may name the
+/// replica's registry (of this account or another), and either waits for the digest to get there.
+#[tokio::test]
+async fn services_pulling_a_replica_are_deployed_the_replicas_reference() {
+    const EAST: &str = "210987654321.dkr.ecr.us-east-1.amazonaws.com/shop/api";
+    const OTHER: &str = "123456789012.dkr.ecr.us-west-2.amazonaws.com/shop/api";
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let by_region = create_service(&sdk, &format!("{EAST}:1.0.0")).await;
+    let by_registry = create_service(&sdk, &format!("{EAST}:1.0.0")).await;
+    let cross_account = create_service(&sdk, &format!("{OTHER}:1.0.0")).await;
+    let rules = json!([
+        {"repository": "shop/api", "tags": "semver:^1", "cluster": by_region.cluster,
+         "service": by_region.service, "require_region": "us-east-1"},
+        {"repository": EAST, "tags": "semver:^1", "cluster": by_registry.cluster,
+         "service": by_registry.service},
+        {"repository": OTHER, "tags": "semver:^1", "cluster": cross_account.cluster,
+         "service": cross_account.service, "container": "api"}
+    ]);
+    let app = sample_app(&sdk, &table, &rules.to_string(), DeployMode::Apply);
+
+    // Pushed in eu-central-1: every one of them waits for its replica.
+    let reply = invoke(&app, Function::Push, &push()).await;
+    let held = outcomes(&reply.body);
+    assert_eq!(held.len(), 3, "{}", reply.body);
+    assert!(held.iter().all(|(_, o)| o == "blocked"), "{held:?}");
+
+    // ECR replicates to us-east-1 of the same account.
+    let reply = invoke(&app, Function::Push, &replication("us-east-1", "SUCCESS")).await;
+    let mut expected = vec![
+        (by_region.service.clone(), "updated".to_owned()),
+        (by_registry.service.clone(), "updated".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(outcomes(&reply.body), expected, "{}", reply.body);
+    for fx in [&by_region, &by_registry] {
+        assert_eq!(
+            container_image(&running(&sdk, fx).await.task_definition, "api"),
+            format!("{EAST}@{DIGEST}")
+        );
+    }
+
+    // And to us-west-2 of another account: the event comes from there, naming its source.
+    let cross = with_body(
+        &event_file("ecr-push.json"),
+        &json!({"version": "0", "id": unique("evb"), "detail-type": "ECR Replication Action",
+                "source": "aws.ecr", "account": "123456789012", "time": "2026-11-20T10:18:00Z",
+                "region": "us-west-2", "resources": [],
+                "detail": {"result": "SUCCESS", "repository-name": "shop/api",
+                           "image-digest": DIGEST, "source-account": ACCOUNT,
+                           "action-type": "REPLICATE", "source-region": PRIMARY,
+                           "image-tag": "1.1.0"}}),
+    );
+    let reply = invoke(&app, Function::Push, &cross).await;
+    assert_eq!(
+        outcomes(&reply.body),
+        vec![(cross_account.service.clone(), "updated".to_owned())],
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        container_image(&running(&sdk, &cross_account).await.task_definition, "api"),
+        format!("{OTHER}@{DIGEST}")
+    );
+    let image = get_image(&sdk, &table, &format!("IMG#{REPO}"), DIGEST)
+        .await
+        .unwrap();
+    assert_eq!(
+        image["regions"],
+        json!(["123456789012:us-west-2", PRIMARY, "us-east-1"])
+    );
+    // Each arrival records the registry its replica serves the digest from.
+    for (region, registry) in [
+        ("us-east-1", "210987654321.dkr.ecr.us-east-1.amazonaws.com"),
+        (
+            "123456789012:us-west-2",
+            "123456789012.dkr.ecr.us-west-2.amazonaws.com",
+        ),
+    ] {
+        let item = get_item(
+            &sdk,
+            &table,
+            &format!("IMG#{REPO}"),
+            &format!("D#{DIGEST}#R#{region}"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(item["registry"], registry);
+    }
+}
+
+/// A deployment held by a quarantine still needs its replica: the release applies it only once
+/// the digest has arrived there, with the replica's reference.
+#[tokio::test]
+async fn a_released_digest_still_waits_for_the_replica_its_service_pulls() {
+    const EAST: &str = "210987654321.dkr.ecr.us-east-1.amazonaws.com/shop/api";
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let fx = create_service(&sdk, &format!("{EAST}:1.0.0")).await;
+    let rules = json!([{"repository": EAST, "tags": "semver:^1", "cluster": fx.cluster,
+                        "service": fx.service}]);
+    let app = sample_app(&sdk, &table, &rules.to_string(), DeployMode::Apply);
+    let generic = |body: Value| with_body(&event_file("generic-quarantine.json"), &body);
+    let hold = generic(
+        json!({"image": format!("{REPO}@{DIGEST}"), "quarantine": true,
+                               "timestamp": "2026-11-20T10:00:00Z"}),
+    );
+    assert_eq!(invoke(&app, Function::Quarantine, &hold).await.status, 200);
+    let reply = invoke(&app, Function::Push, &push()).await;
+    assert_eq!(outcomes(&reply.body)[0].1, "blocked", "{}", reply.body);
+
+    let release = generic(
+        json!({"image": format!("{REPO}@{DIGEST}"), "quarantine": false,
+                                  "timestamp": "2026-11-20T10:20:00Z"}),
+    );
+    let reply = invoke(&app, Function::Quarantine, &release).await;
+    assert!(
+        reply.body["events"][0]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("still waits for the digest to arrive in us-east-1"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        running(&sdk, &fx).await.task_definition_arn,
+        fx.task_definition_arn
+    );
+
+    let reply = invoke(&app, Function::Push, &replication("us-east-1", "SUCCESS")).await;
+    assert_eq!(
+        outcomes(&reply.body),
+        vec![(fx.service.clone(), "updated".to_owned())],
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        container_image(&running(&sdk, &fx).await.task_definition, "api"),
+        format!("{EAST}@{DIGEST}")
+    );
+}

@@ -232,6 +232,8 @@ impl EcsDeployer {
         let td = described
             .task_definition()
             .ok_or_else(|| Failure::Permanent("DescribeTaskDefinition returned nothing".into()))?;
+        let pulled = pulled_from(td, target, image);
+        let image = &pulled;
         let wanted = image.deployable();
         let containers = select_containers(td, target, image).map_err(Failure::Permanent)?;
 
@@ -369,6 +371,40 @@ impl EcsDeployer {
     }
 }
 
+/// The image as the service pulls it: when no container runs the repository from the image's
+/// own registry but one runs it from a replica the digest has arrived in (`target.replicas`),
+/// that replica's reference, so a service keeps pulling from its own Region.
+fn pulled_from(td: &TaskDefinition, target: &Target, image: &ImageRef) -> ImageRef {
+    if target.replicas.is_empty() {
+        return image.clone();
+    }
+    let running: Vec<ImageRef> = td
+        .container_definitions()
+        .iter()
+        .filter(|c| {
+            target
+                .container
+                .as_deref()
+                .is_none_or(|name| c.name() == Some(name))
+        })
+        .filter_map(|c| ImageRef::parse(c.image()?).ok())
+        .filter(|r| r.repository == image.repository)
+        .collect();
+    if running.iter().any(|r| r.registry == image.registry) {
+        return image.clone();
+    }
+    match running
+        .into_iter()
+        .find(|r| target.replicas.iter().any(|h| h == r.registry.as_str()))
+    {
+        Some(r) => ImageRef {
+            registry: r.registry,
+            ..image.clone()
+        },
+        None => image.clone(),
+    }
+}
+
 /// The containers to change: the one the rule names, or every container running the repository.
 fn select_containers(
     td: &TaskDefinition,
@@ -391,7 +427,20 @@ fn select_containers(
     if names.is_empty() {
         return Err(match &target.container {
             Some(name) => format!("task definition has no container named {name}"),
-            None => format!("no container in the task definition runs {}", image.name()),
+            None => {
+                let elsewhere = defs
+                    .iter()
+                    .filter_map(|c| ImageRef::parse(c.image()?).ok())
+                    .find(|r| r.repository == image.repository);
+                match elsewhere {
+                    Some(r) => format!(
+                        "no container in the task definition runs {}; one runs it from {}, where this digest has not arrived: if that is a replica, the rule needs require_region so the deployment waits for the replication",
+                        image.name(),
+                        r.registry
+                    ),
+                    None => format!("no container in the task definition runs {}", image.name()),
+                }
+            }
         });
     }
     Ok(names

@@ -52,6 +52,7 @@ impl Follower {
             policy: self.policy.clone(),
             last_deployed: None,
             require_region: None,
+            replicas: Vec::new(),
         })
     }
 }
@@ -100,6 +101,7 @@ impl Discovery {
                 policy: f.policy.clone(),
                 last_deployed: None,
                 require_region: None,
+                replicas: Vec::new(),
             })
             .collect())
     }

@@ -142,6 +142,7 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
         "region" => Record::Region(RegionRecord {
             digest: required("digest")?,
             region: required("region")?,
+            registry: at("registry"),
             arrived_at: at("arrived_at"),
             arrival_event: at("arrival_event"),
             failed_at: at("failed_at"),

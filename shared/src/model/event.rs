@@ -7,7 +7,7 @@ use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::model::reference::ImageRef;
+use crate::model::reference::{ImageRef, Registry};
 
 /// Who sent the event. The name is part of the receipt key, so it must never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -238,6 +238,9 @@ pub struct ImageEvent {
     /// The registry replica (region or location) the event happened in: where a push or a
     /// replication put the digest. None when the sender does not say.
     pub region: Option<String>,
+    /// For a replication: the registry the replica serves the digest from, when it is not the
+    /// image's own (an ECR replica is the same repository under its Region's registry host).
+    pub replica_registry: Option<Registry>,
     /// For an explicit release: the one source whose hold it lifts (`None`: every hold).
     pub release_source: Option<String>,
     /// The id is a hash of what the event says, and the sender gave no time: the same body
@@ -329,12 +332,18 @@ impl ImageEvent {
             scan: None,
             reason: None,
             region: None,
+            replica_registry: None,
             release_source: None,
             identified_by_content: false,
         }
     }
 
     /// Marks the id as a hash of a body that carries no time of its own.
+    pub fn with_replica_registry(mut self, registry: Option<Registry>) -> Self {
+        self.replica_registry = registry;
+        self
+    }
+
     pub fn with_release_source(mut self, source: Option<String>) -> Self {
         self.release_source = source;
         self

@@ -192,6 +192,8 @@ pub struct ImageTagRecord {
 pub struct RegionRecord {
     pub digest: String,
     pub region: String,
+    /// The registry the replica serves the digest from (absent before replicas were named).
+    pub registry: Option<String>,
     pub arrived_at: Option<String>,
     pub arrival_event: Option<String>,
     pub failed_at: Option<String>,

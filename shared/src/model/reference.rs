@@ -274,6 +274,19 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// The account and Region of an Amazon ECR registry host
+/// (`<account>.dkr.ecr.<region>.amazonaws.com`, `.amazonaws.com.cn` in China).
+pub fn ecr_account_region(host: &str) -> Option<(&str, &str)> {
+    let (account, rest) = host.split_once(".dkr.ecr.")?;
+    let region = rest
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
+    let plain =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && plain(region))
+        .then_some((account, region))
+}
+
 /// The registry and repository of an image string as found in a task definition
 /// (`repo:tag`, `repo@digest`, `registry/repo:tag@digest`), used to find the container that
 /// runs a repository. Lenient on purpose: it reads what ECS holds, it does not validate input.

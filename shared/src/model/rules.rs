@@ -11,7 +11,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::model::policy::{OnDrift, Policy, Scheme, lenient_semver};
-use crate::model::reference::ImageRef;
+use crate::model::reference::{ImageRef, ecr_account_region};
 
 /// A rule as written in `DEPLOY_RULES`.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,11 +104,40 @@ fn compile_glob(s: &str) -> Result<GlobMatcher, RuleError> {
 pub struct Rule {
     pub spec: RuleSpec,
     repository: GlobMatcher,
+    /// The Amazon ECR registry the rule names, when its repository starts with one: the rule
+    /// also follows pushes to the same repository in other Regions, as that registry's replica.
+    ecr_registry: Option<String>,
     tags: Option<TagPattern>,
     policy: Policy,
 }
 
 impl Rule {
+    /// For a push to Amazon ECR in another Region (or account) than the registry the rule names,
+    /// of the repository the rule names there: the same digest, once ECR has replicated it. The
+    /// deployment waits for it to arrive in the rule's registry (its Region; `<account>:<Region>`
+    /// for another account, as replication events name it), unless the rule says where.
+    fn replica_target(&self, image: &ImageRef) -> Option<Target> {
+        let host = self.ecr_registry.as_deref()?;
+        let (source_account, _) = ecr_account_region(image.registry.as_str())?;
+        let (account, region) = ecr_account_region(host)?;
+        if host == image.registry.as_str()
+            || !self
+                .repository
+                .is_match(format!("{host}/{}", image.repository))
+        {
+            return None;
+        }
+        let mut t = self.target();
+        if t.require_region.is_none() {
+            t.require_region = Some(if account == source_account {
+                region.to_owned()
+            } else {
+                format!("{account}:{region}")
+            });
+        }
+        Some(t)
+    }
+
     /// The service this rule sends images to.
     fn target(&self) -> Target {
         Target {
@@ -119,6 +148,7 @@ impl Rule {
             policy: self.policy.clone(),
             last_deployed: None,
             require_region: self.spec.require_region.clone(),
+            replicas: Vec::new(),
         }
     }
 }
@@ -148,6 +178,9 @@ pub struct Target {
     pub last_deployed: Option<(String, Option<String>)>,
     /// The rule's `require_region`, as written (`service-region` is resolved when deploying).
     pub require_region: Option<String>,
+    /// Other registries the digest has arrived in (replicas): a service that pulls the
+    /// repository from one of them is deployed that replica's reference.
+    pub replicas: Vec<String>,
 }
 
 /// All rules of a deployment.
@@ -190,7 +223,14 @@ impl Rules {
                 follow_tag,
                 on_drift: spec.on_drift,
             };
+            let ecr_registry = spec
+                .repository
+                .split_once('/')
+                .map(|(host, _)| host)
+                .filter(|host| ecr_account_region(host).is_some())
+                .map(str::to_owned);
             rules.push(Rule {
+                ecr_registry,
                 repository: compile_glob(&spec.repository)?,
                 tags,
                 policy,
@@ -235,11 +275,15 @@ impl Rules {
         let mut out: Vec<Target> = self
             .0
             .iter()
-            .filter(|r| {
-                r.repository.is_match(&full) || r.repository.is_match(image.repository.as_str())
-            })
             .filter(|r| r.tags.as_ref().is_none_or(|p| p.matches(tag.as_str())))
-            .map(Rule::target)
+            .filter_map(|r| {
+                if r.repository.is_match(&full) || r.repository.is_match(image.repository.as_str())
+                {
+                    Some(r.target())
+                } else {
+                    r.replica_target(image)
+                }
+            })
             .collect();
         out.sort();
         out.dedup_by(|a, b| a.cluster == b.cluster && a.service == b.service);
@@ -365,5 +409,50 @@ mod tests {
         assert!(b.policy.follow_tag && !b.policy.newer_only);
         let c = rules.targets(&img("r.example.com/shop/api:v1.2.0"));
         assert!(c.iter().any(|t| t.service == "c" && t.policy.newer_only));
+    }
+
+    #[test]
+    fn a_rule_naming_an_ecr_registry_follows_the_repository_pushed_elsewhere_as_its_replica() {
+        let rules = Rules::parse(
+            r#"[{"repository": "210987654321.dkr.ecr.us-east-1.amazonaws.com/shop/api",
+                 "cluster": "c", "service": "east"},
+                {"repository": "123456789012.dkr.ecr.us-west-2.amazonaws.com/shop/*",
+                 "cluster": "c", "service": "other"},
+                {"repository": "210987654321.dkr.ecr.us-east-1.amazonaws.com/shop/api",
+                 "cluster": "c", "service": "pinned", "require_region": "us-east-2"}]"#,
+        )
+        .unwrap();
+        let pushed = img("210987654321.dkr.ecr.eu-central-1.amazonaws.com/shop/api:1.0.0");
+        let regions: Vec<(String, Option<String>)> = rules
+            .targets(&pushed)
+            .into_iter()
+            .map(|t| (t.service, t.require_region))
+            .collect();
+        assert_eq!(
+            regions,
+            [
+                ("east".to_owned(), Some("us-east-1".to_owned())),
+                (
+                    "other".to_owned(),
+                    Some("123456789012:us-west-2".to_owned())
+                ),
+                ("pinned".to_owned(), Some("us-east-2".to_owned())),
+            ]
+        );
+        // Pushed to the registry the rule names: no wait. Another repository, or a registry
+        // that is not ECR: no match.
+        let own = rules.targets(&img(
+            "210987654321.dkr.ecr.us-east-1.amazonaws.com/shop/api:1",
+        ));
+        assert_eq!(own[0].require_region, None);
+        assert!(
+            rules
+                .targets(&img(
+                    "210987654321.dkr.ecr.eu-central-1.amazonaws.com/shop/web:1"
+                ))
+                .iter()
+                .all(|t| t.service == "other")
+        );
+        assert!(rules.targets(&img("ghcr.io/shop/api:1")).is_empty());
     }
 }

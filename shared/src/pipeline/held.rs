@@ -60,8 +60,8 @@ pub struct Blocked {
     pub key: Key,
     pub target: Target,
     pub tag: Option<String>,
-    /// Held until the digest arrives in this region (a rule's `require_region`), not for a
-    /// quarantine.
+    /// Held (also) until the digest arrives in this region (a rule's `require_region`): a
+    /// release applies it only once the digest is there.
     pub waiting_region: Option<String>,
     /// The held push (`provider#id`) and its ordering key: applied on release only if it is
     /// still the newest proposal for the service.
@@ -108,6 +108,7 @@ pub async fn blocked_deployments(
                 policy: Default::default(),
                 last_deployed: None,
                 require_region: None,
+                replicas: Vec::new(),
             },
             tag: b.tag,
             waiting_region: b.waiting_region,
@@ -134,12 +135,14 @@ pub async fn tag_digest(
 
 /// Applies held deployments of the event's digest, once per service and only where the held
 /// tag still points at the digest (a tag that moved on was deployed, or held, by the newer
-/// push), with the policy each rule has now. Then records them, settles every entry in `held`,
+/// push), with the policy each rule has now. `replicas`: the other registries the digest has
+/// arrived in, so a service that pulls from one of them is deployed its reference. Then records them, settles every entry in `held`,
 /// and marks the event's receipt done, even when nothing was deployed.
 pub(crate) async fn apply_held(
     deps: &Deps<'_>,
     event: &ImageEvent,
     held: &[Blocked],
+    replicas: &[String],
     result: &mut EventResult,
 ) -> Result<(), PipelineError> {
     let digest = event.image.digest.as_ref().map(ToString::to_string);
@@ -154,7 +157,8 @@ pub(crate) async fn apply_held(
                 .iter()
                 .any(|(t, _)| t.cluster == b.target.cluster && t.service == b.target.service)
         {
-            let target = with_current_policy(deps, event, b);
+            let mut target = with_current_policy(deps, event, b);
+            target.replicas = replicas.to_vec();
             let proposal = Proposal {
                 event: b
                     .event

@@ -152,6 +152,11 @@ async fn without_failed_rollouts(
 /// reviewed configuration.
 async fn targets(deps: &Deps<'_>, event: &ImageEvent) -> Result<Vec<Target>, PipelineError> {
     let mut targets = deps.rules.targets(&event.image);
+    for t in &mut targets {
+        if t.require_region.as_deref() == Some("service-region") {
+            t.require_region = Some(deps.service_region.unwrap_or("service-region").to_owned());
+        }
+    }
     for f in deps.deployer.followers(&event.image).await? {
         if !targets
             .iter()
@@ -186,7 +191,9 @@ async fn held_for_regions(
     .await?;
     let mut deploy = Vec::with_capacity(targets.len());
     let mut held = Vec::new();
-    for t in targets {
+    for mut t in targets {
+        // A service that pulls from a replica the digest has reached is deployed its reference.
+        t.replicas.clone_from(&presence.replicas);
         let Some(wanted) = t.require_region.as_deref() else {
             deploy.push(t);
             continue;
@@ -343,7 +350,9 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: &PushVariant, reason: 
     }
     if blocked {
         for target in targets {
-            ops.push(held::blocked_op(r, target, reason, None));
+            // Released, it still waits for the region its rule requires.
+            let region = target.require_region.as_deref();
+            ops.push(held::blocked_op(r, target, reason, region));
             let dep = Deployment::new(target, &e.image, DeployOutcome::Blocked).with_reason(reason);
             let (key, item) = deployments::deployment_item(e, &dep, r.received_at);
             ops.push(Op::Put {

@@ -169,7 +169,7 @@ async fn release(
             b.waiting_region.as_deref().unwrap_or_default()
         ));
     }
-    apply_held(deps, event, &ready, &mut result).await?;
+    apply_held(deps, event, &ready, &presence.replicas, &mut result).await?;
     Ok(result)
 }
 

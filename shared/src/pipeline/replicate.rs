@@ -72,14 +72,21 @@ pub(super) async fn replicate_one(
     result.reason = Some(format!(
         "{digest} arrived in {region}: applying the deployments that waited for it"
     ));
-    apply_held(deps, event, &waiting, &mut result).await?;
+    apply_held(deps, event, &waiting, &presence.replicas, &mut result).await?;
     Ok(result)
 }
 
-/// Records that the event's digest arrived in `region`: the first arrival is kept.
+/// Records that the event's digest arrived in `region`, and the registry the replica serves it
+/// from (the event's replica, else the image's own): the first arrival is kept.
 pub(super) fn arrived(r: &Receipt<'_>, digest: &str, region: &str) -> Op {
+    let registry = r
+        .event
+        .replica_registry
+        .as_ref()
+        .unwrap_or(&r.event.image.registry);
     Op::Update(
         region_update(r, digest, region)
+            .set("registry", registry.as_str())
             .set_if_absent("arrived_at", r.event.occurred_at.as_str())
             .set_if_absent("arrival_event", r.by()),
     )
@@ -156,6 +163,8 @@ pub async fn record_replication(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Presence {
     pub regions: Vec<String>,
+    /// The registries replicas serve the digest from, other than the image's own.
+    pub replicas: Vec<String>,
     pub status: Option<ImageStatus>,
 }
 
@@ -171,12 +180,19 @@ pub async fn presence(
     let regions_prefix = keys::regions_prefix(digest);
     let (image, regions) = tokio::join!(store.get(&image_key), store.query(&pk, &regions_prefix));
     let image = image?.and_then(|r| r.image()).unwrap_or_default();
-    let mut arrived: Vec<String> = regions?
+    let arrivals: Vec<_> = regions?
         .into_iter()
         .filter_map(Record::region)
         .filter(|r| r.arrived_at.is_some())
-        .map(|r| r.region)
         .collect();
+    let mut replicas: Vec<String> = arrivals
+        .iter()
+        .filter_map(|r| r.registry.clone())
+        .filter(|r| r != registry)
+        .collect();
+    replicas.sort();
+    replicas.dedup();
+    let mut arrived: Vec<String> = arrivals.into_iter().map(|r| r.region).collect();
     for legacy in image.legacy_regions {
         if !arrived.contains(&legacy) {
             arrived.push(legacy);
@@ -184,6 +200,7 @@ pub async fn presence(
     }
     Ok(Presence {
         regions: arrived,
+        replicas,
         status: image.status,
     })
 }

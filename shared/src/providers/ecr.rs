@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::common::{ParseContext, ParseError, image_ref, non_empty, timestamp, typed};
 use super::eventbridge::{Envelope, ImageAction, ignored, registry_host};
 use crate::model::event::{Action, ImageEvent, Parsed, Provider};
+use crate::model::reference::Registry;
 
 const P: Provider = Provider::EcrEventbridge;
 
@@ -128,12 +129,20 @@ fn parse_replication(env: &Envelope, ctx: &ParseContext<'_>) -> Result<Vec<Parse
         Some(a) if a != source_account => format!("{a}:{dest_region}"),
         _ => dest_region.to_owned(),
     };
+    // The replica is the same repository under the destination account's Region's registry.
+    let replica = registry_host(
+        non_empty(&env.account).unwrap_or(source_account),
+        dest_region,
+    );
+    let replica = Registry::parse(&replica)
+        .map_err(|_| ParseError::malformed(P, "replication event with an invalid `region`"))?;
     let occurred_at = event_time(env.time.as_ref(), ctx)?;
     let reason = (action == Action::ReplicationFailed)
         .then(|| format!("ECR could not replicate the image to {region}"));
     Ok(vec![Parsed::Image(
         ImageEvent::new(env.id.clone(), P, action, image, occurred_at)
             .with_region(Some(region))
+            .with_replica_registry(Some(replica))
             .with_reason(reason),
     )])
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::common::{ParseContext, ParseError, reference, timestamp, typed};
 use crate::model::event::{Action, ImageEvent, Parsed, Provider, content_id};
 use crate::model::quarantine::{ALL, SOURCES};
-use crate::model::reference::{Digest, ImageRef};
+use crate::model::reference::{Digest, ImageRef, Registry};
 
 const P: Provider = Provider::Generic;
 
@@ -98,6 +98,10 @@ struct Body {
     /// Where the event happened: the replica a push landed in or a replication reached.
     #[serde(default)]
     region: Option<String>,
+    /// For a replication: the registry the replica serves the image from, when it is not the
+    /// image's own (a second registry that a replication job copies to).
+    #[serde(default)]
+    registry: Option<String>,
     /// For a release: the one source whose hold it lifts (`manual`, `inspector2`, ...); without
     /// it a release lifts every hold.
     #[serde(default)]
@@ -157,6 +161,16 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             "a quarantine or release needs a digest: a tag can move, a digest cannot",
         ));
     }
+    let replica_registry = match body.registry.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(_) if !matches!(action, Action::Replicate | Action::ReplicationFailed) => {
+            return Err(ParseError::malformed(
+                P,
+                "`registry` names the replica a replication reached: only a replication takes it",
+            ));
+        }
+        Some(r) => Some(reference(P, Registry::parse(r))?),
+    };
     let release_source = match body.source.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(_) if action != Action::Release => {
@@ -207,7 +221,8 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             .with_media_type(body.media_type)
             .with_size(body.size)
             .with_reason(body.reason)
-            .with_release_source(release_source),
+            .with_release_source(release_source)
+            .with_replica_registry(replica_registry),
     )])
 }
 
