@@ -26,6 +26,11 @@ pub const SIGNATURE_TOLERANCE_SECS: i64 = 5 * 60;
 const STANDARD_ID: &str = "webhook-id";
 const STANDARD_TIMESTAMP: &str = "webhook-timestamp";
 const STANDARD_SIGNATURE: &str = "webhook-signature";
+/// Svix sends the same three under its own names unless the account pays for the
+/// standard ones: the same scheme, read under either name (the standard one first).
+const SVIX_ID: &str = "svix-id";
+const SVIX_TIMESTAMP: &str = "svix-timestamp";
+const SVIX_SIGNATURE: &str = "svix-signature";
 const STANDARD_KEY_PREFIX: &str = "whsec_";
 
 /// A webhook secret. Its `Debug` never shows the value, so it cannot reach a log by accident.
@@ -239,17 +244,18 @@ impl Verifier {
     }
 
     fn verify_standard(&self, body: &[u8], headers: &HeaderMap, now: i64) -> Result<(), AuthError> {
-        let get = |name: &str| {
+        let get = |name: &str, svix: &str| {
             headers
                 .get(name)
+                .or_else(|| headers.get(svix))
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
                 .ok_or(AuthError)
         };
         let (id, ts, signatures) = (
-            get(STANDARD_ID)?,
-            get(STANDARD_TIMESTAMP)?,
-            get(STANDARD_SIGNATURE)?,
+            get(STANDARD_ID, SVIX_ID)?,
+            get(STANDARD_TIMESTAMP, SVIX_TIMESTAMP)?,
+            get(STANDARD_SIGNATURE, SVIX_SIGNATURE)?,
         );
         let sent: i64 = ts.parse().map_err(|_| AuthError)?;
         // checked_sub: a crafted timestamp near i64::MIN or MAX must not overflow.

@@ -34,6 +34,7 @@ pub(crate) fn app_on(
         webhooks: true,
         follow_clusters: Vec::new(),
         service_region: Some("us-east-1".to_owned()),
+        registry_aliases: Default::default(),
         verifier: Verifier::new(
             mode,
             None,

@@ -22,3 +22,4 @@ mod replication;
 mod rollout;
 mod secrets;
 mod security;
+mod senders;

@@ -286,6 +286,7 @@ pub fn open_config(table: &str, rules: &str, deploy_mode: DeployMode) -> Config 
         webhooks: true,
         follow_clusters: Vec::new(),
         service_region: Some("us-east-1".to_owned()),
+        registry_aliases: Default::default(),
         verifier: Verifier::new(AuthMode::None, None, vec![]).expect("verifier"),
         rules: Rules::parse(rules).expect("rules"),
         deploy_mode,
@@ -351,6 +352,22 @@ pub fn app_with_policy(
     spec: AppSpec<'_>,
     quarantine: imagehook_core::app::config::QuarantinePolicy,
 ) -> App {
+    configured_app(spec, quarantine, Default::default())
+}
+
+/// `app` with REGISTRY_ALIASES of the test's choosing.
+pub fn app_with_aliases(
+    spec: AppSpec<'_>,
+    aliases: imagehook_core::app::config::RegistryAliases,
+) -> App {
+    configured_app(spec, Default::default(), aliases)
+}
+
+fn configured_app(
+    spec: AppSpec<'_>,
+    quarantine: imagehook_core::app::config::QuarantinePolicy,
+    registry_aliases: imagehook_core::app::config::RegistryAliases,
+) -> App {
     let verifier = Verifier::new(
         spec.auth,
         None,
@@ -363,6 +380,7 @@ pub fn app_with_policy(
         webhooks: true,
         follow_clusters: Vec::new(),
         service_region: Some("us-east-1".to_owned()),
+        registry_aliases,
         verifier,
         rules: Rules::parse(spec.rules).expect("rules"),
         deploy_mode: spec.deploy_mode,

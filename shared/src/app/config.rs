@@ -25,6 +25,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const MAX_EVENTS_PER_REQUEST: usize = 100;
 
 pub use crate::model::quarantine::QuarantinePolicy;
+pub use crate::model::reference::RegistryAliases;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeployMode {
@@ -120,6 +121,8 @@ pub struct Config {
     /// The region this function (and the ECS services it deploys) runs in: AWS_REGION, which
     /// Lambda sets. A rule's `require_region: service-region` means this one.
     pub service_region: Option<String>,
+    /// `REGISTRY_ALIASES`: other names of registries, mapped to one before anything is recorded.
+    pub registry_aliases: RegistryAliases,
     #[cfg(feature = "aws")]
     pub notify: NotifyConfig,
 }
@@ -424,6 +427,15 @@ impl Config {
 
         let follow_clusters = comma_list(var("FOLLOW_CLUSTERS"));
 
+        let registry_aliases = match var("REGISTRY_ALIASES") {
+            None => RegistryAliases::default(),
+            Some(v) => RegistryAliases::parse(&v).map_err(|why| ConfigError::Invalid {
+                name: "REGISTRY_ALIASES",
+                value: why,
+                hint: "alias=canonical pairs, comma-separated, e.g. localhost:5000=registry.example.com",
+            })?,
+        };
+
         #[cfg(feature = "aws")]
         let notify = NotifyConfig::from_vars(var)?;
 
@@ -431,6 +443,7 @@ impl Config {
             #[cfg(feature = "aws")]
             notify,
             service_region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+            registry_aliases,
             follow_clusters,
             webhooks: defaults.webhooks,
             table_name,

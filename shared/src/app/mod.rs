@@ -212,6 +212,7 @@ impl App {
             quarantine: &self.config.quarantine,
             receipt_ttl_days: self.config.receipt_ttl_days,
             service_region: self.config.service_region.as_deref(),
+            registry_aliases: &self.config.registry_aliases,
             payload,
             lease: self.config.lease,
         }

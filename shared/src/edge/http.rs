@@ -202,16 +202,44 @@ async fn handle_inner(
         registry: query("registry"),
         region: query("region"),
     };
-    let events = providers::parse_request(&body, req.headers(), &hints, &received_at)?;
+    // A sender that retries every refusal for ever gets its refusals as `rejected` events in a
+    // 200: a 4xx would hold up every event it sends after this one. Others get the 4xx, which
+    // they (or their dead-letter queue) show.
+    let retrying = providers::retrying_sender(&body, req.headers(), &hints);
+    let retried =
+        |err: &ApiError| retrying.is_some_and(|p| p.retries_refusal(err.status().as_u16()));
+    let reject = |err: ApiError| {
+        if !retried(&err) {
+            return Err(err);
+        }
+        Ok(Parsed::Rejected(providers::rejected(
+            retrying.unwrap_or(Provider::Generic),
+            err.to_string(),
+        )))
+    };
+    let mut events = match providers::parse_request(&body, req.headers(), &hints, &received_at) {
+        Ok(events) => events,
+        Err(e) => vec![reject(ApiError::Parse(e))?],
+    };
     // Refused whole, before the first write: a sender retrying the same batch would hit the
     // same limit, so half of it must not be recorded.
     if events.len() > MAX_EVENTS_PER_REQUEST {
-        return Err(ApiError::TooManyEvents(events.len()));
+        events = vec![reject(ApiError::TooManyEvents(events.len()))?];
     }
-    // Also whole: one event over a limit refuses the request before anything is written.
-    for e in &events {
-        if let Parsed::Image(e) = e {
-            e.check_bounds(&received_at)?;
+    // Also whole: one event over a limit refuses the request before anything is written; a
+    // retrying sender's event is rejected alone.
+    for e in &mut events {
+        if let Parsed::Image(event) = e
+            && let Err(over) = event.check_bounds(&received_at)
+        {
+            let over = ApiError::from(over);
+            if !retried(&over) {
+                return Err(over);
+            }
+            let mut r = providers::rejected(event.provider, over.to_string());
+            r.id = Some(event.id.chars().take(256).collect());
+            r.action = event.action.as_str().to_owned();
+            *e = Parsed::Rejected(r);
         }
     }
     if let Some(Parsed::Handshake(body)) = events.iter().find(|e| matches!(e, Parsed::Handshake(_)))

@@ -63,6 +63,25 @@ impl Provider {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|p| p.as_str() == s)
     }
+
+    /// Whether the sender redelivers a request refused with `status` until it is accepted, so
+    /// that the refusal of one bad event holds up or repeats for ever: CNCF Distribution retries
+    /// every non-2xx for ever, in order, one event at a time per endpoint; Pub/Sub push
+    /// redelivers for the subscription's retention (7 days by default); Event Grid retries every
+    /// 4xx but 400 and 413 (which it dead-letters) for 24 hours. Such refusals are answered
+    /// 200, with the event `rejected`.
+    pub fn retries_refusal(self, status: u16) -> bool {
+        match self {
+            Provider::Distribution | Provider::ArtifactRegistry => true,
+            Provider::AcrEventGrid => !matches!(status, 400 | 413),
+            _ => false,
+        }
+    }
+
+    /// Whether the sender retries some refusal for ever (see [`Self::retries_refusal`]).
+    pub fn retries_refusals(self) -> bool {
+        self.retries_refusal(422)
+    }
 }
 
 impl fmt::Display for Provider {
@@ -474,6 +493,10 @@ pub struct IgnoredEvent {
 pub enum Parsed {
     Image(ImageEvent),
     Ignored(IgnoredEvent),
+    /// An event the sender's delivery carried but imagehook cannot accept (the reason names
+    /// why), from a sender that would retry a refusal for ever: answered among the others,
+    /// nothing recorded.
+    Rejected(IgnoredEvent),
     /// A handshake the sender expects answered with this JSON body and nothing recorded
     /// (Azure Event Grid's SubscriptionValidation).
     Handshake(serde_json::Value),

@@ -40,7 +40,19 @@ pub struct Registry(String);
 
 impl Registry {
     pub fn parse(s: &str) -> Result<Self, ReferenceError> {
-        let err = || ReferenceError::Registry(s.to_owned());
+        let err = || ReferenceError::Registry(s.chars().take(300).collect());
+        // An IPv6 literal in brackets, as the reference grammar allows: `[fd00::5]:5000`.
+        if let Some(rest) = s.strip_prefix('[') {
+            let (addr, after) = rest.split_once(']').ok_or_else(err)?;
+            let port_ok = match after.strip_prefix(':') {
+                Some(p) => !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()),
+                None => after.is_empty(),
+            };
+            if !port_ok || addr.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(err());
+            }
+            return Ok(Self(s.to_ascii_lowercase()));
+        }
         let (host, port) = match s.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
@@ -74,6 +86,76 @@ impl Registry {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// What a tag names when it is no image but an artefact attached to one by the tag schema
+/// cosign and the OCI referrers fallback use: `sha256-<64 hex>.sig` (signature), `.att`
+/// (attestation), `.sbom`, or bare `sha256-<64 hex>` (a referrers index).
+pub fn artifact_tag(tag: &str) -> Option<&'static str> {
+    let rest = tag.strip_prefix("sha256-")?;
+    let (hex, suffix) = rest.split_at_checked(64)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    match suffix {
+        ".sig" => Some("signature"),
+        ".att" => Some("attestation"),
+        ".sbom" => Some("SBOM"),
+        "" => Some("referrers index"),
+        _ => None,
+    }
+}
+
+/// Other names of registries (`REGISTRY_ALIASES`): one registry reached as `localhost:5000`
+/// and `127.0.0.1:5000` is one registry, recorded, matched and deployed under its canonical name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryAliases(Vec<(Registry, Registry)>);
+
+impl RegistryAliases {
+    /// `alias=canonical` pairs, comma-separated. An alias may not itself be a canonical name
+    /// (one step maps every name), nor be given twice.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut pairs: Vec<(Registry, Registry)> = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (alias, canonical) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not alias=canonical"))?;
+            let parse = |r: &str| {
+                Registry::parse(r.trim())
+                    .map_err(|_| format!("{:?} is not a registry host", r.trim()))
+            };
+            let (alias, canonical) = (parse(alias)?, parse(canonical)?);
+            if alias == canonical || pairs.iter().any(|(a, _)| *a == alias) {
+                return Err(format!(
+                    "{} is given twice, or as its own alias",
+                    alias.as_str()
+                ));
+            }
+            pairs.push((alias, canonical));
+        }
+        if let Some((a, _)) = pairs
+            .iter()
+            .find(|(a, _)| pairs.iter().any(|(_, c)| c == a))
+        {
+            return Err(format!(
+                "{} is both an alias and a canonical name",
+                a.as_str()
+            ));
+        }
+        Ok(Self(pairs))
+    }
+
+    /// The canonical name of `registry` (itself when it has none).
+    pub fn canonical(&self, registry: &Registry) -> Registry {
+        self.0
+            .iter()
+            .find(|(a, _)| a == registry)
+            .map_or_else(|| registry.clone(), |(_, c)| c.clone())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -390,17 +472,71 @@ mod tests {
     }
 
     #[test]
+    fn signature_attestation_and_sbom_tags_are_artifacts() {
+        let h = "a".repeat(64);
+        assert_eq!(artifact_tag(&format!("sha256-{h}.sig")), Some("signature"));
+        assert_eq!(
+            artifact_tag(&format!("sha256-{h}.att")),
+            Some("attestation")
+        );
+        assert_eq!(artifact_tag(&format!("sha256-{h}.sbom")), Some("SBOM"));
+        assert_eq!(
+            artifact_tag(&format!("sha256-{h}")),
+            Some("referrers index")
+        );
+        for image in [
+            "1.4.2",
+            "latest",
+            "sha256-abc.sig",
+            &format!("sha256-{h}.zip"),
+            &format!("sha256-{}.sig", "g".repeat(64)),
+        ] {
+            assert_eq!(artifact_tag(image), None, "{image}");
+        }
+    }
+
+    #[test]
+    fn aliases_map_every_name_to_one() {
+        let a = RegistryAliases::parse(
+            "localhost:5000=registry.example.com, 127.0.0.1:5000=registry.example.com",
+        )
+        .unwrap();
+        let r = |s: &str| Registry::parse(s).unwrap();
+        assert_eq!(a.canonical(&r("127.0.0.1:5000")), r("registry.example.com"));
+        assert_eq!(a.canonical(&r("LOCALHOST:5000")), r("registry.example.com"));
+        assert_eq!(a.canonical(&r("ghcr.io")), r("ghcr.io"));
+        for bad in [
+            "a.com",
+            "a.com=a.com",
+            "a_b=c.com",
+            "a.com=b.com,a.com=c.com",
+            "a.com=b.com,b.com=c.com",
+        ] {
+            assert!(RegistryAliases::parse(bad).is_err(), "{bad}");
+        }
+        assert!(RegistryAliases::parse("").unwrap().is_empty());
+    }
+
+    #[test]
     fn registry_host_grammar() {
         for ok in [
             "example.com",
             "localhost:5000",
             "123456789012.dkr.ecr.us-west-2.amazonaws.com",
             "10.0.0.1:443",
+            "[fd00::5]:5000",
+            "[::1]",
+            "[2001:DB8::1]:443",
         ] {
             assert!(Registry::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
             "",
+            "[fd00::5",
+            "[fd00::5]:",
+            "[fd00::5]5000",
+            "[not-ip]:5000",
+            "[10.0.0.1]:5000",
             "[registry].azurecr.io",
             "-a.com",
             "a..com",
@@ -424,6 +560,13 @@ mod tests {
             "r.example.com:5000/a/b"
         );
         assert_eq!(image_name_of("r.example.com/a/b"), "r.example.com/a/b");
+        let v6 = ImageRef::parse(&format!("[fd00::5]:5000/shop/api:1.0@{D}")).unwrap();
+        assert_eq!(v6.registry.as_str(), "[fd00::5]:5000");
+        assert_eq!(v6.tag.unwrap().as_str(), "1.0");
+        assert_eq!(
+            image_name_of("[fd00::5]:5000/shop/api:1.0"),
+            "[fd00::5]:5000/shop/api"
+        );
     }
 
     proptest! {

@@ -13,6 +13,9 @@ pub enum EventOutcome {
     Ignored,
     Stale,
     Blocked,
+    /// Not accepted (the reason says why), answered 200 because the sender would retry a
+    /// refusal for ever; nothing recorded.
+    Rejected,
 }
 
 impl EventOutcome {
@@ -23,6 +26,7 @@ impl EventOutcome {
             Self::Ignored => "ignored",
             Self::Stale => "stale",
             Self::Blocked => "blocked",
+            Self::Rejected => "rejected",
         }
     }
 }
@@ -99,6 +103,13 @@ impl EventResult {
         }
     }
 
+    pub fn rejected(i: IgnoredEvent) -> Self {
+        Self {
+            outcome: EventOutcome::Rejected,
+            ..Self::ignored(i)
+        }
+    }
+
     pub fn ignored(i: IgnoredEvent) -> Self {
         Self {
             id: i.id,
@@ -141,6 +152,15 @@ impl EventResult {
             reason = self.reason.as_deref().unwrap_or(""),
             "event handled"
         );
+        if self.outcome == EventOutcome::Rejected {
+            tracing::warn!(
+                event_id = self.id.as_deref().unwrap_or(""),
+                provider = self.provider,
+                action = %self.action,
+                reason = self.reason.as_deref().unwrap_or(""),
+                "event rejected: answered 200 so the sender does not retry it for ever"
+            );
+        }
         for w in &self.warnings {
             tracing::warn!(event_id = self.id.as_deref().unwrap_or(""), warning = %w, "event warning");
         }

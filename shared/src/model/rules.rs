@@ -11,7 +11,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::model::policy::{OnDrift, Policy, Scheme, lenient_semver};
-use crate::model::reference::{ImageRef, ecr_account_region};
+use crate::model::reference::{ImageRef, artifact_tag, ecr_account_region};
 
 /// A rule as written in `DEPLOY_RULES`.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,6 +38,10 @@ pub struct RuleSpec {
     /// A free label (dev, staging, prod...) recorded on the deployment.
     #[serde(default)]
     pub stage: Option<String>,
+    /// Also deploy tags of signatures, attestations and SBOMs (`sha256-<hex>.sig`, `.att`,
+    /// `.sbom`), which no rule deploys otherwise.
+    #[serde(default)]
+    pub artifacts: bool,
     /// `report` (the default) or `restore`: what the scheduled reconcile does when the service
     /// runs an image imagehook did not deploy.
     #[serde(default, alias = "on-drift")]
@@ -276,6 +280,7 @@ impl Rules {
             .0
             .iter()
             .filter(|r| r.tags.as_ref().is_none_or(|p| p.matches(tag.as_str())))
+            .filter(|r| r.spec.artifacts || artifact_tag(tag.as_str()).is_none())
             .filter_map(|r| {
                 if r.repository.is_match(&full) || r.repository.is_match(image.repository.as_str())
                 {

@@ -5,6 +5,7 @@ use super::receipt::Receipt;
 use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::event::{ImageEvent, Timestamp};
 use crate::model::quarantine::QuarantinePolicy;
+use crate::model::reference::RegistryAliases;
 use crate::model::result::EventResult;
 use crate::model::rules::Rules;
 use crate::ports::deployer::{DeployError, Deployer};
@@ -43,6 +44,8 @@ pub struct Deps<'a> {
     pub receipt_ttl_days: u32,
     /// What `require_region: service-region` stands for.
     pub service_region: Option<&'a str>,
+    /// Other names of registries, mapped to their canonical one before an event is handled.
+    pub registry_aliases: &'a RegistryAliases,
     /// The verified request the events came from, kept on their receipts for replay.
     pub payload: Option<&'a crate::model::payload::Payload>,
     /// How long a service's lease lasts (`LEASE_SECONDS`).

@@ -21,7 +21,7 @@ pub mod reconcile;
 pub mod replay;
 pub mod replicate;
 
-use crate::model::event::{Action, Parsed, Timestamp};
+use crate::model::event::{Action, ImageEvent, Parsed, Timestamp};
 use crate::model::function::Function;
 use crate::model::result::{EventOutcome, EventResult};
 pub use deps::{Deps, PipelineError};
@@ -33,6 +33,18 @@ pub fn function_for(action: Action) -> Function {
         Action::Push | Action::Replicate | Action::ReplicationFailed => Function::Push,
         Action::Delete => Function::Delete,
         Action::Quarantine | Action::Release => Function::Quarantine,
+    }
+}
+
+/// One registry under several names is one registry: the event is handled under the canonical
+/// name, so its records, rule matches and deployed references are one.
+fn canonical_names(deps: &Deps<'_>, e: &mut ImageEvent) {
+    if deps.registry_aliases.is_empty() {
+        return;
+    }
+    e.image.registry = deps.registry_aliases.canonical(&e.image.registry);
+    if let Some(r) = &e.replica_registry {
+        e.replica_registry = Some(deps.registry_aliases.canonical(r));
     }
 }
 
@@ -49,6 +61,7 @@ pub async fn handle(
     for parsed in events {
         let result = match parsed {
             Parsed::Ignored(i) => EventResult::ignored(i),
+            Parsed::Rejected(i) => EventResult::rejected(i),
             // Answered at the edge before any event is handled; never mixed with events.
             Parsed::Handshake(_) => continue,
             Parsed::Image(e) if function_for(e.action) != function => {
@@ -60,6 +73,7 @@ pub async fn handle(
                 EventResult::of(&e, EventOutcome::Ignored).with_reason(reason)
             }
             Parsed::Image(mut e) => {
+                canonical_names(deps, &mut e);
                 identity::settle(deps.store, &mut e, received_at).await?;
                 match function {
                     Function::Push if e.action == Action::Push => {

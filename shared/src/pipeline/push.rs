@@ -11,6 +11,7 @@ use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::event::{ImageEvent, Provider, Timestamp};
 use crate::model::quarantine::{Holds, Lift};
 use crate::model::records::{ImageRecord, ImageStatus, ReceiptStatus, Record};
+use crate::model::reference::artifact_tag;
 use crate::model::result::{EventOutcome, EventResult};
 use crate::model::rules::Target;
 use crate::ports::store::keys;
@@ -23,6 +24,17 @@ pub(super) async fn push_one(
     received_at: &Timestamp,
 ) -> Result<EventResult, PipelineError> {
     let targets = targets(deps, event).await?;
+    if let Some(kind) = event
+        .image
+        .tag
+        .as_ref()
+        .and_then(|t| artifact_tag(t.as_str()))
+        .filter(|_| targets.is_empty())
+    {
+        return Ok(EventResult::of(event, EventOutcome::Ignored).with_reason(format!(
+            "the tag names a {kind} attached to an image, not an image to run: not recorded, not deployed (a rule with \"artifacts\": true deploys such tags)"
+        )));
+    }
     let receipt = deps.receipt(event, received_at);
     let recorded = record_push(deps.store, &receipt, &targets).await?;
 
@@ -156,6 +168,15 @@ async fn targets(deps: &Deps<'_>, event: &ImageEvent) -> Result<Vec<Target>, Pip
         if t.require_region.as_deref() == Some("service-region") {
             t.require_region = Some(deps.service_region.unwrap_or("service-region").to_owned());
         }
+    }
+    let artifact = event
+        .image
+        .tag
+        .as_ref()
+        .is_some_and(|t| artifact_tag(t.as_str()).is_some());
+    if artifact {
+        // No service runs a signature: only a rule that opts in deploys one.
+        return Ok(targets);
     }
     for f in deps.deployer.followers(&event.image).await? {
         if !targets

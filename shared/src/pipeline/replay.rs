@@ -69,7 +69,7 @@ pub async fn replay(
     for e in events {
         let function = match &e {
             Parsed::Image(e) => pipeline::function_for(e.action),
-            Parsed::Ignored(_) | Parsed::Handshake(_) => continue,
+            Parsed::Ignored(_) | Parsed::Rejected(_) | Parsed::Handshake(_) => continue,
         };
         out.extend(pipeline::handle(&deps, function, vec![e], &received_at).await?);
     }

@@ -119,9 +119,14 @@ pub(super) fn parse(v: &Value, _ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, P
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let event: Event = typed(P, e)
-                .map_err(|err| ParseError::malformed(P, format!("events[{i}]: {err}")))?;
-            parse_event(&event)
+            // Distribution retries a refused delivery for ever, holding up every event behind
+            // it: an event that cannot be accepted is rejected alone, the rest go on.
+            let event: Event = match typed(P, e) {
+                Ok(event) => event,
+                Err(err) => return Ok(Parsed::Rejected(unreadable(e, i, &err))),
+            };
+            Ok(parse_event(&event)
+                .unwrap_or_else(|err| Parsed::Rejected(ignored(&event, rejection(&event, &err)))))
         })
         .collect()
 }
@@ -225,6 +230,38 @@ fn event_id(e: &Event) -> String {
             e.target.tag.as_deref().unwrap_or_default(),
             e.timestamp.as_deref().unwrap_or_default(),
         ]),
+    }
+}
+
+/// Why an event is rejected; a host that is no registry name is most often a reverse proxy that
+/// did not forward the client's `Host`.
+fn rejection(e: &Event, err: &ParseError) -> String {
+    let host = registry_host(e).unwrap_or_default();
+    if !host.is_empty() && Registry::parse(&host).is_err() {
+        return format!(
+            "{err}: `{}` is not a registry name a client can pull from; behind a reverse proxy, forward the client's Host (nginx: proxy_set_header Host $http_host)",
+            host.chars().take(255).collect::<String>()
+        );
+    }
+    err.to_string()
+}
+
+/// An event that is not even an event: what little it says, and why.
+fn unreadable(v: &Value, i: usize, err: &ParseError) -> IgnoredEvent {
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(256).collect())
+    };
+    IgnoredEvent {
+        id: text("id"),
+        provider: P,
+        action: text("action").unwrap_or_else(|| "unknown".to_owned()),
+        reason: format!("events[{i}]: {err}"),
+        registry: None,
+        repository: None,
+        tag: None,
+        digest: None,
     }
 }
 
@@ -426,43 +463,50 @@ mod tests {
         let mut v = event("u", "push", manifest(Some("1")));
         v["request"] = serde_json::json!({});
         v["target"].as_object_mut().unwrap().remove("url");
-        let err = run(envelope(vec![v])).unwrap_err();
-        assert!(err.to_string().contains("request.host"), "{err}");
+        assert!(rejected(envelope(vec![v])).contains("request.host"));
+    }
+
+    /// The reason an envelope's only event is rejected for.
+    fn rejected(v: Value) -> String {
+        match one(v) {
+            Parsed::Rejected(r) => r.reason,
+            other => panic!("not rejected: {other:?}"),
+        }
     }
 
     #[test]
-    fn invalid_references_and_missing_fields_are_refused() {
+    fn invalid_references_and_missing_fields_are_rejected_alone() {
         let mut t = manifest(Some("1"));
         t["digest"] = "sha256:1234".into();
-        assert!(matches!(
-            run(envelope(vec![event("x", "push", t)])),
-            Err(ParseError::Reference { .. })
-        ));
+        assert!(rejected(envelope(vec![event("x", "push", t)])).contains("digest"));
         let mut t = manifest(Some("1"));
         t["repository"] = "Payments/Ledger".into();
-        assert!(matches!(
-            run(envelope(vec![event("x", "push", t)])),
-            Err(ParseError::Reference { .. })
-        ));
+        assert!(rejected(envelope(vec![event("x", "push", t)])).contains("Payments/Ledger"));
         let mut t = manifest(Some("bad tag"));
         t["digest"] = D.into();
-        assert!(matches!(
-            run(envelope(vec![event("x", "push", t)])),
-            Err(ParseError::Reference { .. })
-        ));
+        assert!(rejected(envelope(vec![event("x", "push", t)])).contains("bad tag"));
         let mut t = manifest(Some("1"));
         t.as_object_mut().unwrap().remove("digest");
-        let err = run(envelope(vec![event("x", "push", t)])).unwrap_err();
-        assert!(err.to_string().contains("target.digest"), "{err}");
+        assert!(rejected(envelope(vec![event("x", "push", t)])).contains("target.digest"));
         let mut v = event("x", "push", manifest(Some("1")));
         v["timestamp"] = "last tuesday".into();
-        assert!(matches!(
-            run(envelope(vec![v])),
-            Err(ParseError::Timestamp { .. })
-        ));
-        let err =
-            run(serde_json::json!({"events": [{"timestamp": "t", "target": {}}]})).unwrap_err();
-        assert!(err.to_string().contains("events[0]"), "{err}");
+        assert!(rejected(envelope(vec![v])).contains("last tuesday"));
+        let unreadable = serde_json::json!({"events": [{"timestamp": "t", "target": {}}]});
+        assert!(rejected(unreadable).contains("events[0]"));
+        // A proxy that did not forward Host: the hint says so; the good event still goes on.
+        let mut bad = event("h", "push", manifest(Some("1")));
+        bad["request"]["host"] = "shop_registry:5000".into();
+        let out = run(envelope(vec![
+            bad,
+            event("ok", "push", manifest(Some("2"))),
+        ]))
+        .unwrap();
+        let [Parsed::Rejected(r), Parsed::Image(e)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(r.reason.contains("proxy_set_header Host"), "{}", r.reason);
+        assert_eq!(r.id.as_deref(), Some("h"));
+        assert_eq!(e.id, "ok");
     }
 
     #[test]

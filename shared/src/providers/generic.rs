@@ -19,16 +19,31 @@ use crate::model::reference::{Digest, ImageRef, Registry};
 
 const P: Provider = Provider::Generic;
 
+/// A Standard Webhooks delivery, by its headers (Svix's own names too).
+pub(super) fn header_hint(h: &http::HeaderMap) -> bool {
+    h.contains_key("webhook-id") || h.contains_key("svix-id")
+}
+
 pub(super) fn body_shape(v: &Value) -> bool {
     v.get("image").is_some_and(Value::is_string) || envelope_data(v).is_some()
 }
 
-/// The `data` of a Standard Webhooks envelope that carries the generic form.
+/// The `data` of a Standard Webhooks envelope (`type`, `data`), whatever its type: one of an
+/// unknown type is refused naming the type, not as an unknown format. CloudEvents
+/// (`specversion`) and Event Grid (`eventType`) envelopes are their senders'.
 fn envelope_data(v: &Value) -> Option<&Value> {
     v.get("type")?.as_str()?;
-    let data = v.get("data")?;
-    data.get("image")?.as_str()?;
-    Some(data)
+    if v.get("specversion").is_some() || v.get("eventType").is_some() {
+        return None;
+    }
+    v.get("data").filter(|d| d.is_object())
+}
+
+/// The event id a Standard Webhooks sender gives in its headers.
+fn header_id(h: &http::HeaderMap) -> Option<&str> {
+    h.get("webhook-id")
+        .or_else(|| h.get("svix-id"))
+        .and_then(|v| v.to_str().ok())
 }
 
 /// The generic form inside a Standard Webhooks envelope, with its id, time and action filled in
@@ -42,6 +57,15 @@ fn unwrap_envelope<'v>(
     };
     let mut data = data.clone();
     let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    if !data.get("image").is_some_and(Value::is_string) {
+        return Err(ParseError::malformed(
+            P,
+            format!(
+                "event type {:?} carries no `data.image`: only image events are handled",
+                kind.chars().take(100).collect::<String>()
+            ),
+        ));
+    }
     let action = match kind.rsplit('.').next().unwrap_or_default() {
         "pushed" | "push" | "created" => "push",
         "deleted" | "delete" => "delete",
@@ -62,10 +86,7 @@ fn unwrap_envelope<'v>(
     if !obj.contains_key("action") && !obj.contains_key("quarantine") {
         obj.insert("action".into(), action.into());
     }
-    if let (false, Some(id)) = (
-        obj.contains_key("id"),
-        ctx.headers.get("webhook-id").and_then(|h| h.to_str().ok()),
-    ) {
+    if let (false, Some(id)) = (obj.contains_key("id"), header_id(ctx.headers)) {
         obj.insert("id".into(), id.into());
     }
     if let (false, Some(t)) = (obj.contains_key("timestamp"), v.get("timestamp")) {
@@ -396,7 +417,13 @@ mod tests {
         let bad =
             serde_json::json!({"type": "image.scanned", "data": {"image": "r.example.com/a:1"}});
         assert!(matches!(run(bad), Err(ParseError::Malformed { .. })));
-        let other = serde_json::json!({"type": "contact.created", "data": {"id": "x"}});
-        assert!(!body_shape(&other));
+        // Any type is read as this envelope, so a type imagehook does not know is refused by name.
+        let other = serde_json::json!({"type": "contact.updated", "data": {"id": "x"}});
+        assert!(body_shape(&other));
+        let err = run(other).unwrap_err();
+        assert!(err.to_string().contains("contact.updated"), "{err}");
+        // CloudEvents and Event Grid envelopes are not this one.
+        let ce = serde_json::json!({"specversion": "1.0", "type": "a.pushed", "data": {}});
+        assert!(!body_shape(&ce));
     }
 }

@@ -197,20 +197,21 @@ struct Kind<'a> {
     name: Option<&'a str>,
 }
 
-/// GitHub's type fields disagree across eras and samples (`CONTAINER`, `container`, `docker`, even
-/// `package_type: npm` with `ecosystem: docker`): any of them naming a container registry counts.
+/// GitHub names a package's type in `package_type` (`CONTAINER`, or `docker` for the old
+/// Docker registry): when present it decides, so an npm package whose `ecosystem` says `docker`
+/// is an npm package. Only without it do `ecosystem` and `registry.type` tell.
 fn package_kind(pkg: &Value) -> Kind<'_> {
-    let fields = [
-        str_at(pkg, "/package_type"),
-        str_at(pkg, "/ecosystem"),
-        str_at(pkg, "/registry/type"),
-    ];
-    let is_container = fields
-        .iter()
-        .flatten()
-        .any(|t| t.eq_ignore_ascii_case("container") || t.eq_ignore_ascii_case("docker"));
+    let container =
+        |t: &&str| t.eq_ignore_ascii_case("container") || t.eq_ignore_ascii_case("docker");
+    if let Some(t) = str_at(pkg, "/package_type") {
+        return Kind {
+            is_container: container(&t),
+            name: Some(t),
+        };
+    }
+    let fields = [str_at(pkg, "/ecosystem"), str_at(pkg, "/registry/type")];
     Kind {
-        is_container,
+        is_container: fields.iter().flatten().any(container),
         name: fields.into_iter().flatten().next(),
     }
 }

@@ -241,6 +241,20 @@ pub(super) fn parse(v: &Value, ctx: &ParseContext<'_>) -> Result<Vec<Parsed>, Pa
             tag,
             digest,
         };
+        // The two must name one repository: an artifact is deployed by the host of one and
+        // the path of the other, so a disagreement would deploy an image that is not there.
+        if let (Some(named), Some(in_url)) = (repo_name, url_repo)
+            && named != in_url
+        {
+            return Err(ParseError::malformed(
+                P,
+                format!(
+                    "{} names repository {named:?} in `{field}.repository.repo_full_name` but {in_url:?} in {}",
+                    body.kind,
+                    at("resource_url")
+                ),
+            ));
+        }
         if image.digest.is_none() && (image.tag.is_none() || matches!(kind, Kind::Scan)) {
             return Err(ParseError::malformed(
                 P,

@@ -120,7 +120,7 @@ const DETECTORS: &[Detector] = &[
     detector(
         Provider::Generic,
         "generic {\"image\": ...}",
-        |_| false,
+        generic::header_hint,
         generic::body_shape,
         generic::parse,
     ),
@@ -221,6 +221,39 @@ pub fn in_region(events: &mut [Parsed], region: Option<&str>) -> Result<(), Pars
         }
     }
     Ok(())
+}
+
+/// The sender of a verified delivery, when it is one that retries every refusal for ever
+/// ([`Provider::retries_refusals`]): named by the URL, its headers or its body's shape.
+pub fn retrying_sender(body: &[u8], headers: &HeaderMap, hints: &UrlHints) -> Option<Provider> {
+    hints
+        .provider
+        .or_else(|| {
+            DETECTORS
+                .iter()
+                .find(|d| (d.header_hint)(headers))
+                .map(|d| d.provider)
+        })
+        .or_else(|| {
+            serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| detect(&v, headers))
+        })
+        .filter(|p| p.retries_refusals())
+}
+
+/// A rejected event that could not be read far enough to say what it was.
+pub fn rejected(provider: Provider, reason: String) -> crate::model::event::IgnoredEvent {
+    crate::model::event::IgnoredEvent {
+        id: None,
+        provider,
+        action: "unknown".to_owned(),
+        reason,
+        registry: None,
+        repository: None,
+        tag: None,
+        digest: None,
+    }
 }
 
 /// Which provider a body would be parsed as (for logs on failure paths).

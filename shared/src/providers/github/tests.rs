@@ -195,11 +195,19 @@ fn unset_version_times_fall_back_to_the_package_time() {
 }
 
 #[test]
-fn docker_ecosystem_counts_as_container_and_npm_is_ignored() {
+fn the_package_type_decides_and_the_ecosystem_only_without_it() {
+    // An npm package whose ecosystem says docker is an npm package.
     let mut v = body("package", "published", "1");
     v["package"]["package_type"] = "npm".into();
     v["package"]["ecosystem"] = "docker".into();
     v["package"]["registry"] = Value::Null;
+    let out = run(v).unwrap();
+    let i = super::super::common::only_ignored(&out);
+    assert!(i.reason.contains("npm"), "{}", i.reason);
+    // Without a package type, the ecosystem tells.
+    let mut v = body("package", "published", "1");
+    v["package"].as_object_mut().unwrap().remove("package_type");
+    v["package"]["ecosystem"] = "docker".into();
     assert_eq!(
         super::super::common::only_image(&run(v).unwrap()).action,
         Action::Push

@@ -342,3 +342,18 @@ fn header_hint_and_body_shape() {
     ));
     assert!(!body_shape(&serde_json::json!({"type": "PUSH_ARTIFACT"})));
 }
+
+#[test]
+fn a_resource_url_naming_another_repository_is_refused() {
+    let v = default(
+        "PUSH_ARTIFACT",
+        res("3.2.1", D, "harbor.corp.example/webshop/cart:3.2.1"),
+    );
+    let err = run(v).unwrap_err();
+    assert!(matches!(err, ParseError::Malformed { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("webshop/checkout") && text.contains("webshop/cart"),
+        "{text}"
+    );
+}
