@@ -41,6 +41,11 @@ pub fn order_of(occurred_at: &str, received_at: &str) -> String {
     [occurred_at, "#", received_at].concat()
 }
 
+/// The receipt time an ordering key holds (times hold no `#`).
+pub fn received_of(order: &str) -> Option<&str> {
+    order.split_once('#').map(|(_, received)| received)
+}
+
 /// A name for one holder of one lease: unique across deliveries, processes and retries.
 pub fn holder_id(event: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
