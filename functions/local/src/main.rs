@@ -72,8 +72,9 @@ enum Command {
     /// not deploy (restoring them where the rule says `on_drift: restore`). What the outcomes
     /// function does on its schedule.
     Reconcile,
-    /// Print a repository's rollout history per stage, newest first, as GET /images/{repository}
-    /// answers it.
+    /// Print a repository's history (every push, release and arrival that concerned a service,
+    /// per stage and all together, newest first) and its digests, as GET /images/{repository}
+    /// answers them.
     History {
         /// The repository's full name, registry included: contoso.azurecr.io/shop/api
         repository: String,
