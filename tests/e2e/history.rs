@@ -143,9 +143,9 @@ async fn an_arrival_lists_the_held_push_with_its_tag_and_push_time() {
     let prod = prod_history(&app).await;
     assert_eq!(prod.len(), 2, "the held push and the arrival: {prod:#?}");
     let (arrival, held) = (&prod[0], &prod[1]);
-    assert_eq!(arrival["kind"], "arrival", "{arrival}");
     assert_eq!(arrival["tag"], "1.3.0", "the held push's tag: {arrival}");
     assert_eq!(arrival["pushed_at"], "2026-11-20T10:00:00.000000000Z");
+    assert_eq!(arrival["kind"], "arrival", "{arrival}");
     assert_eq!(arrival["push_event"], format!("generic#{push_id}"));
     assert_eq!(arrival["event"], format!("generic#{arrival_id}"));
     assert_eq!(arrival["at"], "2026-11-20T10:30:00.000000000Z");
