@@ -69,8 +69,6 @@ pub struct Blocked {
     /// still the newest proposal for the service.
     pub event: Option<String>,
     pub order: String,
-    /// When the held push was made, as its sender stamped it.
-    pub pushed_at: Option<String>,
 }
 
 /// The blocked deployments of a digest, one per service.
@@ -91,7 +89,6 @@ pub async fn blocked_deployments(
         .into_iter()
         .filter_map(|r| r.blocked())
         .map(|b| Blocked {
-            pushed_at: b.pushed_at.clone(),
             order: converge::order_of(
                 b.pushed_at
                     .as_deref()
@@ -176,10 +173,9 @@ pub(crate) async fn apply_held(
                 service: b.target.service.clone(),
                 event: proposal.event.clone(),
                 tag: b.tag.clone(),
-                pushed_at: b
-                    .pushed_at
-                    .clone()
-                    .unwrap_or_else(|| event.occurred_at.as_str().to_owned()),
+                // The held push's time leads its ordering key; a held entry that kept no push
+                // time leads with when it was held, the nearest to it that is known.
+                pushed_at: b.order.split('#').next().unwrap_or_default().to_owned(),
             });
             proposals.push((target, proposal));
         }
