@@ -322,7 +322,7 @@ fn group(records: Vec<Map<String, Value>>) -> Value {
             Some("deployment") => "deployments",
             Some("blocked") => "blocked",
             Some("rollout") => "rollouts",
-            Some("history") => "history",
+            Some("history" | "history_applied") => "history",
             _ => "receipts",
         };
         if let Some(Value::Array(list)) = out.get_mut(kind) {

@@ -8,9 +8,9 @@ use serde_json::Value;
 use crate::model::event::Provider;
 use crate::model::payload::UrlHints;
 use crate::model::records::{
-    Applied, BlockedRecord, Desired, HistoryRecord, HistoryService, ImageRecord, ImageStatus,
-    ImageTagRecord, KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus, Record,
-    RegionRecord, RolloutRecord, ServiceRecord, TagRecord,
+    Applied, BlockedRecord, Desired, HistoryApplied, HistoryRecord, HistoryService, ImageRecord,
+    ImageStatus, ImageTagRecord, KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus,
+    Record, RegionRecord, RolloutRecord, ServiceRecord, TagRecord,
 };
 use crate::ports::store::{Item, StoreError};
 
@@ -174,6 +174,17 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
                 .map(|list| list.iter().filter_map(history_service).collect())
                 .unwrap_or_default(),
         }),
+        "history_applied" => Record::HistoryApplied(HistoryApplied {
+            stage: at("stage"),
+            push_event: required("push_event")?,
+            cluster: required("cluster")?,
+            service: required("service")?,
+            outcome: required("outcome")?,
+            at: at("at").unwrap_or_default(),
+            task_definition: at("task_definition"),
+            reason: at("reason"),
+            by: at("by"),
+        }),
         other => Record::Other(other.to_owned()),
     })
 }
@@ -314,6 +325,14 @@ mod tests {
         .history()
         .unwrap();
         assert_eq!(unstaged.stage, None);
+        let applied = decode(&item(json!({"type": "history_applied", "stage": "prod",
+            "push_event": "acr#3", "cluster": "prod", "service": "api", "outcome": "updated",
+            "at": "t4", "by": "acr#2"})))
+        .unwrap();
+        assert!(
+            matches!(&applied, Record::HistoryApplied(a) if a.by.as_deref() == Some("acr#2")),
+            "{applied:?}"
+        );
         assert_eq!(unstaged.order(), ("t1", "t3", "acr#2", "", "acr#2"));
     }
 

@@ -72,6 +72,7 @@ pub enum Record {
     Blocked(BlockedRecord),
     Rollout(RolloutRecord),
     History(HistoryRecord),
+    HistoryApplied(HistoryApplied),
     /// A kind the pipeline never reads back (deployment items), named by its `type`.
     Other(String),
 }
@@ -345,6 +346,23 @@ impl HistoryRecord {
             self.push_event.as_deref().unwrap_or_default(),
         )
     }
+}
+
+/// What a lease holder applied to one service for a push whose own delivery was queued behind
+/// it, and so recorded that service as `queued` in its history entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryApplied {
+    pub stage: Option<String>,
+    /// The push applied (`provider#id`).
+    pub push_event: String,
+    pub cluster: String,
+    pub service: String,
+    pub outcome: String,
+    pub at: String,
+    pub task_definition: Option<String>,
+    pub reason: Option<String>,
+    /// The delivery that applied it (its event), or `reconcile`.
+    pub by: Option<String>,
 }
 
 /// One service of a stage in a history record.

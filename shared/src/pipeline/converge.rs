@@ -354,6 +354,12 @@ async fn rounds(
         }
         let at = Timestamp::now();
         let (mut ops, runs) = deployment_ops(&event, &d, &at);
+        if desired.event != own_event {
+            // The delivery that proposed this was queued behind the holder, and its history
+            // entry says so: this says what was applied.
+            let by = holder.split('@').next().unwrap_or(holder);
+            ops.push(super::history::applied_op(&event, &d, by, &at));
+        }
         let applied = |u: Update| {
             u.set("type", "service")
                 .set("cluster", base.cluster.as_str())

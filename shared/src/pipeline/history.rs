@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::event::{Action, ImageEvent, Timestamp};
-use crate::model::records::{HistoryRecord, ImageRecord, Record, RegionRecord};
+use crate::model::records::{HistoryApplied, HistoryRecord, ImageRecord, Record, RegionRecord};
 use crate::ports::store::keys;
 use crate::ports::store::ops::Op;
 use crate::ports::store::{Key, StoreError, StoreRead};
@@ -223,6 +223,85 @@ fn entry_outcome<'a>(
     (EntryOutcome::Applied, None)
 }
 
+/// What a lease holder applied for a push (`event`, as its desired state names it) whose own
+/// delivery was queued behind the holder: that delivery's entry lists the service as `queued`,
+/// and is read with this in its place. `by` is the holder's event, or `reconcile`.
+pub fn applied_op(event: &ImageEvent, d: &Deployment, by: &str, at: &Timestamp) -> Op {
+    let img = &event.image;
+    let push = format!("{}#{}", event.provider, event.id);
+    let mut item = Map::new();
+    item.insert("type".into(), json!("history_applied"));
+    if let Some(stage) = &d.stage {
+        item.insert("stage".into(), json!(stage));
+    }
+    item.insert("push_event".into(), json!(push));
+    item.insert("cluster".into(), json!(d.cluster));
+    item.insert("service".into(), json!(d.service));
+    item.insert("outcome".into(), json!(d.outcome.as_str()));
+    item.insert("at".into(), json!(at.as_str()));
+    item.insert("by".into(), json!(by));
+    if let Some(td) = &d.task_definition {
+        item.insert("task_definition".into(), json!(td));
+    }
+    if let Some(r) = &d.reason {
+        item.insert("reason".into(), json!(r));
+    }
+    Op::Put {
+        key: Key::new(
+            keys::image_pk(img.registry.as_str(), img.repository.as_str()),
+            keys::history_applied_sk(
+                d.stage.as_deref().unwrap_or_default(),
+                event.occurred_at.as_str(),
+                &push,
+                &d.cluster,
+                &d.service,
+            ),
+        ),
+        item,
+        cond: None,
+    }
+}
+
+/// Services an entry lists as `queued` read as what the lease holder then applied there.
+fn with_applied(entries: &mut [HistoryRecord], applied: Vec<HistoryApplied>) {
+    if applied.is_empty() {
+        return;
+    }
+    let mut by_service: HashMap<(Option<String>, String, String, String), HistoryApplied> =
+        HashMap::new();
+    for a in applied {
+        let key = (
+            a.stage.clone(),
+            a.push_event.clone(),
+            a.cluster.clone(),
+            a.service.clone(),
+        );
+        by_service.insert(key, a);
+    }
+    for e in entries {
+        let push = e.push_event.clone().unwrap_or_else(|| e.event.clone());
+        for s in e.services.iter_mut().filter(|s| s.outcome == "queued") {
+            let key = (
+                e.stage.clone(),
+                push.clone(),
+                s.cluster.clone(),
+                s.service.clone(),
+            );
+            if let Some(a) = by_service.get(&key) {
+                s.outcome = a.outcome.clone();
+                s.at = a.at.clone();
+                s.task_definition = a.task_definition.clone();
+                s.reason = Some(a.reason.clone().unwrap_or_else(|| {
+                    format!(
+                        "applied by {}, which held the service's lease",
+                        a.by.as_deref().unwrap_or("another delivery")
+                    )
+                }));
+            }
+        }
+    }
+}
+
 /// Newest first: the reverse of [`HistoryRecord::order`]. A total order on what the entries
 /// hold, so two reads of the same records list them alike.
 pub fn order(records: &mut [HistoryRecord]) {
@@ -236,15 +315,22 @@ pub async fn history(
     repository: &str,
     stage: Option<&str>,
 ) -> Result<Vec<HistoryRecord>, StoreError> {
-    let mut records: Vec<HistoryRecord> = store
+    let mut records = Vec::new();
+    let mut applied = Vec::new();
+    for record in store
         .query(
             &keys::image_pk(registry, repository),
             &keys::history_prefix(stage),
         )
         .await?
-        .into_iter()
-        .filter_map(|r| r.history())
-        .collect();
+    {
+        match record {
+            Record::History(h) => records.push(h),
+            Record::HistoryApplied(a) => applied.push(a),
+            _ => {}
+        }
+    }
+    with_applied(&mut records, applied);
     order(&mut records);
     Ok(records)
 }
