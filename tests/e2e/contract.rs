@@ -253,6 +253,30 @@ async fn scenario(store: &(impl Store + StoreDump)) -> Vec<Map<String, Value>> {
     removed_tags.sort();
     assert_eq!(removed_tags, vec!["v1", "v2", "v3"]);
 
+    // The history lists the pushes that concerned the service, stale and blocked ones too, and
+    // the release, newest first by the event's time.
+    let history = imagehook_core::pipeline::history::history(
+        store,
+        "r.example.com",
+        "shop/api",
+        Some("prod"),
+    )
+    .await
+    .unwrap();
+    let listed: Vec<(&str, Option<&str>)> = history
+        .iter()
+        .map(|h| (h.event.as_str(), h.outcome.as_deref()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("acr#r1", Some("applied")),
+            ("acr#e8", Some("blocked")),
+            ("acr#e1", Some("applied")),
+            ("acr#e3", Some("stale")),
+        ]
+    );
+
     let records = store.dump().await.unwrap();
     let find = |sk: &str| {
         records

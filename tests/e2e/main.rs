@@ -9,6 +9,7 @@ mod edge;
 mod fault_matrix;
 mod faults;
 mod follow;
+mod history;
 mod holds;
 mod identity;
 mod lifecycle;

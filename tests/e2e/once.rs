@@ -542,6 +542,58 @@ async fn a_newer_and_an_older_push_together_end_on_the_newer() {
     newer_push_wins(Arrival::Together).await;
 }
 
+/// A push queued behind the delivery that holds the service's lease is applied by that holder:
+/// its history entry then says what was applied there, not `queued`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_queued_behind_the_holder_is_listed_as_what_the_holder_applied() {
+    let rig = rig(RigSpec::default()).await;
+    let (old_id, new_id) = (unique("older"), unique("newer"));
+    let new_digest = digest("newer");
+    let older = acr_push(
+        &old_id,
+        "2026-11-20T10:15:30.0000000Z",
+        "v1.4.2",
+        &digest("older"),
+    );
+    let newer = acr_push(
+        &new_id,
+        "2026-11-20T10:20:30.0000000Z",
+        "v1.5.0",
+        &new_digest,
+    );
+    let o = rig.deliver(&older);
+    rig.until_calls("the older push at ECS", |calls| {
+        calls.iter().any(|c| c == "DescribeServices")
+    })
+    .await;
+    let new_reply = rig.deliver(&newer).await.unwrap();
+    o.await.unwrap();
+    assert_eq!(
+        only_deployment(&new_reply).0,
+        "queued",
+        "{}",
+        new_reply.body
+    );
+    assert_eq!(rig.runs().await, format!("{REPO}@{new_digest}"));
+
+    let (status, history) = images_api(&rig.app, REPO, Some("prod")).await;
+    assert_eq!(status, 200, "{history}");
+    let entry = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == format!("acr#{new_id}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no entry for the newer push: {history}"));
+    let service = &entry["services"][0];
+    assert_eq!(service["outcome"], "updated", "{entry}");
+    assert!(
+        service["reason"].as_str().unwrap().contains(&old_id),
+        "the holder that applied it: {entry}"
+    );
+    assert!(service["task_definition"].is_string(), "{entry}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sender_retrying_while_ecs_is_slow_deploys_once() {
     // registry:2 gives up on a delivery after 1 s and sends it again; the function it gave up

@@ -1,4 +1,4 @@
-//! The images function: GET /images/{repository} -> the repository's rollout history per stage.
+//! The images function: GET /images/{repository} -> the repository's history and its digests.
 //! Read-only; API Gateway authorizes callers with IAM.
 
 fn main() -> Result<(), lambda_http::Error> {

@@ -72,8 +72,9 @@ enum Command {
     /// not deploy (restoring them where the rule says `on_drift: restore`). What the outcomes
     /// function does on its schedule.
     Reconcile,
-    /// Print a repository's rollout history per stage, newest first, as GET /images/{repository}
-    /// answers it.
+    /// Print a repository's history (every push, release and arrival that concerned a service,
+    /// per stage and all together, newest first) and its digests, as GET /images/{repository}
+    /// answers them.
     History {
         /// The repository's full name, registry included: contoso.azurecr.io/shop/api
         repository: String,
@@ -321,7 +322,7 @@ fn group(records: Vec<Map<String, Value>>) -> Value {
             Some("deployment") => "deployments",
             Some("blocked") => "blocked",
             Some("rollout") => "rollouts",
-            Some("history") => "history",
+            Some("history" | "history_applied") => "history",
             _ => "receipts",
         };
         if let Some(Value::Array(list)) = out.get_mut(kind) {

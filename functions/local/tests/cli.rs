@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{Server, root, serve};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn imagehook(state: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imagehook"));
@@ -324,6 +324,12 @@ fn history_prints_the_stages_and_outcomes_reads_eventbridge_files() {
         printed["stages"]["prod"][0]["services"][0]["outcome"],
         "planned"
     );
+    let entry = &printed["history"][0];
+    assert_eq!(
+        (&entry["kind"], &entry["outcome"]),
+        (&json!("push"), &json!("applied"))
+    );
+    assert!(entry["received_at"].is_string(), "{printed}");
     let (_, state, _) = run(&mut imagehook(dir.path()), &["state"]);
     assert_eq!(state["history"][0]["stage"], "prod", "{state}");
 

@@ -9,9 +9,9 @@ use crate::model::event::Provider;
 use crate::model::payload::UrlHints;
 use crate::model::quarantine::{Hold, Holds, SOURCES, legacy_source};
 use crate::model::records::{
-    Applied, BlockedRecord, Desired, HistoryRecord, HistoryService, ImageRecord, ImageStatus,
-    ImageTagRecord, KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus, Record,
-    RegionRecord, RolloutRecord, ServiceRecord, TagRecord,
+    Applied, BlockedRecord, Desired, HistoryApplied, HistoryRecord, HistoryService, ImageRecord,
+    ImageStatus, ImageTagRecord, KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus,
+    Record, RegionRecord, RolloutRecord, ServiceRecord, TagRecord,
 };
 use crate::ports::store::{Item, StoreError};
 
@@ -211,16 +211,33 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             image: at("image"),
         }),
         "history" => Record::History(HistoryRecord {
-            stage: required("stage")?,
+            stage: at("stage"),
+            kind: at("kind"),
+            outcome: at("outcome"),
+            reason: at("reason"),
             tag: at("tag"),
             digest: at("digest"),
             pushed_at: at("pushed_at").unwrap_or_default(),
+            push_event: at("push_event"),
             event: at("event").unwrap_or_default(),
+            at: at("at"),
+            received_at: at("received_at"),
             services: item
                 .get("services")
                 .and_then(Value::as_array)
                 .map(|list| list.iter().filter_map(history_service).collect())
                 .unwrap_or_default(),
+        }),
+        "history_applied" => Record::HistoryApplied(HistoryApplied {
+            stage: at("stage"),
+            push_event: required("push_event")?,
+            cluster: required("cluster")?,
+            service: required("service")?,
+            outcome: required("outcome")?,
+            at: at("at").unwrap_or_default(),
+            task_definition: at("task_definition"),
+            reason: at("reason"),
+            by: at("by"),
         }),
         other => Record::Other(other.to_owned()),
     })
@@ -336,6 +353,41 @@ mod tests {
             services(&[item(json!({"running": "r/a@sha256:1"}))]),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn history_entries_of_earlier_versions_read_with_what_they_kept() {
+        let legacy = decode(&item(
+            json!({"type": "history", "stage": "prod", "tag": "v1",
+            "digest": "sha256:a", "pushed_at": "t1", "event": "acr#1",
+            "services": [{"cluster": "prod", "service": "api", "outcome": "updated", "at": "t2"}]}),
+        ))
+        .unwrap()
+        .history()
+        .unwrap();
+        assert_eq!(legacy.stage.as_deref(), Some("prod"));
+        assert_eq!(
+            (&legacy.kind, &legacy.at, &legacy.received_at),
+            (&None, &None, &None)
+        );
+        assert_eq!(legacy.order().0, "t1", "ordered by the push time it kept");
+        assert_eq!(legacy.services[0].outcome, "updated");
+        let unstaged = decode(&item(json!({"type": "history", "kind": "push",
+            "outcome": "stale", "pushed_at": "t1", "at": "t1", "received_at": "t3",
+            "event": "acr#2", "push_event": "acr#2"})))
+        .unwrap()
+        .history()
+        .unwrap();
+        assert_eq!(unstaged.stage, None);
+        let applied = decode(&item(json!({"type": "history_applied", "stage": "prod",
+            "push_event": "acr#3", "cluster": "prod", "service": "api", "outcome": "updated",
+            "at": "t4", "by": "acr#2"})))
+        .unwrap();
+        assert!(
+            matches!(&applied, Record::HistoryApplied(a) if a.by.as_deref() == Some("acr#2")),
+            "{applied:?}"
+        );
+        assert_eq!(unstaged.order(), ("t1", "t3", "acr#2", "", "acr#2"));
     }
 
     #[test]

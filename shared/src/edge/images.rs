@@ -1,5 +1,5 @@
-//! The read-only API: GET /images/{repository} answers a repository's rollout history per stage
-//! and its digests with the regions each has reached.
+//! The read-only API: GET /images/{repository} answers a repository's history (every entry, and
+//! per stage) and its digests with the regions each has reached.
 //! API Gateway authorizes callers with IAM before this runs; the function's role can only query.
 
 use lambda_http::http::{Method, StatusCode};
@@ -53,7 +53,8 @@ async fn answer(store: &dyn StoreRead, req: Request) -> Result<Response<Body>, A
     let body = json!({
         "registry": image.registry.as_str(),
         "repository": image.repository.as_str(),
-        "stages": history::by_stage(records),
+        "stages": history::by_stage(&records),
+        "history": history::listed(&records),
         "images": images,
     });
     Ok(json_response(StatusCode::OK, &body))

@@ -73,6 +73,7 @@ pub enum Record {
     Blocked(BlockedRecord),
     Rollout(RolloutRecord),
     History(HistoryRecord),
+    HistoryApplied(HistoryApplied),
     /// A kind the pipeline never reads back (deployment items), named by its `type`.
     Other(String),
 }
@@ -298,18 +299,75 @@ pub struct RolloutRecord {
     pub image: Option<String>,
 }
 
-/// One version rolled out to one stage.
+/// One entry of a repository's history: one event (a push, or the release or arrival that
+/// applied a held push) in one stage, with the push it rolls out and what each service of that
+/// stage did. Entries written by earlier versions carry only `stage`, `tag`, `digest`,
+/// `pushed_at`, `event` and `services`; the other fields read as none.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryRecord {
-    #[serde(skip)]
-    pub stage: String,
+    /// None for services that belong to no stage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// `push`, `release` or `arrival`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `applied`, `blocked`, `stale` or `superseded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The tag of the push rolled out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The sender's time of the push rolled out.
     pub pushed_at: String,
+    /// That push (`provider#id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_event: Option<String>,
+    /// The event that wrote the entry (`provider#id`): the push itself, or the release or
+    /// arrival that applied it.
     pub event: String,
+    /// That event's time, as its sender stamped it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// When imagehook received that event (its first delivery).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<String>,
     pub services: Vec<HistoryService>,
+}
+
+impl HistoryRecord {
+    /// The ordering key, oldest first: the sender's time of the event that wrote the entry,
+    /// then its receipt time, then the event, the stage and the push. Entries of earlier
+    /// versions have only their push time and event.
+    pub fn order(&self) -> (&str, &str, &str, &str, &str) {
+        (
+            self.at.as_deref().unwrap_or(&self.pushed_at),
+            self.received_at.as_deref().unwrap_or_default(),
+            &self.event,
+            self.stage.as_deref().unwrap_or_default(),
+            self.push_event.as_deref().unwrap_or_default(),
+        )
+    }
+}
+
+/// What a lease holder applied to one service for a push whose own delivery was queued behind
+/// it, and so recorded that service as `queued` in its history entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryApplied {
+    pub stage: Option<String>,
+    /// The push applied (`provider#id`).
+    pub push_event: String,
+    pub cluster: String,
+    pub service: String,
+    pub outcome: String,
+    pub at: String,
+    pub task_definition: Option<String>,
+    pub reason: Option<String>,
+    /// The delivery that applied it (its event), or `reconcile`.
+    pub by: Option<String>,
 }
 
 /// One service of a stage in a history record.

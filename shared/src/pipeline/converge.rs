@@ -41,6 +41,11 @@ pub fn order_of(occurred_at: &str, received_at: &str) -> String {
     [occurred_at, "#", received_at].concat()
 }
 
+/// The receipt time an ordering key holds (times hold no `#`).
+pub fn received_of(order: &str) -> Option<&str> {
+    order.split_once('#').map(|(_, received)| received)
+}
+
 /// A name for one holder of one lease: unique across deliveries, processes and retries.
 pub fn holder_id(event: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -349,6 +354,12 @@ async fn rounds(
         }
         let at = Timestamp::now();
         let (mut ops, runs) = deployment_ops(&event, &d, &at);
+        if desired.event != own_event {
+            // The delivery that proposed this was queued behind the holder, and its history
+            // entry says so: this says what was applied.
+            let by = holder.split('@').next().unwrap_or(holder);
+            ops.push(super::history::applied_op(&event, &d, by, &at));
+        }
         let applied = |u: Update| {
             u.set("type", "service")
                 .set("cluster", base.cluster.as_str())

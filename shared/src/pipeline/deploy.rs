@@ -5,6 +5,7 @@
 use super::converge::{Door, Finish, Proposal, hold, holder_id, knock};
 use super::deployments::{deployment_ops, finish_ops, records_ops, write_chunked};
 use super::deps::{Deps, PipelineError};
+use super::history::Source;
 use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::event::{ImageEvent, Timestamp};
 use crate::model::rules::Target;
@@ -16,10 +17,11 @@ use crate::ports::store::ops::{Cond, Op};
 /// applies as the holder, or reports the deployment `queued` or `superseded`. Then records the
 /// event's other deployments (`known`: blocked, skipped...), removes the blocked entries it
 /// settles and marks the receipt of `record` done. Answers the deployments in target order,
-/// after `known`.
+/// after `known`. `source` says what the event's history entries hold beyond the event.
 pub async fn deploy_all(
     deps: &Deps<'_>,
     record: &ImageEvent,
+    source: &Source,
     proposals: Vec<(Target, Proposal)>,
     known: Vec<Deployment>,
     settled: &[Key],
@@ -33,7 +35,7 @@ pub async fn deploy_all(
         let mut ops = records_ops(record, &known, &at);
         let mut all = known.clone();
         all.push(own.clone());
-        ops.extend(finish_ops(record, &all, settled, &at, true));
+        ops.extend(finish_ops(record, source, &all, settled, &at, true));
         ops
     };
     let mut finished = false;
@@ -93,7 +95,7 @@ pub async fn deploy_all(
         }
     }
     all.extend(mine);
-    ops.extend(finish_ops(record, &all, settled, &at, !carried));
+    ops.extend(finish_ops(record, source, &all, settled, &at, !carried));
     write_chunked(deps.store, ops).await?;
     for op in aside {
         // Refused: a delivery of this event already recorded the deployment.

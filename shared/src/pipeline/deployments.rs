@@ -139,12 +139,13 @@ fn runs_update(event: &ImageEvent, d: &Deployment, at: &Timestamp) -> Update {
 /// answered as done.
 pub(super) fn finish_ops(
     event: &ImageEvent,
+    source: &history::Source,
     deployments: &[Deployment],
     settled: &[Key],
     at: &Timestamp,
     close: bool,
 ) -> Vec<Op> {
-    let mut ops = history::history_ops(event, deployments, at);
+    let mut ops = history::history_ops(event, source, deployments, at);
     for key in settled {
         ops.push(Op::Delete {
             key: key.clone(),
@@ -162,7 +163,9 @@ pub(super) fn finish_ops(
 }
 
 /// Records an event's deployments (and what a service now runs), removes the blocked entries
-/// they settle, and marks the receipt done last, so `done` means everything is on record.
+/// they settle, and marks the receipt done last, so `done` means everything is on record. Its
+/// history entries name the event's own push and no receipt time: the pipeline's paths record
+/// through `deploy::deploy_all`, which knows both.
 pub async fn record_deployments(
     store: &dyn Store,
     event: &ImageEvent,
@@ -171,7 +174,8 @@ pub async fn record_deployments(
     at: &Timestamp,
 ) -> Result<(), StoreError> {
     let mut ops = records_ops(event, deployments, at);
-    ops.extend(finish_ops(event, deployments, settled, at, true));
+    let source = history::Source::of(event, None);
+    ops.extend(finish_ops(event, &source, deployments, settled, at, true));
     write_chunked(store, ops).await
 }
 

@@ -6,8 +6,10 @@ use serde_json::{Map, json};
 
 use super::converge::{self, Proposal};
 use super::deps::{Deps, PipelineError, warn_failed};
+use super::history::{Pushed, Source};
 use super::receipt::Receipt;
 use crate::model::event::ImageEvent;
+use crate::model::records::Record;
 use crate::model::result::EventResult;
 use crate::model::rules::Target;
 use crate::ports::store::keys;
@@ -147,6 +149,7 @@ pub(crate) async fn apply_held(
 ) -> Result<(), PipelineError> {
     let digest = event.image.digest.as_ref().map(ToString::to_string);
     let mut proposals: Vec<(Target, Proposal)> = Vec::new();
+    let mut source = Source::of(event, received_at(deps, event).await?.as_deref());
     for b in held {
         let current = match &b.tag {
             Some(tag) => tag_digest(deps.store, event, tag).await?,
@@ -168,15 +171,36 @@ pub(crate) async fn apply_held(
                 image: event.image.clone(),
                 order: b.order.clone(),
             };
+            // The history names the push applied: its tag and time, which the release lacks.
+            source.pushes.push(Pushed {
+                cluster: b.target.cluster.clone(),
+                service: b.target.service.clone(),
+                event: proposal.event.clone(),
+                tag: b.tag.clone(),
+                // The held push's time leads its ordering key; a held entry that kept no push
+                // time leads with when it was held, the nearest to it that is known.
+                pushed_at: b.order.split('#').next().unwrap_or_default().to_owned(),
+            });
             proposals.push((target, proposal));
         }
     }
     let settled: Vec<_> = held.iter().map(|b| b.key.clone()).collect();
     let deployments =
-        super::deploy::deploy_all(deps, event, proposals, Vec::new(), &settled).await?;
+        super::deploy::deploy_all(deps, event, &source, proposals, Vec::new(), &settled).await?;
     warn_failed(result, &deployments);
     result.deployments = deployments;
     Ok(())
+}
+
+/// When the event's first delivery was received, as its receipt (written before any held
+/// deployment is applied) says.
+async fn received_at(deps: &Deps<'_>, event: &ImageEvent) -> Result<Option<String>, StoreError> {
+    Ok(deps
+        .store
+        .get(&keys::receipt(event.provider.as_str(), &event.id))
+        .await?
+        .and_then(Record::receipt)
+        .and_then(|r| r.received_at))
 }
 
 /// A held deployment with the rollout policy its rule has now (rules may have changed while

@@ -1,39 +1,153 @@
-//! Versions per stage: for each repository and stage, which tag and digest were rolled out when,
-//! and to which services. Written with an event's deployments; read by `imagehook history` and
-//! GET /images/{repository}.
+//! What ran where, when, and why not: for each repository, one entry per event and stage for
+//! every push that concerns a service (applied, blocked, stale or superseded) and for every
+//! release or arrival that applies a held push, each with the push's tag, digest and time and
+//! the writing event's own time and receipt time. Written with the event's records; read by
+//! `imagehook history` and GET /images/{repository}, newest first by one rule ([`order`]).
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::model::deployment::Deployment;
-use crate::model::event::{ImageEvent, Timestamp};
-use crate::model::records::{HistoryRecord, ImageRecord, Record, RegionRecord};
+use crate::model::deployment::{DeployOutcome, Deployment};
+use crate::model::event::{Action, ImageEvent, Timestamp};
+use crate::model::records::{HistoryApplied, HistoryRecord, ImageRecord, Record, RegionRecord};
 use crate::ports::store::keys;
 use crate::ports::store::ops::Op;
 use crate::ports::store::{Key, StoreError, StoreRead};
 
-/// One history item per stage the event's deployments name, listing every service of that
-/// stage with its outcome. Re-recording the same event (a retried delivery completing its
-/// deployments) writes the same keys: no duplicates.
-pub fn history_ops(event: &ImageEvent, deployments: &[Deployment], at: &Timestamp) -> Vec<Op> {
+/// What an event that writes history entries is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Push,
+    /// A release (or a clean scan) applying deployments held while the digest was quarantined.
+    Release,
+    /// A replica's arrival applying deployments held until the digest reached its region.
+    Arrival,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Release => "release",
+            Self::Arrival => "arrival",
+        }
+    }
+}
+
+/// What an entry says of its event as a whole; each service's own outcome is on the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryOutcome {
+    Applied,
+    /// Held: the digest is quarantined, deleted after the push, or not yet in a required region.
+    Blocked,
+    /// The tag already pointed at a push at least as recent: recorded, deployed nowhere.
+    Stale,
+    /// A newer push is what every service of the stage should run.
+    Superseded,
+}
+
+impl EntryOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Blocked => "blocked",
+            Self::Stale => "stale",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+/// The push a release or an arrival rolls out to one service, as its held deployment kept it:
+/// the entry names that push's tag and time, not the release's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub cluster: String,
+    pub service: String,
+    /// `provider#id` of the push.
+    pub event: String,
+    pub tag: Option<String>,
+    /// The push's time, as its sender stamped it.
+    pub pushed_at: String,
+}
+
+/// The event that writes history entries, beyond what the event itself says.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub kind: EntryKind,
+    /// When imagehook received the event's first delivery (none where the caller cannot know).
+    pub received_at: Option<String>,
+    /// A push refused as a whole (blocked, stale), and why.
+    pub refused: Option<(EntryOutcome, String)>,
+    /// For a release or an arrival: the held push each service is given.
+    pub pushes: Vec<Pushed>,
+}
+
+impl Source {
+    /// The event's entries, as its action makes them.
+    pub fn of(event: &ImageEvent, received_at: Option<&str>) -> Self {
+        Self {
+            kind: match event.action {
+                Action::Push | Action::Delete => EntryKind::Push,
+                Action::Replicate | Action::ReplicationFailed => EntryKind::Arrival,
+                // A quarantine event applies held deployments only as a clean scan: a release.
+                Action::Quarantine | Action::Release => EntryKind::Release,
+            },
+            received_at: received_at.map(str::to_owned),
+            refused: None,
+            pushes: Vec::new(),
+        }
+    }
+
+    pub fn refused(mut self, outcome: EntryOutcome, reason: &str) -> Self {
+        self.refused = Some((outcome, reason.to_owned()));
+        self
+    }
+}
+
+/// One history entry per stage (services without one share an entry of no stage) and per push
+/// rolled out, listing each service with its outcome. Keyed by the stage, the event's time and
+/// the event (and, for a release or an arrival, the push it applies), so re-recording the same
+/// event (a retried delivery completing its deployments) writes the same keys: no duplicates.
+pub fn history_ops(
+    event: &ImageEvent,
+    source: &Source,
+    deployments: &[Deployment],
+    at: &Timestamp,
+) -> Vec<Op> {
     let img = &event.image;
-    let what = img
-        .digest
-        .as_ref()
-        .map_or_else(|| img.to_string(), ToString::to_string);
-    let mut stages: Vec<&str> = deployments
-        .iter()
-        .filter_map(|d| d.stage.as_deref())
-        .collect();
-    stages.sort_unstable();
-    stages.dedup();
-    stages
+    let by = format!("{}#{}", event.provider, event.id);
+    let own = Pushed {
+        cluster: String::new(),
+        service: String::new(),
+        event: by.clone(),
+        tag: img.tag.as_ref().map(ToString::to_string),
+        pushed_at: event.occurred_at.as_str().to_owned(),
+    };
+    let push_of = |d: &Deployment| {
+        source
+            .pushes
+            .iter()
+            .find(|p| p.cluster == d.cluster && p.service == d.service)
+            .unwrap_or(&own)
+    };
+    let mut entries: Vec<(Option<&str>, &Pushed, Vec<&Deployment>)> = Vec::new();
+    for d in deployments {
+        let (stage, push) = (d.stage.as_deref(), push_of(d));
+        match entries
+            .iter_mut()
+            .find(|(s, p, _)| *s == stage && p.event == push.event)
+        {
+            Some((_, _, list)) => list.push(d),
+            None => entries.push((stage, push, vec![d])),
+        }
+    }
+    entries
         .into_iter()
-        .map(|stage| {
-            let services: Vec<Value> = deployments
+        .map(|(stage, push, list)| {
+            let (outcome, reason) = entry_outcome(source, &list);
+            let services: Vec<Value> = list
                 .iter()
-                .filter(|d| d.stage.as_deref() == Some(stage))
                 .map(|d| {
                     let mut s = json!({"cluster": d.cluster, "service": d.service,
                                        "outcome": d.outcome.as_str(), "at": at.as_str()});
@@ -48,31 +162,150 @@ pub fn history_ops(event: &ImageEvent, deployments: &[Deployment], at: &Timestam
                 .collect();
             let mut item = Map::new();
             item.insert("type".into(), json!("history"));
-            item.insert("stage".into(), json!(stage));
+            if let Some(stage) = stage {
+                item.insert("stage".into(), json!(stage));
+            }
+            item.insert("kind".into(), json!(source.kind.as_str()));
+            item.insert("outcome".into(), json!(outcome.as_str()));
+            if let Some(r) = reason {
+                item.insert("reason".into(), json!(r));
+            }
             item.insert("registry".into(), json!(img.registry.as_str()));
             item.insert("repository".into(), json!(img.repository.as_str()));
-            if let Some(t) = &img.tag {
-                item.insert("tag".into(), json!(t.as_str()));
+            if let Some(t) = &push.tag {
+                item.insert("tag".into(), json!(t));
             }
             if let Some(d) = &img.digest {
                 item.insert("digest".into(), json!(d.as_str()));
             }
-            item.insert("pushed_at".into(), json!(event.occurred_at.as_str()));
-            item.insert(
-                "event".into(),
-                json!(format!("{}#{}", event.provider, event.id)),
-            );
+            item.insert("pushed_at".into(), json!(push.pushed_at));
+            item.insert("push_event".into(), json!(push.event));
+            item.insert("event".into(), json!(by));
+            item.insert("at".into(), json!(event.occurred_at.as_str()));
+            if let Some(r) = &source.received_at {
+                item.insert("received_at".into(), json!(r));
+            }
             item.insert("services".into(), Value::Array(services));
+            let what = if push.event == by {
+                by.clone()
+            } else {
+                [by.as_str(), "#", push.event.as_str()].concat()
+            };
             Op::Put {
                 key: Key::new(
                     keys::image_pk(img.registry.as_str(), img.repository.as_str()),
-                    keys::history_sk(stage, event.occurred_at.as_str(), &what),
+                    keys::history_sk(stage.unwrap_or_default(), event.occurred_at.as_str(), &what),
                 ),
                 item,
                 cond: None,
             }
         })
         .collect()
+}
+
+/// The entry's outcome: the push's own when it was refused as a whole, else superseded or
+/// blocked when every service of the entry says so (with the first one's reason), else applied.
+fn entry_outcome<'a>(
+    source: &'a Source,
+    list: &[&'a Deployment],
+) -> (EntryOutcome, Option<&'a str>) {
+    if let Some((outcome, reason)) = &source.refused {
+        return (*outcome, Some(reason.as_str()));
+    }
+    for (every, outcome) in [
+        (DeployOutcome::Superseded, EntryOutcome::Superseded),
+        (DeployOutcome::Blocked, EntryOutcome::Blocked),
+    ] {
+        if list.iter().all(|d| d.outcome == every) {
+            return (outcome, list.first().and_then(|d| d.reason.as_deref()));
+        }
+    }
+    (EntryOutcome::Applied, None)
+}
+
+/// What a lease holder applied for a push (`event`, as its desired state names it) whose own
+/// delivery was queued behind the holder: that delivery's entry lists the service as `queued`,
+/// and is read with this in its place. `by` is the holder's event, or `reconcile`.
+pub fn applied_op(event: &ImageEvent, d: &Deployment, by: &str, at: &Timestamp) -> Op {
+    let img = &event.image;
+    let push = format!("{}#{}", event.provider, event.id);
+    let mut item = Map::new();
+    item.insert("type".into(), json!("history_applied"));
+    if let Some(stage) = &d.stage {
+        item.insert("stage".into(), json!(stage));
+    }
+    item.insert("push_event".into(), json!(push));
+    item.insert("cluster".into(), json!(d.cluster));
+    item.insert("service".into(), json!(d.service));
+    item.insert("outcome".into(), json!(d.outcome.as_str()));
+    item.insert("at".into(), json!(at.as_str()));
+    item.insert("by".into(), json!(by));
+    if let Some(td) = &d.task_definition {
+        item.insert("task_definition".into(), json!(td));
+    }
+    if let Some(r) = &d.reason {
+        item.insert("reason".into(), json!(r));
+    }
+    Op::Put {
+        key: Key::new(
+            keys::image_pk(img.registry.as_str(), img.repository.as_str()),
+            keys::history_applied_sk(
+                d.stage.as_deref().unwrap_or_default(),
+                event.occurred_at.as_str(),
+                &push,
+                &d.cluster,
+                &d.service,
+            ),
+        ),
+        item,
+        cond: None,
+    }
+}
+
+/// Services an entry lists as `queued` read as what the lease holder then applied there.
+fn with_applied(entries: &mut [HistoryRecord], applied: Vec<HistoryApplied>) {
+    if applied.is_empty() {
+        return;
+    }
+    let mut by_service: HashMap<(Option<String>, String, String, String), HistoryApplied> =
+        HashMap::new();
+    for a in applied {
+        let key = (
+            a.stage.clone(),
+            a.push_event.clone(),
+            a.cluster.clone(),
+            a.service.clone(),
+        );
+        by_service.insert(key, a);
+    }
+    for e in entries {
+        let push = e.push_event.clone().unwrap_or_else(|| e.event.clone());
+        for s in e.services.iter_mut().filter(|s| s.outcome == "queued") {
+            let key = (
+                e.stage.clone(),
+                push.clone(),
+                s.cluster.clone(),
+                s.service.clone(),
+            );
+            if let Some(a) = by_service.get(&key) {
+                s.outcome = a.outcome.clone();
+                s.at = a.at.clone();
+                s.task_definition = a.task_definition.clone();
+                s.reason = Some(a.reason.clone().unwrap_or_else(|| {
+                    format!(
+                        "applied by {}, which held the service's lease",
+                        a.by.as_deref().unwrap_or("another delivery")
+                    )
+                }));
+            }
+        }
+    }
+}
+
+/// Newest first: the reverse of [`HistoryRecord::order`]. A total order on what the entries
+/// hold, so two reads of the same records list them alike.
+pub fn order(records: &mut [HistoryRecord]) {
+    records.sort_by(|a, b| b.order().cmp(&a.order()));
 }
 
 /// A repository's history, newest first, for one stage or all of them.
@@ -82,16 +315,23 @@ pub async fn history(
     repository: &str,
     stage: Option<&str>,
 ) -> Result<Vec<HistoryRecord>, StoreError> {
-    let mut records: Vec<HistoryRecord> = store
+    let mut records = Vec::new();
+    let mut applied = Vec::new();
+    for record in store
         .query(
             &keys::image_pk(registry, repository),
             &keys::history_prefix(stage),
         )
         .await?
-        .into_iter()
-        .filter_map(|r| r.history())
-        .collect();
-    records.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at));
+    {
+        match record {
+            Record::History(h) => records.push(h),
+            Record::HistoryApplied(a) => applied.push(a),
+            _ => {}
+        }
+    }
+    with_applied(&mut records, applied);
+    order(&mut records);
     Ok(records)
 }
 
@@ -204,17 +444,31 @@ impl Listed {
     }
 }
 
-/// The history as the API and the CLI print it: stages, each newest first.
-pub fn by_stage(records: Vec<HistoryRecord>) -> Value {
+/// The history as the API and the CLI print it: stages, each newest first. Entries of
+/// services that belong to no stage are only in the flat list ([`listed`]).
+pub fn by_stage(records: &[HistoryRecord]) -> Value {
     let mut stages = Map::new();
     for record in records {
-        let entry = serde_json::to_value(&record).unwrap_or_default();
+        let Some(stage) = &record.stage else {
+            continue;
+        };
+        let entry = serde_json::to_value(record).unwrap_or_default();
         if let Value::Array(list) = stages
-            .entry(record.stage)
+            .entry(stage.clone())
             .or_insert_with(|| Value::Array(Vec::new()))
         {
             list.push(entry);
         }
     }
     Value::Object(stages)
+}
+
+/// Every entry, of every stage and of none, newest first.
+pub fn listed(records: &[HistoryRecord]) -> Value {
+    Value::Array(
+        records
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect(),
+    )
 }

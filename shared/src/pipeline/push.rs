@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::converge::{self, Proposal};
 use super::deps::{Deps, PipelineError, warn_failed};
+use super::history::{self, EntryOutcome, Source};
 use super::receipt::{MAX_ATTEMPTS, Receipt, pending, unexpected};
 use super::{deployments, held, quarantine, replicate};
 use crate::model::deployment::{DeployOutcome, Deployment};
@@ -43,11 +44,7 @@ pub(super) async fn push_one(
         PushOutcome::AppliedAcrPassed => EventResult::of(event, EventOutcome::Applied)
             .with_reason("ACR sent the push of a quarantined image, so it was marked Passed: quarantine released"),
         PushOutcome::Stale => {
-            return Ok(EventResult::of(event, EventOutcome::Stale).with_reason(format!(
-                "tag {} already points at a push at least as recent as {}: recorded on the image, not deployed",
-                event.image.tag.as_ref().map_or("", |t| t.as_str()),
-                event.occurred_at
-            )));
+            return Ok(EventResult::of(event, EventOutcome::Stale).with_reason(stale(event)));
         }
         PushOutcome::Blocked { reason } => {
             let mut result = EventResult::of(event, EventOutcome::Blocked).with_reason(&reason);
@@ -93,13 +90,15 @@ pub(super) async fn push_one(
         PushOutcome::Duplicate { .. } => first_order(deps, event).await?,
         _ => converge::order_of(event.occurred_at.as_str(), received_at.as_str()),
     };
+    let source = Source::of(event, converge::received_of(&order));
     let proposal = Proposal {
         event: format!("{}#{}", event.provider, event.id),
         image: event.image.clone(),
         order,
     };
     let proposals = targets.into_iter().map(|t| (t, proposal.clone())).collect();
-    let deployments = super::deploy::deploy_all(deps, event, proposals, deployments, &[]).await?;
+    let deployments =
+        super::deploy::deploy_all(deps, event, &source, proposals, deployments, &[]).await?;
     if event.image.digest.is_none() {
         result.warnings.push(format!(
             "the event carried no digest: deployed by tag {}, not pinned",
@@ -369,7 +368,10 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: &PushVariant, reason: 
         };
         ops.push(Op::Update(u));
     }
+    // A push that deploys nowhere is in the history from the transaction that records it.
+    let source = || Source::of(e, Some(r.received_at.as_str()));
     if blocked {
+        let mut held = Vec::with_capacity(targets.len());
         for target in targets {
             // Released, it still waits for the region its rule requires.
             let region = target.require_region.as_deref();
@@ -381,9 +383,29 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: &PushVariant, reason: 
                 item,
                 cond: None,
             });
+            held.push(dep);
         }
+        let source = source().refused(EntryOutcome::Blocked, reason);
+        ops.extend(history::history_ops(e, &source, &held, r.received_at));
+    }
+    if *variant == PushVariant::Stale {
+        let why = stale(e);
+        let skipped: Vec<Deployment> = targets
+            .iter()
+            .map(|t| Deployment::new(t, &e.image, DeployOutcome::Skipped).with_reason(&why))
+            .collect();
+        let source = source().refused(EntryOutcome::Stale, &why);
+        ops.extend(history::history_ops(e, &source, &skipped, r.received_at));
     }
     ops
+}
+
+fn stale(event: &ImageEvent) -> String {
+    format!(
+        "tag {} already points at a push at least as recent as {}: recorded on the image, not deployed",
+        event.image.tag.as_ref().map_or("", |t| t.as_str()),
+        event.occurred_at
+    )
 }
 
 /// Records a push: receipt, image and tag in one transaction (DESIGN §4).

@@ -197,8 +197,9 @@ async fn converge_now(
         .digest
         .clone()
         .map(|d| (d, record.tag.clone().filter(|t| !t.is_empty())));
-    let event = desired.event.clone();
-    let held = converge::hold(deps, &target, &holder, true, &event, desired, None).await?;
+    // Whatever it applies, a delivery proposed and never finished: under the holder's own name,
+    // every round is recorded as carried for that delivery's history.
+    let held = converge::hold(deps, &target, &holder, true, &holder, desired, None).await?;
     Ok(held.own.or_else(|| held.carried.into_iter().last()))
 }
 

@@ -103,6 +103,21 @@ pub fn history_sk(stage: &str, at: &str, what: &str) -> String {
     ["H#", stage, "#", at, "#", what].concat()
 }
 
+/// What a lease holder applied to one service for a push whose own delivery was queued behind
+/// it: beside that push's entries of the stage (`H#<stage>#<push time>#<push>`), one per service.
+pub fn history_applied_sk(
+    stage: &str,
+    pushed_at: &str,
+    push: &str,
+    cluster: &str,
+    service: &str,
+) -> String {
+    [
+        "H#", stage, "#", pushed_at, "#", push, "#A#", cluster, "/", service,
+    ]
+    .concat()
+}
+
 pub fn history_prefix(stage: Option<&str>) -> String {
     match stage {
         Some(s) => ["H#", s, "#"].concat(),
