@@ -272,3 +272,59 @@ async fn builds_are_listed_by_sender_time_then_receipt_time() {
     assert_eq!(prod[2]["services"][0]["outcome"], "superseded");
     listed_alike(&app, &prod).await;
 }
+
+/// A release and an arrival that apply nothing still appear, without services, with the
+/// digest, the sender's time and the receipt time.
+#[tokio::test]
+async fn releases_and_arrivals_that_apply_nothing_are_listed_too() {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let app = staged_app(&sdk, &table, json!({}));
+    let d = digest(7);
+    let image = format!("{REPO}@{d}");
+    send(
+        &app,
+        Function::Quarantine,
+        json!({"image": image, "quarantine": true, "id": unique("q"),
+               "timestamp": "2026-11-20T09:00:00Z"}),
+    )
+    .await;
+    let release = unique("release");
+    send(
+        &app,
+        Function::Quarantine,
+        json!({"image": image, "quarantine": false, "id": release,
+               "timestamp": "2026-11-20T09:30:00Z"}),
+    )
+    .await;
+    let arrival = unique("arrival");
+    send(
+        &app,
+        Function::Push,
+        json!({"image": image, "action": "replicate", "region": "eu-west-1", "id": arrival,
+               "timestamp": "2026-11-20T09:40:00Z"}),
+    )
+    .await;
+    let (status, all) = images_api(&app, REPO, None).await;
+    assert_eq!(status, 200, "{all}");
+    let entries = all["history"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["event"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("arrival", format!("generic#{arrival}").as_str()),
+            ("release", format!("generic#{release}").as_str())
+        ],
+        "{all}"
+    );
+    for e in entries {
+        assert_eq!(e["digest"], d.as_str(), "{e}");
+        assert!(e["received_at"].is_string(), "{e}");
+        assert_eq!(e["services"], json!([]), "{e}");
+        assert_eq!(e["outcome"], "applied", "{e}");
+    }
+    assert_eq!(entries[1]["at"], "2026-11-20T09:30:00.000000000Z");
+}

@@ -106,7 +106,8 @@ impl Source {
 }
 
 /// One history entry per stage (services without one share an entry of no stage) and per push
-/// rolled out, listing each service with its outcome. Keyed by the stage, the event's time and
+/// rolled out, listing each service with its outcome (a release or an arrival that applies
+/// nothing: one entry without services). Keyed by the stage, the event's time and
 /// the event (and, for a release or an arrival, the push it applies), so re-recording the same
 /// event (a retried delivery completing its deployments) writes the same keys: no duplicates.
 pub fn history_ops(
@@ -132,6 +133,11 @@ pub fn history_ops(
             .unwrap_or(&own)
     };
     let mut entries: Vec<(Option<&str>, &Pushed, Vec<&Deployment>)> = Vec::new();
+    // A release or an arrival that applies nothing is still in the history, without services;
+    // a push that concerns no service is not.
+    if deployments.is_empty() && source.kind != EntryKind::Push {
+        entries.push((None, &own, Vec::new()));
+    }
     for d in deployments {
         let (stage, push) = (d.stage.as_deref(), push_of(d));
         match entries
@@ -216,7 +222,7 @@ fn entry_outcome<'a>(
         (DeployOutcome::Superseded, EntryOutcome::Superseded),
         (DeployOutcome::Blocked, EntryOutcome::Blocked),
     ] {
-        if list.iter().all(|d| d.outcome == every) {
+        if !list.is_empty() && list.iter().all(|d| d.outcome == every) {
             return (outcome, list.first().and_then(|d| d.reason.as_deref()));
         }
     }

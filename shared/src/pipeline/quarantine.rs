@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use super::deployments::services_running;
 use super::deps::{Deps, PipelineError};
 use super::held::{apply_held, blocked_deployments};
+use super::history::{Source, history_ops};
 use super::receipt::{MAX_ATTEMPTS, Receipt, pending, unexpected};
 use super::replicate;
 use crate::model::event::{Action, ImageEvent, Provider, Timestamp};
@@ -382,6 +383,11 @@ pub async fn record_release(
         }
         if let Some(change) = &change {
             ops.push(r.change(r.digest(), "released", Some(change)));
+        }
+        if status == ReceiptStatus::Done {
+            // Nothing waits for it: its history entry is written now, without services.
+            let source = Source::of(r.event, Some(r.received_at.as_str()));
+            ops.extend(history_ops(r.event, &source, &[], r.received_at));
         }
         match store.transact(ops).await? {
             Ok(()) => return Ok(outcome),

@@ -5,6 +5,7 @@
 use super::deployments::record_deployments;
 use super::deps::{Deps, PipelineError};
 use super::held::{apply_held, blocked_deployments};
+use super::history::{Source, history_ops};
 use super::receipt::{Receipt, pending};
 use crate::model::event::{Action, ImageEvent, Timestamp};
 use crate::model::records::{ImageStatus, ReceiptStatus, Record};
@@ -139,6 +140,11 @@ pub async fn record_replication(
         ReceiptStatus::Done
     };
     let mut ops = vec![r.put(status, "applied", r.event.reason.as_deref())];
+    if status == ReceiptStatus::Done && !failed {
+        // Nothing waits for it: its history entry is written now, without services.
+        let source = Source::of(r.event, Some(r.received_at.as_str()));
+        ops.extend(history_ops(r.event, &source, &[], r.received_at));
+    }
     if let Some(key) = r.image_key() {
         ops.push(Op::Update(
             r.image_update(key)
