@@ -14,6 +14,7 @@ pub mod history;
 pub mod identity;
 pub mod notices;
 pub mod outcomes;
+pub mod pin;
 pub mod push;
 pub mod quarantine;
 pub mod receipt;
@@ -36,17 +37,23 @@ pub fn function_for(action: Action) -> Function {
     }
 }
 
-/// Handles every event of one request, in order. The first store or ECS fault stops the
-/// request with a retryable error; events already handled are safe to see again because their
-/// receipts make them duplicates.
+/// Handles every event of one request, in order, once the push function has pinned the pushes
+/// that came without a digest ([`pin`]). The first store or ECS fault stops the request with a
+/// retryable error; events already handled are safe to see again because their receipts make
+/// them duplicates.
 pub async fn handle(
     deps: &Deps<'_>,
     function: Function,
     events: Vec<Parsed>,
     received_at: &Timestamp,
 ) -> Result<Vec<EventResult>, PipelineError> {
+    let mut events = events;
+    let unpinned = match function {
+        Function::Push => pin::pin_all(deps.resolver, &mut events).await,
+        _ => vec![None; events.len()],
+    };
     let mut out = Vec::with_capacity(events.len());
-    for parsed in events {
+    for (parsed, unpinned) in events.into_iter().zip(unpinned) {
         let result = match parsed {
             Parsed::Ignored(i) => EventResult::ignored(i),
             // Answered at the edge before any event is handled; never mixed with events.
@@ -63,7 +70,13 @@ pub async fn handle(
                 identity::settle(deps.store, &mut e, received_at).await?;
                 match function {
                     Function::Push if e.action == Action::Push => {
-                        push::push_one(deps, &e, received_at).await?
+                        let mut result = push::push_one(deps, &e, received_at).await?;
+                        if let Some(why) = unpinned {
+                            // Names the cause, where the push alone could only say it is unpinned.
+                            result.warnings.retain(|w| !w.starts_with(push::NO_DIGEST));
+                            result.warnings.insert(0, why);
+                        }
+                        result
                     }
                     Function::Push => replicate::replicate_one(deps, &e, received_at).await?,
                     Function::Delete => delete::delete_one(deps, &e, received_at).await?,
