@@ -269,6 +269,15 @@ async fn tags_that_resolve_to_one_digest_roll_a_service_out_once() {
             (digest.clone(), json!("superseded")),
         ]
     );
+    let first = reply.body["events"][0]["id"].as_str().unwrap();
+    for e in &reply.body["events"].as_array().unwrap()[1..] {
+        let why = e["deployments"][0]["reason"].as_str().unwrap();
+        assert!(
+            why.starts_with(&format!("quay#{first} brings "))
+                && why.ends_with("the same digest: it is rolled out once, by that push"),
+            "{why}"
+        );
+    }
     assert_eq!(revisions(&w.sdk, &w.fx).await, before + 1);
     assert_eq!(app_image(&w.sdk, &w.fx).await, format!("{name}@{digest}"));
 }
