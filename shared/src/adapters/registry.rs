@@ -513,6 +513,27 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_token_realm_on_plain_http_is_refused_unless_listed() {
+        let image = ImageRef::parse("quay.io/org/app:latest").unwrap();
+        let challenge =
+            Challenge::parse(r#"Bearer realm="http://auth.example.com/token",service="quay.io""#)
+                .unwrap();
+        let e = resolver(&["127.0.0.1:5000"])
+            .token(&image, &challenge, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ResolveError::Insecure(m) if m.contains("REGISTRY_INSECURE_HOSTS")),
+            "{e}"
+        );
+        let no_realm = Challenge::parse(r#"Bearer service="quay.io""#).unwrap();
+        assert!(matches!(
+            resolver(&[]).token(&image, &no_realm, None).await,
+            Err(ResolveError::Unauthorized(_))
+        ));
+    }
+
     #[test]
     fn challenges_parse_with_quoted_commas() {
         let c = Challenge::parse(
