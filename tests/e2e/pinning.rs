@@ -209,9 +209,11 @@ async fn quay_push_of_three_tags_deploys_each_service_pinned_by_digest() {
     assert!(tag.get("unpinned").is_none(), "{tag}");
     let asked = registry.requests();
     let tokens = asked.iter().filter(|r| r.path == "/token").count();
-    assert_eq!(tokens, 3, "{asked:?}");
+    // Each tag: a HEAD refused with the challenge, a token, the HEAD again; or, once a token is
+    // kept for the repository, one HEAD with it.
+    assert!((1..=3).contains(&tokens), "{asked:?}");
     let heads: Vec<_> = asked.iter().filter(|r| r.method == "HEAD").collect();
-    assert_eq!(heads.len(), 6, "{asked:?}");
+    assert_eq!(heads.len(), 3 + tokens, "{asked:?}");
     assert!(heads.iter().all(|r| {
         r.accept
             .as_deref()
@@ -362,6 +364,14 @@ async fn a_redelivered_quay_notification_is_a_duplicate_but_a_new_image_under_it
     assert_eq!(e["digest"], second.as_str());
     assert_eq!(e["deployments"][0]["outcome"], "updated", "{e}");
     assert_eq!(app_image(&w.sdk, &w.fx).await, format!("{name}@{second}"));
+    // The token the first delivery fetched served the other two (it lives 300 s).
+    let asked = registry.requests();
+    assert_eq!(
+        asked.iter().filter(|r| r.path == "/token").count(),
+        1,
+        "{asked:?}"
+    );
+    assert_eq!(asked.iter().filter(|r| r.method == "HEAD").count(), 4);
 }
 
 #[tokio::test]

@@ -35,6 +35,14 @@ application/vnd.oci.image.manifest.v1+json";
 
 /// Docker Hub's API is not served at `docker.io`, the name references use.
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
+/// How long a token is kept when its answer names no lifetime: the token specification's
+/// default.
+const DEFAULT_TOKEN_SECONDS: u64 = 60;
+/// A token is dropped this long before it expires, so it never expires in flight.
+const TOKEN_MARGIN: Duration = Duration::from_secs(10);
+/// The most repositories whose authorization is kept; past it the cache starts again.
+const MAX_KEPT: usize = 256;
+
 /// A manifest HEAD has no body and a token answer is a small JSON object: anything larger is
 /// neither.
 const MAX_BODY: usize = 64 * 1024;
@@ -130,6 +138,10 @@ pub struct RegistryResolver {
     /// Built on the first resolution: loading the trust store costs a few milliseconds that a
     /// cold start whose events all carry digests should not pay.
     client: OnceCell<HttpsClient>,
+    /// The `Authorization` that last worked for a repository (`registry/repository`), until it
+    /// expires: a warm function asks the token service once per repository and token lifetime,
+    /// and each push is one HEAD.
+    kept: std::sync::Mutex<HashMap<String, (String, tokio::time::Instant)>>,
 }
 
 impl RegistryResolver {
@@ -139,6 +151,7 @@ impl RegistryResolver {
             credentials,
             budget,
             client: OnceCell::new(),
+            kept: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -221,12 +234,34 @@ impl RegistryResolver {
         })
     }
 
-    /// The `Authorization` a 401's challenge asks for, fetching a token when it is Bearer.
+    fn kept(&self, name: &str) -> Option<String> {
+        let mut kept = self.kept.lock().ok()?;
+        match kept.get(name) {
+            Some((auth, until)) if *until > tokio::time::Instant::now() => Some(auth.clone()),
+            Some(_) => {
+                kept.remove(name);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn keep(&self, name: String, auth: String, lifetime: Duration) {
+        if let Ok(mut kept) = self.kept.lock() {
+            if kept.len() >= MAX_KEPT {
+                kept.clear();
+            }
+            kept.insert(name, (auth, tokio::time::Instant::now() + lifetime));
+        }
+    }
+
+    /// The `Authorization` a 401's challenge asks for, fetching a token when it is Bearer, and
+    /// how long it may be used.
     async fn authorize(
         &self,
         image: &ImageRef,
         headers: &HeaderMap,
-    ) -> Result<String, ResolveError> {
+    ) -> Result<(String, Duration), ResolveError> {
         let login = self.credentials.0.get(image.registry.as_str());
         let challenges: Vec<Challenge> = headers
             .get_all(header::WWW_AUTHENTICATE)
@@ -244,7 +279,11 @@ impl RegistryResolver {
             ));
         };
         if challenge.scheme.eq_ignore_ascii_case("basic") {
-            return login.map(Login::basic).ok_or_else(|| {
+            // A login does not expire; it is asked for again after the default token lifetime all
+            // the same, so a changed challenge is seen.
+            return login
+                .map(|l| (l.basic(), Duration::from_secs(DEFAULT_TOKEN_SECONDS)))
+                .ok_or_else(|| {
                 ResolveError::Unauthorized(format!(
                     "HTTP 401: {} asks for a login and REGISTRY_CREDENTIALS_ARN holds none for it",
                     image.registry
@@ -257,8 +296,8 @@ impl RegistryResolver {
                 challenge.scheme
             )));
         }
-        let token = self.token(image, challenge, login).await?;
-        Ok(format!("Bearer {token}"))
+        let (token, lifetime) = self.token(image, challenge, login).await?;
+        Ok((format!("Bearer {token}"), lifetime))
     }
 
     /// A token from the challenge's realm, for the challenge's scope (pull on the repository
@@ -268,7 +307,7 @@ impl RegistryResolver {
         image: &ImageRef,
         challenge: &Challenge,
         login: Option<&Login>,
-    ) -> Result<String, ResolveError> {
+    ) -> Result<(String, Duration), ResolveError> {
         let realm = challenge.param("realm").ok_or_else(|| {
             ResolveError::Unauthorized("HTTP 401: a Bearer challenge without a realm".into())
         })?;
@@ -327,14 +366,18 @@ impl RegistryResolver {
         struct TokenAnswer {
             token: Option<String>,
             access_token: Option<String>,
+            expires_in: Option<u64>,
         }
         let answer: TokenAnswer = serde_json::from_slice(&resp.body)
             .map_err(|_| ResolveError::BadAnswer("the token answer is not a JSON object".into()))?;
-        answer
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(DEFAULT_TOKEN_SECONDS))
+            .saturating_sub(TOKEN_MARGIN);
+        let token = answer
             .token
             .or(answer.access_token)
             .filter(|t| !t.is_empty() && HeaderValue::from_str(&format!("Bearer {t}")).is_ok())
-            .ok_or_else(|| ResolveError::BadAnswer("the token answer holds no token".into()))
+            .ok_or_else(|| ResolveError::BadAnswer("the token answer holds no token".into()))?;
+        Ok((token, lifetime))
     }
 }
 
@@ -342,11 +385,20 @@ impl RegistryResolver {
 impl Resolver for RegistryResolver {
     async fn resolve(&self, image: &ImageRef) -> Result<Digest, ResolveError> {
         let uri = self.manifest_uri(image)?;
-        let resp = self.send(Method::HEAD, &uri, MANIFEST_ACCEPT, None).await?;
+        let name = image.name();
+        let kept = self.kept(&name);
+        let resp = self
+            .send(Method::HEAD, &uri, MANIFEST_ACCEPT, kept.as_deref())
+            .await?;
         let resp = if resp.status == StatusCode::UNAUTHORIZED {
-            let auth = self.authorize(image, &resp.headers).await?;
-            self.send(Method::HEAD, &uri, MANIFEST_ACCEPT, Some(&auth))
-                .await?
+            let (auth, lifetime) = self.authorize(image, &resp.headers).await?;
+            let resp = self
+                .send(Method::HEAD, &uri, MANIFEST_ACCEPT, Some(&auth))
+                .await?;
+            if resp.status == StatusCode::OK && !lifetime.is_zero() {
+                self.keep(name, auth, lifetime);
+            }
+            resp
         } else {
             resp
         };
