@@ -413,7 +413,7 @@ async fn a_private_repository_is_resolved_with_the_login_kept_in_secrets_manager
             said[0].starts_with(&format!(
                 "could not resolve {name}:latest to a digest: unauthorized: "
             )) && said[0].contains("REGISTRY_CREDENTIALS_ARN")
-                && said[0].ends_with("recorded and deployed by tag, not pinned"),
+                && said[0].ends_with("; deployed by tag, not pinned"),
             "{auth:?}: {said:?}"
         );
         assert_eq!(image, &format!("{name}:latest"));
@@ -505,9 +505,22 @@ async fn when_the_registry_cannot_say_the_push_deploys_by_tag_and_says_why() {
         assert!(
             said[0].starts_with(&format!(
                 "could not resolve {name}:latest to a digest: {cause}"
-            )) && said[0].ends_with("; recorded and deployed by tag, not pinned"),
+            )) && said[0].ends_with("; deployed by tag, not pinned"),
             "{said:?}"
         );
         assert_eq!(app_image(&w.sdk, &w.fx).await, format!("{name}:latest"));
+
+        // Quay's retry: still unresolved, so identified as before, a duplicate that deploys
+        // nothing, and says so.
+        let reply = invoke(&app, Function::Push, &quay_push(&host, &["latest"])).await;
+        let e = &reply.body["events"][0];
+        assert_eq!(e["outcome"], "duplicate", "{e}");
+        let said = warnings(e);
+        assert!(
+            said[0].starts_with(&format!(
+                "could not resolve {name}:latest to a digest: {cause}"
+            )) && said[0].ends_with("; recorded by tag, not pinned"),
+            "{said:?}"
+        );
     }
 }

@@ -74,7 +74,14 @@ pub async fn handle(
                         if let Some(why) = unpinned {
                             // Names the cause, where the push alone could only say it is unpinned.
                             result.warnings.retain(|w| !w.starts_with(push::NO_DIGEST));
-                            result.warnings.insert(0, why);
+                            let how = if result.deployments.is_empty() {
+                                "recorded by tag"
+                            } else {
+                                "deployed by tag"
+                            };
+                            result
+                                .warnings
+                                .insert(0, format!("{why}; {how}, not pinned"));
                         }
                         result
                     }

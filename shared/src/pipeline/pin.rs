@@ -15,7 +15,7 @@ const CONCURRENCY: usize = 8;
 
 /// Resolves every push in `events` that names a tag and no digest, within the resolver's
 /// budget for the whole request, and pins those it could. Returns, by position in `events`, why
-/// a push was left unpinned (`None`: pinned, or nothing to resolve).
+/// a push was left unpinned (`None`: pinned, or nothing to resolve), for its result to say.
 pub(super) async fn pin_all(
     resolver: Option<&dyn Resolver>,
     events: &mut [Parsed],
@@ -79,9 +79,7 @@ pub(super) async fn pin_all(
             }
             Err(e) => {
                 tracing::warn!(image = %image, error = %e, "tag not resolved: deploying by tag");
-                why[*i] = Some(format!(
-                    "could not resolve {image} to a digest: {e}; recorded and deployed by tag, not pinned"
-                ));
+                why[*i] = Some(format!("could not resolve {image} to a digest: {e}"));
             }
         }
     }
