@@ -405,7 +405,8 @@ async fn the_service_door_answers_alike_on_both_stores() {
                 carrier: "h1".into()
             },
             Door::Superseded {
-                winner: "acr#p1".into()
+                winner: "acr#p1".into(),
+                same_digest: false,
             },
             Door::Queued {
                 carrier: "h1".into()

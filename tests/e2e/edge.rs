@@ -46,6 +46,7 @@ pub(crate) fn app_on(
         receipt_ttl_days: 7,
         lease: imagehook_core::pipeline::converge::DEFAULT_LEASE,
         quarantine: Default::default(),
+        registry: Default::default(),
         notify: Default::default(),
     };
     App::new(config, Arc::new(store), Arc::new(DryRunDeployer))

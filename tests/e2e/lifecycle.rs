@@ -348,7 +348,12 @@ async fn a_scan_under_the_threshold_quarantines_nothing() {
         r["reason"].as_str().unwrap().contains("not quarantined"),
         "{r}"
     );
-    assert!(!w.items().await.iter().any(|i| i["status"] == "quarantined"));
+    assert!(
+        !w.items()
+            .await
+            .iter()
+            .any(|i| i.get("status").is_some_and(|s| s == "quarantined"))
+    );
 }
 
 /// `high:6` is reached by 2 CRITICAL and 4 HIGH: a threshold counts its severity and every

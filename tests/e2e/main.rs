@@ -16,6 +16,7 @@ mod lifecycle;
 mod limits;
 mod notify;
 mod once;
+mod pinning;
 mod proxy;
 mod push;
 mod reconcile;

@@ -220,17 +220,6 @@ impl Rig {
     }
 }
 
-async fn revisions(sdk: &SdkConfig, fx: &EcsFixture) -> usize {
-    aws_sdk_ecs::Client::new(sdk)
-        .list_task_definitions()
-        .family_prefix(&fx.family)
-        .send()
-        .await
-        .unwrap()
-        .task_definition_arns()
-        .len()
-}
-
 async fn replies(handles: Vec<JoinHandle<Reply>>) -> Vec<Reply> {
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {

@@ -8,6 +8,7 @@ pub mod faults;
 pub mod iam;
 pub mod layers;
 pub mod proxy;
+pub mod registry;
 pub mod template;
 
 pub use calls::{
@@ -55,6 +56,18 @@ pub fn endpoint() -> String {
 pub async fn sdk() -> SdkConfig {
     let _ = endpoint();
     imagehook_core::adapters::aws::sdk_loader().load().await
+}
+
+/// How many task-definition revisions the fixture's family has: one per rollout imagehook made.
+pub async fn revisions(sdk: &SdkConfig, fx: &EcsFixture) -> usize {
+    aws_sdk_ecs::Client::new(sdk)
+        .list_task_definitions()
+        .family_prefix(&fx.family)
+        .send()
+        .await
+        .expect("ListTaskDefinitions")
+        .task_definition_arns()
+        .len()
 }
 
 /// An SDK configuration whose every call fails to connect (a closed port on loopback), with
@@ -293,6 +306,7 @@ pub fn open_config(table: &str, rules: &str, deploy_mode: DeployMode) -> Config 
         receipt_ttl_days: 7,
         lease: imagehook_core::pipeline::converge::DEFAULT_LEASE,
         quarantine: Default::default(),
+        registry: Default::default(),
         notify: Default::default(),
     }
 }
@@ -387,6 +401,7 @@ fn configured_app(
         receipt_ttl_days: 7,
         lease: imagehook_core::pipeline::converge::DEFAULT_LEASE,
         quarantine,
+        registry: Default::default(),
         notify: Default::default(),
     };
     let store = Arc::new(DynamoStore::new(dynamo_client(spec.dynamo_sdk), spec.table));

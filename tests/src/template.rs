@@ -141,7 +141,8 @@ pub fn secret_placement(template: &str) -> Result<Vec<String>, String> {
         }
     }
 
-    // The grant names the one secret, never a wildcard.
+    // Each grant names one secret, never a wildcard: the webhook secret, or the registry
+    // logins, which only the push function may read.
     for (name, resource) in resources {
         let statements = get(resource, "Properties")
             .and_then(|p| get(p, "PolicyDocument"))
@@ -154,15 +155,29 @@ pub fn secret_placement(template: &str) -> Result<Vec<String>, String> {
                 .any(|a| a.starts_with("secretsmanager:"))
             {
                 let resource = get(st, "Resource");
-                if tagged(resource.unwrap_or(&Value::Null), "Ref").and_then(Value::as_str)
-                    != Some("WebhookSecretArn")
-                {
+                let secret =
+                    tagged(resource.unwrap_or(&Value::Null), "Ref").and_then(Value::as_str);
+                if !matches!(secret, Some("WebhookSecretArn" | "RegistryCredentialsArn")) {
                     problems.push(format!(
-                        "{}: a Secrets Manager grant on {resource:?}, not on WebhookSecretArn",
+                        "{}: a Secrets Manager grant on {resource:?}, not on WebhookSecretArn \
+                         or RegistryCredentialsArn",
                         name.as_str().unwrap_or_default()
                     ));
                 }
             }
+        }
+    }
+
+    for (name, resource) in resources {
+        let managed = get(resource, "Properties").and_then(|p| get(p, "ManagedPolicyArns"));
+        if get(resource, "Type").and_then(Value::as_str) == Some("AWS::IAM::Role")
+            && name.as_str() != Some("PushFunctionRole")
+            && managed.is_some_and(|m| format!("{m:?}").contains("RegistryCredentialsPolicy"))
+        {
+            problems.push(format!(
+                "{}: may read the registry logins, which only the push function resolves with",
+                name.as_str().unwrap_or_default()
+            ));
         }
     }
 
@@ -263,6 +278,23 @@ mod tests {
         assert!(
             p.iter()
                 .any(|l| l.starts_with("ImagesFunction: checks no sender but its role")),
+            "{p:?}"
+        );
+
+        let role = t.find("  DeleteFunctionRole:").expect("the delete role");
+        let delete_reads_logins = format!(
+            "{}{}",
+            &t[..role],
+            t[role..].replacen(
+                "      ManagedPolicyArns:\n",
+                "      ManagedPolicyArns:\n        - !Ref RegistryCredentialsPolicy\n",
+                1,
+            )
+        );
+        assert_ne!(delete_reads_logins, t);
+        let p = secret_placement(&delete_reads_logins).unwrap();
+        assert!(
+            p.iter().any(|l| l.contains("may read the registry logins")),
             "{p:?}"
         );
     }

@@ -1,6 +1,6 @@
 //! Implementations of the ports: DynamoDB and the embedded store, ECS (and dry-run), Slack and
-//! SNS; and Secrets Manager, which the wiring reads the webhook secret from. They import only the
-//! ports and the model.
+//! SNS, the registry resolver; and Secrets Manager, which the wiring reads the webhook secret and
+//! the registry logins from. They import only the ports and the model.
 
 pub mod aws;
 pub mod dry_run;
@@ -10,6 +10,7 @@ mod ecs_errors;
 pub mod embedded;
 pub mod follow;
 pub mod records;
+pub mod registry;
 pub mod secrets;
 pub mod slack;
 pub mod sns;

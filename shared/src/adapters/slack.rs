@@ -139,8 +139,8 @@ impl Sink for SlackWebhook {
 }
 
 /// What went wrong connecting, without the URL: hyper-util's error chain names the cause
-/// (refused, timed out, certificate), not the request.
-fn connect_error(e: &hyper_util::client::legacy::Error) -> String {
+/// (refused, timed out, certificate), not the request. The registry resolver says it the same way.
+pub(super) fn connect_error(e: &hyper_util::client::legacy::Error) -> String {
     let mut out = String::from(if e.is_connect() {
         "cannot connect"
     } else {

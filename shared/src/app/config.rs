@@ -123,8 +123,106 @@ pub struct Config {
     pub service_region: Option<String>,
     /// `REGISTRY_ALIASES`: other names of registries, mapped to one before anything is recorded.
     pub registry_aliases: RegistryAliases,
+    /// How pushes without a digest are pinned (the push function and the local binary).
+    pub registry: RegistryConfig,
     #[cfg(feature = "aws")]
     pub notify: NotifyConfig,
+}
+
+/// Resolving a pushed tag to its digest at the registry: RESOLVE_DIGESTS, REGISTRY_TIMEOUT_MS,
+/// REGISTRY_INSECURE_HOSTS and REGISTRY_CREDENTIALS_ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// `on` unless RESOLVE_DIGESTS=off.
+    pub resolve: bool,
+    /// The time all of one request's resolutions may take together.
+    pub timeout: std::time::Duration,
+    /// Registry hosts (`host:port` as references write them) asked over plain HTTP: loopback
+    /// only, so no login or token ever crosses a network in the clear.
+    pub insecure_hosts: Vec<String>,
+    /// The Secrets Manager secret of registry logins, read once at init.
+    pub credentials_arn: Option<String>,
+}
+
+pub const DEFAULT_REGISTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1000);
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            resolve: true,
+            timeout: DEFAULT_REGISTRY_TIMEOUT,
+            insecure_hosts: Vec::new(),
+            credentials_arn: None,
+        }
+    }
+}
+
+impl RegistryConfig {
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let resolve = match var("RESOLVE_DIGESTS").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: "RESOLVE_DIGESTS",
+                    value: v.to_owned(),
+                    hint: "on or off",
+                });
+            }
+        };
+        let timeout = whole(
+            "REGISTRY_TIMEOUT_MS",
+            var("REGISTRY_TIMEOUT_MS"),
+            100..=5_000,
+            "milliseconds from 100 to 5000 (the sender waits for the answer)",
+        )?
+        .map_or(DEFAULT_REGISTRY_TIMEOUT, std::time::Duration::from_millis);
+        let insecure_hosts = comma_list(var("REGISTRY_INSECURE_HOSTS"))
+            .into_iter()
+            .map(|h| {
+                let h = h.to_ascii_lowercase();
+                let host = h.rsplit_once(':').map_or(h.as_str(), |(host, port)| {
+                    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+                        host
+                    } else {
+                        ""
+                    }
+                });
+                let loopback = host == "localhost"
+                    || host
+                        .parse::<std::net::Ipv4Addr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if loopback {
+                    Ok(h)
+                } else {
+                    Err(ConfigError::Invalid {
+                        name: "REGISTRY_INSECURE_HOSTS",
+                        value: h,
+                        hint: "loopback registries only (127.0.0.1:<port>, localhost:<port>): any other registry is asked over https://",
+                    })
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let credentials_arn = match var("REGISTRY_CREDENTIALS_ARN") {
+            None => None,
+            Some(v) if v.starts_with("arn:") && v.split(':').nth(2) == Some("secretsmanager") => {
+                Some(v)
+            }
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: "REGISTRY_CREDENTIALS_ARN",
+                    value: v,
+                    hint: "a Secrets Manager secret ARN, arn:aws:secretsmanager:<region>:<account>:secret:<name>",
+                });
+            }
+        };
+        Ok(Self {
+            resolve,
+            timeout,
+            insecure_hosts,
+            credentials_arn,
+        })
+    }
 }
 
 #[cfg(feature = "aws")]
@@ -426,6 +524,7 @@ impl Config {
         };
 
         let follow_clusters = comma_list(var("FOLLOW_CLUSTERS"));
+        let registry = RegistryConfig::from_vars(var)?;
 
         let registry_aliases = match var("REGISTRY_ALIASES") {
             None => RegistryAliases::default(),
@@ -445,6 +544,7 @@ impl Config {
             service_region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
             registry_aliases,
             follow_clusters,
+            registry,
             webhooks: defaults.webhooks,
             table_name,
             state_dir,
@@ -735,6 +835,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.verifier.mode(), AuthMode::None);
+    }
+
+    #[test]
+    fn digests_are_resolved_unless_turned_off_and_http_is_for_loopback_only() {
+        let c = cfg(Defaults::LOCAL, &[]).unwrap();
+        assert_eq!(c.registry, RegistryConfig::default());
+        assert!(c.registry.resolve);
+        let c = cfg(
+            Defaults::LOCAL,
+            &[
+                ("RESOLVE_DIGESTS", "off"),
+                ("REGISTRY_TIMEOUT_MS", "750"),
+                ("REGISTRY_INSECURE_HOSTS", "127.0.0.1:5000, LOCALHOST:5001"),
+                (
+                    "REGISTRY_CREDENTIALS_ARN",
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:logins-AbCdEf",
+                ),
+            ],
+        )
+        .unwrap();
+        assert!(!c.registry.resolve);
+        assert_eq!(c.registry.timeout, std::time::Duration::from_millis(750));
+        assert_eq!(
+            c.registry.insecure_hosts,
+            ["127.0.0.1:5000", "localhost:5001"]
+        );
+        assert!(c.registry.credentials_arn.is_some());
+        for (name, value) in [
+            ("RESOLVE_DIGESTS", "yes"),
+            ("REGISTRY_TIMEOUT_MS", "50"),
+            ("REGISTRY_TIMEOUT_MS", "60000"),
+            ("REGISTRY_INSECURE_HOSTS", "registry.internal:5000"),
+            ("REGISTRY_INSECURE_HOSTS", "10.0.0.1:5000"),
+            ("REGISTRY_INSECURE_HOSTS", "127.0.0.1:"),
+            ("REGISTRY_CREDENTIALS_ARN", "logins"),
+        ] {
+            let e = cfg(Defaults::LOCAL, &[(name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(name), "{name}={value}: {e}");
+        }
     }
 
     #[cfg(feature = "aws")]

@@ -6,16 +6,20 @@ pub mod config;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::adapters::registry::{Credentials, CredentialsError, RegistryResolver};
 use crate::adapters::secrets::{SecretReadError, SecretsManager};
 use crate::adapters::slack::SlackWebhook;
 use crate::adapters::sns::SnsTopic;
 use crate::adapters::{DryRunDeployer, EcsDeployer, follow};
 use crate::adapters::{DynamoStore, EmbeddedStore};
-use crate::app::config::{Config, ConfigError, Defaults, DeployMode, NotifyConfig, SecretRef};
+use crate::app::config::{
+    Config, ConfigError, Defaults, DeployMode, NotifyConfig, RegistryConfig, SecretRef,
+};
 pub use crate::model::function::Function;
 use crate::pipeline::PipelineError;
 use crate::ports::deployer::Deployer;
 use crate::ports::notifier::{Notifier, Sink};
+use crate::ports::resolver::Resolver;
 use crate::ports::store::{Item, Store, StoreDump, StoreError, StoreRead};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +30,14 @@ pub enum InitError {
     Store(#[from] StoreError),
     #[error("WEBHOOK_SECRETS_ARN: {0}")]
     Secret(#[from] SecretReadError),
+    #[error("REGISTRY_CREDENTIALS_ARN: {0}")]
+    RegistrySecret(#[source] SecretReadError),
+    #[error("the secret REGISTRY_CREDENTIALS_ARN names ({id}) {source}")]
+    RegistryCredentials {
+        id: String,
+        #[source]
+        source: CredentialsError,
+    },
 }
 
 /// A function's long-lived state. What it may do follows from the ports it holds: the
@@ -37,6 +49,7 @@ pub struct App {
     dump: Option<Arc<dyn StoreDump>>,
     deployer: Arc<dyn Deployer>,
     notifier: Notifier,
+    resolver: Option<Arc<dyn Resolver>>,
 }
 
 impl App {
@@ -63,6 +76,7 @@ impl App {
             dump,
             deployer,
             notifier: Notifier::disabled(),
+            resolver: None,
         }
     }
 
@@ -71,13 +85,24 @@ impl App {
         self
     }
 
+    /// Pushes without a digest are resolved with `resolver` and deployed pinned.
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
     /// The Lambda wiring: configuration from the environment, DynamoDB (or the embedded store
     /// under STATE_DIR), and ECS (or dry-run).
     pub async fn from_env(function: Function) -> Result<Self, InitError> {
-        let (config, sdk) = load(Defaults::LAMBDA).await?;
+        let (config, mut sdk) = load(Defaults::LAMBDA).await?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
+        // Only the push function records pushes: the others never ask a registry.
+        let resolver = match function {
+            Function::Push => resolver_from_env(&config.registry, &mut sdk).await?,
+            _ => None,
+        };
         // The delete function never deploys (its role cannot), so it gets no ECS client.
-        Self::wire(
+        let app = Self::wire(
             config,
             sdk,
             function != Function::Delete,
@@ -85,7 +110,11 @@ impl App {
             &state_dir,
             false,
         )
-        .await
+        .await?;
+        Ok(match resolver {
+            Some(r) => app.with_resolver(r),
+            None => app,
+        })
     }
 
     /// The outcomes function's wiring (EventBridge authenticates for us): no webhook secret, no
@@ -121,8 +150,13 @@ impl App {
     /// DynamoDB table (reached through the SDK's usual variables, e.g. AWS_ENDPOINT_URL), and
     /// dry-run unless DEPLOY_MODE=apply.
     pub async fn local(state_dir: &Path) -> Result<Self, InitError> {
-        let (config, sdk) = load(Defaults::LOCAL).await?;
-        Self::wire(config, sdk, true, true, state_dir, false).await
+        let (config, mut sdk) = load(Defaults::LOCAL).await?;
+        let resolver = resolver_from_env(&config.registry, &mut sdk).await?;
+        let app = Self::wire(config, sdk, true, true, state_dir, false).await?;
+        Ok(match resolver {
+            Some(r) => app.with_resolver(r),
+            None => app,
+        })
     }
 
     /// `local` for a command that only reads (`imagehook state`, `history`, `simulate`): the
@@ -215,6 +249,7 @@ impl App {
             registry_aliases: &self.config.registry_aliases,
             payload,
             lease: self.config.lease,
+            resolver: self.resolver.as_deref(),
         }
     }
 
@@ -317,6 +352,72 @@ pub async fn config_with_secrets(
         }
     };
     Ok(Config::from_parts(defaults, get, kept)?)
+}
+
+/// The resolver for `config`, unless RESOLVE_DIGESTS=off, with the logins REGISTRY_CREDENTIALS_ARN
+/// names read once (loading the SDK configuration for it, which `wire` then reuses).
+async fn resolver_from_env(
+    config: &RegistryConfig,
+    sdk: &mut Option<aws_config::SdkConfig>,
+) -> Result<Option<Arc<dyn Resolver>>, InitError> {
+    if !config.resolve {
+        return Ok(None);
+    }
+    let secrets = match (&config.credentials_arn, &*sdk) {
+        (None, _) => None,
+        (Some(_), Some(sdk)) => Some(SecretsManager::new(aws_sdk_secretsmanager::Client::new(
+            sdk,
+        ))),
+        (Some(_), None) => {
+            let loaded = crate::adapters::aws::sdk_loader().load().await;
+            let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&loaded));
+            *sdk = Some(loaded);
+            Some(secrets)
+        }
+    };
+    registry_resolver(config, secrets.as_ref()).await
+}
+
+/// The registry resolver `config` describes (none with RESOLVE_DIGESTS=off), its logins read from
+/// the secret REGISTRY_CREDENTIALS_ARN names through `secrets`. A secret that cannot be read or
+/// is not a map of logins stops the start, naming the secret and never a value.
+pub async fn registry_resolver(
+    config: &RegistryConfig,
+    secrets: Option<&SecretsManager>,
+) -> Result<Option<Arc<dyn Resolver>>, InitError> {
+    if !config.resolve {
+        return Ok(None);
+    }
+    let credentials = match (&config.credentials_arn, secrets) {
+        (Some(id), Some(secrets)) => {
+            let text = secrets
+                .read(id, None)
+                .await
+                .map_err(InitError::RegistrySecret)?;
+            Credentials::parse(&text).map_err(|source| InitError::RegistryCredentials {
+                id: id.clone(),
+                source,
+            })?
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::Missing {
+                name: "REGISTRY_CREDENTIALS_ARN",
+                hint: "names a secret that was not read",
+            }
+            .into());
+        }
+        (None, _) => Credentials::default(),
+    };
+    tracing::info!(
+        timeout_ms = u64::try_from(config.timeout.as_millis()).unwrap_or(u64::MAX),
+        logins = credentials.len(),
+        "pushes without a digest are resolved at their registry"
+    );
+    Ok(Some(Arc::new(RegistryResolver::new(
+        config.timeout,
+        config.insecure_hosts.clone(),
+        credentials,
+    ))))
 }
 
 /// The sinks NOTIFY_* name. The SNS client shares the SDK configuration `wire` loaded (it is

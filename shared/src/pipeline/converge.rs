@@ -74,8 +74,9 @@ pub enum Door {
     Holder { resume: bool },
     /// Another holder applies the newest desired state; `carrier` is its event.
     Queued { carrier: String },
-    /// A newer proposal won; `winner` is its event.
-    Superseded { winner: String },
+    /// A newer proposal won; `winner` is its event. `same_digest`: it proposed the digest this
+    /// one names (tags of one push resolved to one image), so nothing is lost.
+    Superseded { winner: String, same_digest: bool },
 }
 
 fn service_key(t: &Target) -> Key {
@@ -139,17 +140,27 @@ pub async fn knock(
         if let Some(d) = old.desired.as_ref().filter(|d| d.order >= p.order) {
             return Ok(Door::Superseded {
                 winner: d.event.clone(),
+                same_digest: same_digest(d, p),
             });
         }
         let alone = proposal_update(t, p).when(forward(p));
         if let Err(c) = store.transact(vec![Op::Update(alone)]).await? {
-            let winner = refused(&c)
-                .and_then(|s| s.desired)
-                .map_or_else(|| "a newer push".to_owned(), |d| d.event);
-            return Ok(Door::Superseded { winner });
+            let desired = refused(&c).and_then(|s| s.desired);
+            return Ok(Door::Superseded {
+                same_digest: desired.as_ref().is_some_and(|d| same_digest(d, p)),
+                winner: desired.map_or_else(|| "a newer push".to_owned(), |d| d.event),
+            });
         }
     }
     take_lease(store, t, &old, holder, &now, &until, &p.event).await
+}
+
+/// Whether the desired state names the digest `p` proposes.
+fn same_digest(d: &Desired, p: &Proposal) -> bool {
+    p.image
+        .digest
+        .as_ref()
+        .is_some_and(|digest| d.image.ends_with(&format!("@{digest}")))
 }
 
 /// Takes the lease of a service without proposing anything (the reconcile): free or expired,

@@ -62,11 +62,19 @@ pub async fn deploy_all(
                     "{}/{} is being deployed by {carrier}, which applies the newest desired state: no ECS call from this delivery",
                     t.cluster, t.service
                 )),
-            Door::Superseded { winner } => Deployment::new(t, &p.image, DeployOutcome::Superseded)
-                .with_reason(format!(
+            Door::Superseded {
+                winner,
+                same_digest: true,
+            } => Deployment::new(t, &p.image, DeployOutcome::Superseded).with_reason(format!(
+                "{winner} brings {}/{} the same digest: it is rolled out once, by that push",
+                t.cluster, t.service
+            )),
+            Door::Superseded { winner, .. } => {
+                Deployment::new(t, &p.image, DeployOutcome::Superseded).with_reason(format!(
                     "a newer push ({winner}) is what {}/{} should run: this one is not applied there",
                     t.cluster, t.service
-                )),
+                ))
+            }
         };
         mine.push(d);
     }

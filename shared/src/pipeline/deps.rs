@@ -9,6 +9,7 @@ use crate::model::reference::RegistryAliases;
 use crate::model::result::EventResult;
 use crate::model::rules::Rules;
 use crate::ports::deployer::{DeployError, Deployer};
+use crate::ports::resolver::Resolver;
 use crate::ports::store::{Store, StoreError};
 
 /// A failure of the store or of ECS while handling an event. Both are worth the sender's retry
@@ -50,6 +51,9 @@ pub struct Deps<'a> {
     pub payload: Option<&'a crate::model::payload::Payload>,
     /// How long a service's lease lasts (`LEASE_SECONDS`).
     pub lease: std::time::Duration,
+    /// Resolves a pushed tag to its digest (`RESOLVE_DIGESTS`); none: pushes without a digest
+    /// deploy by tag.
+    pub resolver: Option<&'a dyn Resolver>,
 }
 
 impl Deps<'_> {

@@ -14,6 +14,7 @@ pub mod history;
 pub mod identity;
 pub mod notices;
 pub mod outcomes;
+pub mod pin;
 pub mod push;
 pub mod quarantine;
 pub mod receipt;
@@ -48,17 +49,29 @@ fn canonical_names(deps: &Deps<'_>, e: &mut ImageEvent) {
     }
 }
 
-/// Handles every event of one request, in order. The first store or ECS fault stops the
-/// request with a retryable error; events already handled are safe to see again because their
-/// receipts make them duplicates.
+/// Handles every event of one request, in order, once the push function has pinned the pushes
+/// that came without a digest ([`pin`]). The first store or ECS fault stops the request with a
+/// retryable error; events already handled are safe to see again because their receipts make
+/// them duplicates.
 pub async fn handle(
     deps: &Deps<'_>,
     function: Function,
     events: Vec<Parsed>,
     received_at: &Timestamp,
 ) -> Result<Vec<EventResult>, PipelineError> {
+    let mut events = events;
+    // Canonical names first: a tag is resolved at, and recorded under, the registry's one name.
+    for parsed in &mut events {
+        if let Parsed::Image(e) = parsed {
+            canonical_names(deps, e);
+        }
+    }
+    let unpinned = match function {
+        Function::Push => pin::pin_all(deps.resolver, &mut events).await,
+        _ => vec![None; events.len()],
+    };
     let mut out = Vec::with_capacity(events.len());
-    for parsed in events {
+    for (parsed, unpinned) in events.into_iter().zip(unpinned) {
         let result = match parsed {
             Parsed::Ignored(i) => EventResult::ignored(i),
             Parsed::Rejected(i) => EventResult::rejected(i),
@@ -73,16 +86,32 @@ pub async fn handle(
                 EventResult::of(&e, EventOutcome::Ignored).with_reason(reason)
             }
             Parsed::Image(mut e) => {
-                canonical_names(deps, &mut e);
                 identity::settle(deps.store, &mut e, received_at).await?;
                 match function {
                     Function::Push if e.action == Action::Push => {
-                        push::push_one(deps, &e, received_at).await?
+                        // Boxed: each action's future is large, and one request awaits one at a
+                        // time, so the request's own future stays small.
+                        let mut result = Box::pin(push::push_one(deps, &e, received_at)).await?;
+                        if let Some(why) = unpinned {
+                            // Names the cause, where the push alone could only say it is unpinned.
+                            result.warnings.retain(|w| !w.starts_with(push::NO_DIGEST));
+                            let how = if result.deployments.is_empty() {
+                                "recorded by tag"
+                            } else {
+                                "deployed by tag"
+                            };
+                            result
+                                .warnings
+                                .insert(0, format!("{why}; {how}, not pinned"));
+                        }
+                        result
                     }
-                    Function::Push => replicate::replicate_one(deps, &e, received_at).await?,
-                    Function::Delete => delete::delete_one(deps, &e, received_at).await?,
+                    Function::Push => {
+                        Box::pin(replicate::replicate_one(deps, &e, received_at)).await?
+                    }
+                    Function::Delete => Box::pin(delete::delete_one(deps, &e, received_at)).await?,
                     Function::Quarantine => {
-                        quarantine::quarantine_one(deps, &e, received_at).await?
+                        Box::pin(quarantine::quarantine_one(deps, &e, received_at)).await?
                     }
                     // No image event belongs to these two (`function_for`); answered like any
                     // event another function owns.

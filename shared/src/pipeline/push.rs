@@ -19,6 +19,9 @@ use crate::ports::store::keys;
 use crate::ports::store::ops::{Cond, Op, Update};
 use crate::ports::store::{Key, Store, StoreError};
 
+/// How the warning about a push deployed by tag begins.
+pub(super) const NO_DIGEST: &str = "the event carried no digest";
+
 pub(super) async fn push_one(
     deps: &Deps<'_>,
     event: &ImageEvent,
@@ -101,7 +104,7 @@ pub(super) async fn push_one(
         super::deploy::deploy_all(deps, event, &source, proposals, deployments, &[]).await?;
     if event.image.digest.is_none() {
         result.warnings.push(format!(
-            "the event carried no digest: deployed by tag {}, not pinned",
+            "{NO_DIGEST}: deployed by tag {}, not pinned",
             event.image.deployable()
         ));
     }
