@@ -15,19 +15,11 @@ use common::{Server, root, serve};
 use serde_json::{Value, json};
 
 fn imagehook(state: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_imagehook"));
-    c.current_dir(root())
-        .arg("--state-dir")
-        .arg(state)
-        .env_remove("TABLE_NAME")
-        .env_remove("DEPLOY_MODE")
-        .env_remove("AUTH_MODE")
-        .env_remove("WEBHOOK_SECRETS")
-        .env_remove("DEPLOY_RULES_FILE")
-        .env(
-            "DEPLOY_RULES",
-            r#"[{"repository": "shop/api", "tags": "v*", "cluster": "prod", "service": "api"}]"#,
-        );
+    let mut c = common::local(state);
+    c.env(
+        "DEPLOY_RULES",
+        r#"[{"repository": "shop/api", "tags": "v*", "cluster": "prod", "service": "api"}]"#,
+    );
     c
 }
 

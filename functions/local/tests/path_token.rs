@@ -8,7 +8,6 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{Server, root};
@@ -16,14 +15,8 @@ use common::{Server, root};
 const TOKEN: &str = "d41c9e7a-path-token";
 
 fn serve(state: &Path) -> (Server, u16) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagehook"));
-    cmd.current_dir(root())
-        .arg("--state-dir")
-        .arg(state)
-        .env_remove("TABLE_NAME")
-        .env_remove("DEPLOY_MODE")
-        .env_remove("DEPLOY_RULES")
-        .env_remove("DEPLOY_RULES_FILE")
+    let mut cmd = common::local(state);
+    cmd.env_remove("DEPLOY_RULES")
         .env_remove("SIGNATURE_HEADER")
         .env_remove("NOTIFY_WEBHOOK_URL")
         .env_remove("NOTIFY_TOPIC_ARN")

@@ -11,6 +11,25 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The local binary on a state directory, from the workspace root, with none of the caller's
+/// store, deploy or auth settings: each test sets its own.
+#[allow(
+    dead_code,
+    reason = "the test against moto runs the binary on DynamoDB instead"
+)]
+pub fn local(state: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imagehook"));
+    c.current_dir(root())
+        .arg("--state-dir")
+        .arg(state)
+        .env_remove("TABLE_NAME")
+        .env_remove("DEPLOY_MODE")
+        .env_remove("AUTH_MODE")
+        .env_remove("WEBHOOK_SECRETS")
+        .env_remove("DEPLOY_RULES_FILE");
+    c
+}
+
 /// A running `imagehook serve`, killed when dropped.
 pub struct Server(pub Child);
 
@@ -21,7 +40,7 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
