@@ -4,7 +4,7 @@
 //! and SBOM tags are never deployed unless a rule asks.
 
 use imagehook_core::app::config::{DeployMode, RegistryAliases};
-use imagehook_core::auth::AuthMode;
+use imagehook_core::auth::{AuthMode, sign_standard_webhooks};
 use imagehook_core::model::event::Timestamp;
 use imagehook_core::model::function::Function;
 use imagehook_tests::*;
@@ -275,4 +275,80 @@ async fn signatures_attestations_and_sboms_are_never_deployed_unless_a_rule_asks
         running(&sdk, &fx).await.task_definition_arn,
         fx.task_definition_arn
     );
+}
+
+/// Sender fixes, through the real handler: Svix's own header names verify, an unknown Standard
+/// Webhooks type is refused by name, an npm package is never an image, and a Harbor
+/// `resource_url` naming another repository is refused.
+#[tokio::test]
+async fn each_sender_is_read_the_way_it_sends() {
+    // Svix: svix-id / svix-timestamp / svix-signature.
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signed = crate::edge::app_with(AuthMode::StandardWebhooks, &[secret]);
+    let now = time_now();
+    let svix = |body: &str, id: &str| {
+        let mut v: Value = serde_json::from_str(&event_file("generic-push.json")).unwrap();
+        v["body"] = json!(body);
+        v["headers"] = json!({
+            "content-type": "application/json",
+            "svix-id": id,
+            "svix-timestamp": now.to_string(),
+            "svix-signature": sign_standard_webhooks(secret, id, now, body.as_bytes()).unwrap(),
+        });
+        v.to_string()
+    };
+    let pushed = json!({"type": "image.pushed", "timestamp": "2026-11-20T10:00:00Z",
+                        "data": {"image": "registry.example.com/shop/api:1.0.0", "digest": D1}})
+    .to_string();
+    let reply = invoke(&signed, Function::Push, &svix(&pushed, "msg_svix_1")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["events"][0]["outcome"], "applied");
+    assert_eq!(reply.body["events"][0]["id"], "msg_svix_1");
+    let mut forged: Value = serde_json::from_str(&svix(&pushed, "msg_svix_2")).unwrap();
+    forged["headers"]["svix-signature"] = json!("v1,AAAA");
+    let reply = invoke(&signed, Function::Push, &forged.to_string()).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    let unknown = json!({"type": "contact.updated", "timestamp": "2026-11-20T10:00:00Z",
+                         "data": {"id": "c-1"}})
+    .to_string();
+    let reply = invoke(&signed, Function::Push, &svix(&unknown, "msg_svix_3")).await;
+    assert_eq!(
+        (reply.status, reply.body["error"].as_str()),
+        (400, Some("invalid_event")),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("contact.updated")
+    );
+
+    let open = crate::edge::app_with(AuthMode::Token, &["sample-webhook-token"]);
+    // GitHub: an npm package whose ecosystem says docker is an npm package.
+    let github = event_file("github-push.json");
+    let mut body = body_of(&github);
+    body["package"]["package_type"] = json!("npm");
+    body["package"]["ecosystem"] = json!("docker");
+    let mut v: Value = serde_json::from_str(&with_body(&github, &body)).unwrap();
+    v["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("x-hub-signature-256");
+    let reply = invoke(&open, Function::Push, &v.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body["events"][0]["outcome"], "ignored",
+        "{}",
+        reply.body
+    );
+
+    // Harbor: the repository of `resource_url` must be `repo_full_name`.
+    let harbor = event_file("harbor-push.json");
+    let mut body = body_of(&harbor);
+    body["event_data"]["resources"][0]["resource_url"] = json!("harbor.example.com/shop/web:1.5.0");
+    let reply = invoke(&open, Function::Push, &with_body(&harbor, &body)).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.body["message"].as_str().unwrap().contains("shop/web"));
 }
