@@ -14,6 +14,7 @@ mod identity;
 mod lifecycle;
 mod limits;
 mod notify;
+mod oidc;
 mod once;
 mod proxy;
 mod push;

@@ -1,5 +1,6 @@
 //! Implementations of the ports: DynamoDB and the embedded store, ECS (and dry-run), Slack and
-//! SNS; and Secrets Manager, which the wiring reads the webhook secret from. They import only the
+//! SNS; Secrets Manager, which the wiring reads the webhook secret from, and the OIDC issuers'
+//! key sets (`jwks`). They import only the
 //! ports and the model.
 
 pub mod aws;
@@ -9,6 +10,7 @@ pub mod ecs;
 mod ecs_errors;
 pub mod embedded;
 pub mod follow;
+pub mod jwks;
 pub mod records;
 pub mod secrets;
 pub mod slack;

@@ -2,6 +2,7 @@
 //! every request the execution environment handles.
 
 pub mod config;
+pub mod oidc;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub struct App {
     dump: Option<Arc<dyn StoreDump>>,
     deployer: Arc<dyn Deployer>,
     notifier: Notifier,
+    /// `AUTH_MODE=oidc`: the issuers' keys, held for the life of the environment.
+    oidc: Option<oidc::OidcVerifier>,
 }
 
 impl App {
@@ -57,12 +60,15 @@ impl App {
         dump: Option<Arc<dyn StoreDump>>,
         deployer: Arc<dyn Deployer>,
     ) -> Self {
+        let oidc = (config.verifier.mode() == crate::auth::AuthMode::Oidc)
+            .then(|| oidc::OidcVerifier::new(&config.oidc_issuers));
         Self {
             config,
             store,
             dump,
             deployer,
             notifier: Notifier::disabled(),
+            oidc,
         }
     }
 
@@ -248,6 +254,11 @@ impl App {
 
     pub fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    /// The OIDC verifier, in `AUTH_MODE=oidc`.
+    pub fn oidc(&self) -> Option<&oidc::OidcVerifier> {
+        self.oidc.as_ref()
     }
 
     /// Re-drives the request behind receipt `<provider>#<event id>` (`imagehook replay`).

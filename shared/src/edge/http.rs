@@ -144,7 +144,11 @@ pub async fn handle_reported(
         Ok(Reply::Handshake(body)) => json_response(StatusCode::OK, &body),
         Ok(Reply::Raw(resp)) => resp,
         Err(e) => {
-            report.auth_failed = matches!(e, ApiError::Unauthorized(_) | ApiError::PathToken);
+            report.auth_failed = match &e {
+                ApiError::Unauthorized(_) | ApiError::PathToken => true,
+                ApiError::Oidc(e) => !e.is_retryable(),
+                _ => false,
+            };
             e.into_response()
         }
     };
@@ -184,7 +188,13 @@ async fn handle_inner(
         return Err(ApiError::PayloadTooLarge(body.len()));
     }
     let encoding = encoding(req.headers())?;
-    verifier.verify(&body, req.headers(), presented)?;
+    match app.oidc() {
+        // The token is checked before the body is parsed, as a secret is.
+        Some(oidc) => {
+            oidc.verify(req.headers(), presented.now).await?;
+        }
+        None => verifier.verify(&body, req.headers(), presented)?,
+    }
     let provider = provider_override(&req)?;
     let body = match encoding {
         Encoding::Json => body,
