@@ -149,12 +149,18 @@ fn issuers(keys: &KeyServer) -> Value {
 }
 
 /// The push function in `AUTH_MODE=oidc` with `issuers`, read from its variables as at init,
-/// dry-run on the embedded store.
+/// dry-run on the embedded store, with no deploy rules.
 fn oidc_app(issuers: &Value) -> App {
-    let issuers = issuers.to_string();
+    oidc_app_with_rules(issuers, &json!([]))
+}
+
+/// `oidc_app` with deploy rules.
+fn oidc_app_with_rules(issuers: &Value, rules: &Value) -> App {
+    let (issuers, rules) = (issuers.to_string(), rules.to_string());
     let config = Config::from_lookup(Defaults::LOCAL, |k| match k {
         "AUTH_MODE" => Some("oidc".to_owned()),
         "OIDC_ISSUERS" => Some(issuers.clone()),
+        "DEPLOY_RULES" => Some(rules.clone()),
         _ => None,
     })
     .unwrap();
@@ -397,4 +403,39 @@ async fn an_unreachable_key_server_is_a_503_the_sender_retries() {
     let resp = imagehook_core::edge::http::handle(&app, Function::Push, req).await;
     assert_eq!(resp.status().as_u16(), 503);
     assert_eq!(resp.headers()["retry-after"], "5");
+}
+
+#[tokio::test]
+async fn a_deploy_rule_requiring_a_repository_refuses_another_repositorys_job() {
+    let (_logs, _guard) = logged();
+    let keys = KeyServer::start(jwks(&[(RSA_A, "gh")])).await;
+    // The issuer admits every repository of the organisation; the rule only its own.
+    let issuers = json!([{"preset": "github-actions", "audience": "imagehook",
+        "jwks_url": keys.url, "claims": {"repository_owner": "contoso"}}]);
+    let rules = json!([{"repository": "shop/api", "cluster": "prod", "service": "shop-api",
+        "require_claims": {"repository": "contoso/shop-api"}}]);
+    let app = oidc_app_with_rules(&issuers, &rules);
+
+    let other = rs256(&github_claims("contoso/other"), "gh");
+    let reply = deliver(&app, "generic-push.json", &other).await;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(reply.body["error"], "forbidden");
+    assert!(
+        reply.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("repository claim"),
+        "{}",
+        reply.body
+    );
+    assert!(app.dump().await.unwrap().is_empty(), "nothing is recorded");
+
+    let own = rs256(&github_claims("contoso/shop-api"), "gh");
+    let reply = deliver(&app, "generic-push.json", &own).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body["events"][0]["deployments"][0]["service"], "shop-api",
+        "{}",
+        reply.body
+    );
 }

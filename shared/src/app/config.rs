@@ -404,6 +404,18 @@ impl Config {
             (None, None) => Rules::default(),
         };
 
+        // Only a token carries claims: in another mode such a rule could never be met.
+        if defaults.webhooks
+            && auth_mode != AuthMode::Oidc
+            && rules.specs().any(|r| !r.require_claims.is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                name: "DEPLOY_RULES",
+                value: "(a rule with require_claims)".to_owned(),
+                hint: "require_claims needs AUTH_MODE=oidc: no other mode carries claims",
+            });
+        }
+
         let deploy_mode = match var("DEPLOY_MODE").as_deref() {
             None => defaults.deploy_mode,
             Some("apply") => DeployMode::Apply,
@@ -599,6 +611,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("only with AUTH_MODE=oidc"), "{e}");
+        let rules = r#"[{"repository": "shop/*", "cluster": "c", "service": "s", "require_claims": {"repository": "org/app"}}]"#;
+        let e = cfg(
+            Defaults::LAMBDA,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "token"),
+                ("WEBHOOK_SECRETS", "s"),
+                ("DEPLOY_RULES", rules),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("require_claims needs AUTH_MODE=oidc"),
+            "{e}"
+        );
+        let c = cfg(
+            Defaults::LAMBDA,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "oidc"),
+                ("OIDC_ISSUERS", issuers),
+                ("DEPLOY_RULES", rules),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.rules.specs().next().unwrap().require_claims.len(), 1);
         // The functions that answer no webhook ignore it, as they ignore AUTH_MODE.
         let c = cfg(
             Defaults::EVENTS,

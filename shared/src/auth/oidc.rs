@@ -526,20 +526,38 @@ fn check_times(claims: &Claims, now: i64) -> Result<(), OidcError> {
 }
 
 fn check_required(claims: &Claims, issuer: &Issuer) -> Result<(), OidcError> {
-    for (name, want) in &issuer.claims {
-        let got = claims.0.get(name);
-        // Google sends email_verified as a boolean; some issuers as the string "true".
-        let ok = match (want, got) {
+    match issuer
+        .claims
+        .iter()
+        .find(|(name, want)| !claims.is(name, want))
+    {
+        Some((name, _)) => Err(OidcError::Claim(name.clone())),
+        None => Ok(()),
+    }
+}
+
+impl Claims {
+    /// Whether claim `name` is `want`. A boolean matches its string form either way: Google
+    /// sends `email_verified` as a boolean, GitLab `ref_protected` as the string `"true"`.
+    fn is(&self, name: &str, want: &Value) -> bool {
+        let as_text = |b: bool| if b { "true" } else { "false" };
+        match (want, self.0.get(name)) {
             (Value::Bool(w), Some(Value::Bool(g))) => w == g,
-            (Value::Bool(w), Some(Value::String(g))) => g == if *w { "true" } else { "false" },
+            (Value::Bool(w), Some(Value::String(g))) => g == as_text(*w),
             (Value::String(w), Some(Value::String(g))) => w == g,
+            (Value::String(w), Some(Value::Bool(g))) => w == as_text(*g),
             _ => false,
-        };
-        if !ok {
-            return Err(OidcError::Claim(name.clone()));
         }
     }
-    Ok(())
+
+    /// The first of `required` (a deploy rule's `require_claims`) these claims do not carry
+    /// with its value.
+    pub fn unmet<'a>(&self, required: &'a BTreeMap<String, String>) -> Option<&'a str> {
+        required
+            .iter()
+            .find(|(name, want)| !self.is(name, &Value::String((*want).clone())))
+            .map(|(name, _)| name.as_str())
+    }
 }
 
 #[cfg(test)]

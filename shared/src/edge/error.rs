@@ -46,6 +46,12 @@ pub enum ApiError {
     /// fetched (503: the sender's retry may succeed).
     #[error(transparent)]
     Oidc(#[from] OidcError),
+    /// The token is genuine, but a deploy rule of the image requires a claim it lacks: this
+    /// sender may not act on that service. Only the claim's name is told.
+    #[error(
+        "the token's {0} claim is not the one a deploy rule of this image requires; nothing was recorded"
+    )]
+    ClaimRefused(String),
     #[error(transparent)]
     Parse(#[from] ParseError),
     /// An event carries more than imagehook keeps, or a time in the future.
@@ -70,6 +76,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Oidc(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized(_) | Self::Oidc(_) => StatusCode::UNAUTHORIZED,
+            Self::ClaimRefused(_) => StatusCode::FORBIDDEN,
             Self::Parse(ParseError::Reference { .. }) | Self::OutOfBounds(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -90,6 +97,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Oidc(e) if e.is_retryable() => "unavailable",
             Self::Unauthorized(_) | Self::Oidc(_) => "unauthorized",
+            Self::ClaimRefused(_) => "forbidden",
             Self::Parse(ParseError::Json(_)) => "invalid_json",
             Self::Parse(ParseError::UnknownShape { .. }) => "unknown_format",
             Self::Parse(ParseError::Reference { .. }) => "invalid_reference",
