@@ -30,23 +30,27 @@ const GITHUB: &str = "https://token.actions.githubusercontent.com";
 const PUSH_AUD: &str = "https://k7m2p9x4qa.execute-api.eu-central-1.amazonaws.com/push";
 const SA: &str = "gar-push@contoso-shop-prod.iam.gserviceaccount.com";
 
-/// A key server on 127.0.0.1 answering every request with the key set it holds, counting them.
+/// A key server on 127.0.0.1: the key set it holds at `/certs` (or the status it is told to
+/// fail with), and a discovery document naming it as issuer; it counts the requests.
 struct KeyServer {
+    base: String,
     url: String,
-    jwks: Arc<Mutex<String>>,
+    served: Arc<Mutex<(u16, String)>>,
     hits: Arc<AtomicUsize>,
 }
 
 impl KeyServer {
     async fn start(jwks: Value) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/certs", listener.local_addr().unwrap());
-        let jwks = Arc::new(Mutex::new(jwks.to_string()));
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let served = Arc::new(Mutex::new((200, jwks.to_string())));
         let hits = Arc::new(AtomicUsize::new(0));
-        let (served, counted) = (jwks.clone(), hits.clone());
+        let discovery = json!({"issuer": base, "jwks_uri": format!("{base}/certs")}).to_string();
+        let (shared, counted) = (served.clone(), hits.clone());
         tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
-                let (served, counted) = (served.clone(), counted.clone());
+                let (shared, counted, discovery) =
+                    (shared.clone(), counted.clone(), discovery.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 1024];
@@ -57,9 +61,14 @@ impl KeyServer {
                         }
                     }
                     counted.fetch_add(1, Ordering::SeqCst);
-                    let body = served.lock().unwrap().clone();
+                    let (status, body) =
+                        if buf.starts_with(b"GET /.well-known/openid-configuration ") {
+                            (200, discovery)
+                        } else {
+                            shared.lock().unwrap().clone()
+                        };
                     let resp = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = conn.write_all(resp.as_bytes()).await;
@@ -67,11 +76,21 @@ impl KeyServer {
                 });
             }
         });
-        Self { url, jwks, hits }
+        let url = format!("{base}/certs");
+        Self {
+            base,
+            url,
+            served,
+            hits,
+        }
     }
 
     fn serve(&self, jwks: Value) {
-        *self.jwks.lock().unwrap() = jwks.to_string();
+        *self.served.lock().unwrap() = (200, jwks.to_string());
+    }
+
+    fn fail(&self) {
+        *self.served.lock().unwrap() = (500, "{}".to_owned());
     }
 
     fn hits(&self) -> usize {
@@ -437,5 +456,51 @@ async fn a_deploy_rule_requiring_a_repository_refuses_another_repositorys_job() 
         reply.body["events"][0]["deployments"][0]["service"], "shop-api",
         "{}",
         reply.body
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_without_a_key_url_is_discovered_and_held_keys_outlive_a_failed_refetch() {
+    let (_logs, _guard) = logged();
+    let keys = KeyServer::start(jwks(&[(RSA_A, "d1")])).await;
+    let issuers = parse_issuers(
+        &json!([{"issuer": keys.base, "audience": "imagehook", "claims": {"project_path": "g/app"}}])
+            .to_string(),
+    )
+    .unwrap();
+    let verifier = OidcVerifier::new(&issuers).with_refetch_interval(Duration::ZERO);
+    let claims = json!({"iss": keys.base, "aud": "imagehook", "project_path": "g/app",
+        "iat": now(), "exp": now() + 300});
+    let bearer = |token: String| {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        h
+    };
+    assert!(
+        verifier
+            .verify(&bearer(rs256(&claims, "d1")), now())
+            .await
+            .is_ok()
+    );
+    // The discovery document, then the key set.
+    assert_eq!(keys.hits(), 2);
+
+    // The issuer fails: a token under an unknown key tries once more and is refused as
+    // unknown, and the keys held still verify.
+    keys.fail();
+    let unknown = sign(&claims, &rsa(RSA_B), Algorithm::RS256, "d2");
+    assert_eq!(
+        verifier.verify(&bearer(unknown), now()).await,
+        Err(OidcError::UnknownKey)
+    );
+    assert_eq!(keys.hits(), 3);
+    assert!(
+        verifier
+            .verify(&bearer(rs256(&claims, "d1")), now())
+            .await
+            .is_ok()
     );
 }

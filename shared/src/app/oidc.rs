@@ -160,7 +160,9 @@ impl OidcVerifier {
             return Err(FetchFailed::Discovery("names another issuer"));
         }
         if !oidc::is_fetchable(&doc.jwks_uri) {
-            return Err(FetchFailed::Discovery("jwks_uri is not https://"));
+            return Err(FetchFailed::Discovery(
+                "names a jwks_uri that is not https://",
+            ));
         }
         Ok(doc.jwks_uri)
     }

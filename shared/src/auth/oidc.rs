@@ -152,8 +152,11 @@ fn issuer_from(spec: IssuerSpec) -> Result<Issuer, &'static str> {
         (None, Some(p)) => p.issuer().to_owned(),
         (None, None) => return Err("names neither a preset nor an issuer"),
     };
-    if !issuer.starts_with("https://") {
-        return Err("issuer must be an https:// URL");
+    // Its discovery document is fetched from it: the same rule as for key sets.
+    if !is_fetchable(&issuer) {
+        return Err(
+            "issuer must be an https:// URL (http:// only to 127.0.0.1, [::1] or localhost)",
+        );
     }
     let jwks_url = match (spec.jwks_url, preset) {
         (Some(u), _) => Some(u),
