@@ -310,14 +310,30 @@ pub fn peek(token: &str) -> Result<Unverified, OidcError> {
     if token.split('.').count() != 3 {
         return Err(OidcError::Malformed);
     }
-    // An unknown algorithm (`none` among them) fails here: the header does not parse.
-    let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Algorithm)?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| header_fault(token))?;
     let claims: IssOnly =
         jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| OidcError::Malformed)?;
     Ok(Unverified {
         issuer: claims.iss.ok_or(OidcError::MissingClaim("iss"))?,
         kid: header.kid,
     })
+}
+
+/// Why a header did not parse: an algorithm jsonwebtoken does not know (`none` among them), or
+/// no JSON header at all.
+fn header_fault(token: &str) -> OidcError {
+    use base64::Engine as _;
+    let segment = token.split('.').next().unwrap_or_default();
+    let named_alg = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment.trim_end_matches('='))
+        .ok()
+        .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
+        .is_some_and(|h| h.get("alg").is_some_and(Value::is_string));
+    if named_alg {
+        OidcError::Algorithm
+    } else {
+        OidcError::Malformed
+    }
 }
 
 /// One usable key of a key set, with the one algorithm it verifies.
