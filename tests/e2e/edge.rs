@@ -41,6 +41,7 @@ pub(crate) fn app_on(
             secrets.iter().map(|s| Secret::new(*s)).collect(),
         )
         .unwrap(),
+        oidc_issuers: Vec::new(),
         rules: Rules::default(),
         deploy_mode: DeployMode::DryRun,
         receipt_ttl_days: 7,

@@ -15,6 +15,7 @@ mod identity;
 mod lifecycle;
 mod limits;
 mod notify;
+mod oidc;
 mod once;
 mod pinning;
 mod proxy;

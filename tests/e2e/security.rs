@@ -82,15 +82,15 @@ fn assert_clean(what: &str, text: &str) {
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Logs {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct LogWriter(Arc<Mutex<Vec<u8>>>);
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -111,7 +111,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
 
 /// Every event and span of every crate, at TRACE, into a buffer, for this thread until the
 /// guard drops.
-fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
+pub(crate) fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
     let logs = Logs::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(logs.clone())

@@ -112,7 +112,10 @@ fn route_of(path: &str) -> Option<(Function, HashMap<String, String>)> {
 /// AWS: a header credential in the header modes; in `path-token` mode only
 /// `/hooks/<token>/images/<repository>` exists, and `/images/...` is the unknown path's 404.
 /// `None`: not an images path.
-fn images_route(app: &App, req: &hyper::Request<Incoming>) -> Option<Result<String, ApiError>> {
+async fn images_route(
+    app: &App,
+    req: &hyper::Request<Incoming>,
+) -> Option<Result<String, ApiError>> {
     let path = req.uri().path();
     let verifier = &app.config().verifier;
     let (token, repository) = match path.strip_prefix("/images/") {
@@ -134,38 +137,42 @@ fn images_route(app: &App, req: &hyper::Request<Incoming>) -> Option<Result<Stri
         (AuthMode::PathToken, Some(_)) => Ok(()),
         (_, Some(_)) => Err(ApiError::NotFound),
         // A GET has no body: a signature mode signs the empty body.
-        (_, None) => verify_headers(app, req.headers()),
+        (_, None) => verify_headers(app, req.headers()).await,
     };
     Some(allowed.map(|()| repository.to_owned()))
 }
 
 /// The credential of a request whose body is not read (yet): in a signature mode, the
-/// signature of an empty body.
-fn verify_headers(app: &App, headers: &http::HeaderMap) -> Result<(), ApiError> {
+/// signature of an empty body; in `oidc` mode, the token.
+async fn verify_headers(app: &App, headers: &http::HeaderMap) -> Result<(), ApiError> {
     let presented = Presented {
         path_token: None,
         now: time_now(),
     };
+    if let Some(oidc) = app.oidc() {
+        oidc.verify(headers, presented.now).await?;
+        return Ok(());
+    }
     app.config()
         .verifier
         .verify(&[], headers, presented)
         .map_err(ApiError::Unauthorized)
 }
 
-/// In the header modes (token, basic) a webhook's credential is all in its headers, so a POST
+/// In the header modes (token, basic, oidc) a webhook's credential is all in its headers, so a POST
 /// without the right one is refused before a byte of its body is read: an unauthenticated
 /// client cannot make the server buffer up to the body limit, or wait out the body timeout.
 /// The handler verifies again, as in AWS. The signature modes sign the body and must read it.
-fn refused_before_body(app: &App, req: &hyper::Request<Incoming>) -> Option<ApiError> {
+async fn refused_before_body(app: &App, req: &hyper::Request<Incoming>) -> Option<ApiError> {
     let header_mode = matches!(
         app.config().verifier.mode(),
-        AuthMode::Token | AuthMode::Basic
+        AuthMode::Token | AuthMode::Basic | AuthMode::Oidc
     );
     // Other methods keep the handler's answers: 405, and Event Grid's OPTIONS handshake.
     if !header_mode || req.method() != http::Method::POST {
         return None;
     }
-    verify_headers(app, req.headers()).err()
+    verify_headers(app, req.headers()).await.err()
 }
 
 fn time_now() -> i64 {
@@ -175,7 +182,7 @@ fn time_now() -> i64 {
 }
 
 async fn route(app: Arc<App>, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let images = images_route(&app, &req);
+    let images = images_route(&app, &req).await;
     let resp = match (images, route_of(req.uri().path())) {
         (Some(Err(e)), _) => e.into_response(),
         (Some(Ok(repository)), _) => match to_lambda(req).await {
@@ -205,7 +212,7 @@ async fn route_response(
             ApiError::PathToken.into_response()
         }
         Some((function, params)) => {
-            if let Some(e) = refused_before_body(app, &req) {
+            if let Some(e) = refused_before_body(app, &req).await {
                 let mut resp = e.into_response();
                 // The body stays unread: closing is cheaper than draining up to a mebibyte of it.
                 resp.headers_mut().insert(

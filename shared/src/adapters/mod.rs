@@ -1,6 +1,7 @@
 //! Implementations of the ports: DynamoDB and the embedded store, ECS (and dry-run), Slack and
-//! SNS, the registry resolver; and Secrets Manager, which the wiring reads the webhook secret and
-//! the registry logins from. They import only the ports and the model.
+//! SNS, the registry resolver; Secrets Manager, which the wiring reads the webhook secret and the
+//! registry logins from; and the OIDC issuers' key sets (`jwks`). They import only the ports
+//! and the model.
 
 pub mod aws;
 pub mod dry_run;
@@ -9,6 +10,7 @@ pub mod ecs;
 mod ecs_errors;
 pub mod embedded;
 pub mod follow;
+pub mod jwks;
 pub mod records;
 pub mod registry;
 pub mod secrets;

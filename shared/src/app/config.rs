@@ -7,6 +7,7 @@
 
 #[cfg(feature = "aws")]
 use crate::adapters::slack::WebhookUrl;
+use crate::auth::oidc::{Issuer, OidcConfigError};
 use crate::auth::{AuthConfigError, AuthMode, Secret, Verifier};
 #[cfg(test)]
 use crate::model::event::ScanSummary;
@@ -62,6 +63,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
     #[error(transparent)]
+    Oidc(#[from] OidcConfigError),
+    #[error(transparent)]
     Rules(#[from] RuleError),
 }
 
@@ -109,6 +112,8 @@ pub struct Config {
     /// (`cargo lambda watch`, the cold-start benchmark). TABLE_NAME and STATE_DIR exclude each other.
     pub state_dir: Option<std::path::PathBuf>,
     pub verifier: Verifier,
+    /// OIDC_ISSUERS: the issuers whose tokens `AUTH_MODE=oidc` accepts. Empty in other modes.
+    pub oidc_issuers: Vec<Issuer>,
     pub rules: Rules,
     pub deploy_mode: DeployMode,
     pub receipt_ttl_days: u32,
@@ -430,7 +435,7 @@ impl Config {
         }
 
         const AUTH_HINT: &str =
-            "one of token, basic, hmac-sha256, standard-webhooks, path-token, none";
+            "one of token, basic, hmac-sha256, standard-webhooks, path-token, oidc, none";
         // A function that answers no webhook ignores AUTH_MODE and never reads a secret, so
         // none needs to be in its environment.
         let auth_mode = match (var("AUTH_MODE"), defaults.auth_mode) {
@@ -461,6 +466,24 @@ impl Config {
         };
         let header = var("SIGNATURE_HEADER").filter(|_| defaults.webhooks);
         let verifier = Verifier::new(auth_mode, header.as_deref(), secrets)?;
+        let oidc_issuers = match (auth_mode, var("OIDC_ISSUERS")) {
+            (AuthMode::Oidc, Some(json)) => crate::auth::oidc::parse_issuers(&json)?,
+            (AuthMode::Oidc, None) => {
+                return Err(ConfigError::Missing {
+                    name: "OIDC_ISSUERS",
+                    hint: "AUTH_MODE=oidc needs the issuers to trust, e.g. [{\"preset\": \"github-actions\", \"audience\": \"imagehook\", \"claims\": {\"repository\": \"org/app\"}}]",
+                });
+            }
+            // Issuers set beside another mode would look trusted and never be asked.
+            (_, Some(_)) if defaults.webhooks => {
+                return Err(ConfigError::Invalid {
+                    name: "OIDC_ISSUERS",
+                    value: format!("(set with AUTH_MODE={})", auth_mode.as_str()),
+                    hint: "OIDC_ISSUERS is read only with AUTH_MODE=oidc",
+                });
+            }
+            _ => Vec::new(),
+        };
 
         let rules = match (var("DEPLOY_RULES"), var("DEPLOY_RULES_FILE")) {
             (Some(_), Some(_)) => {
@@ -481,6 +504,18 @@ impl Config {
             }
             (None, None) => Rules::default(),
         };
+
+        // Only a token carries claims: in another mode such a rule could never be met.
+        if defaults.webhooks
+            && auth_mode != AuthMode::Oidc
+            && rules.specs().any(|r| !r.require_claims.is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                name: "DEPLOY_RULES",
+                value: "(a rule with require_claims)".to_owned(),
+                hint: "require_claims needs AUTH_MODE=oidc: no other mode carries claims",
+            });
+        }
 
         let deploy_mode = match var("DEPLOY_MODE").as_deref() {
             None => defaults.deploy_mode,
@@ -549,6 +584,7 @@ impl Config {
             table_name,
             state_dir,
             verifier,
+            oidc_issuers,
             rules,
             deploy_mode,
             receipt_ttl_days,
@@ -645,6 +681,83 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn oidc_needs_issuers_and_no_secret_and_issuers_need_oidc() {
+        let issuers = r#"[{"preset": "github-actions", "audience": "imagehook", "claims": {"repository": "org/app"}}]"#;
+        let c = cfg(
+            Defaults::LAMBDA,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "oidc"),
+                ("OIDC_ISSUERS", issuers),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.verifier.mode(), AuthMode::Oidc);
+        assert_eq!(c.oidc_issuers.len(), 1);
+        let e = cfg(
+            Defaults::LAMBDA,
+            &[("TABLE_NAME", "t"), ("AUTH_MODE", "oidc")],
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("OIDC_ISSUERS is not set"), "{e}");
+        let e = cfg(
+            Defaults::LAMBDA,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "oidc"),
+                ("OIDC_ISSUERS", r#"[{"preset": "google", "audience": "a"}]"#),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("service account"), "{e}");
+        let e = cfg(
+            Defaults::LAMBDA,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "token"),
+                ("WEBHOOK_SECRETS", "s"),
+                ("OIDC_ISSUERS", issuers),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("only with AUTH_MODE=oidc"), "{e}");
+        let rules = r#"[{"repository": "shop/*", "cluster": "c", "service": "s", "require_claims": {"repository": "org/app"}}]"#;
+        let e = cfg(
+            Defaults::LAMBDA,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "token"),
+                ("WEBHOOK_SECRETS", "s"),
+                ("DEPLOY_RULES", rules),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("require_claims needs AUTH_MODE=oidc"),
+            "{e}"
+        );
+        let c = cfg(
+            Defaults::LAMBDA,
+            &[
+                ("TABLE_NAME", "t"),
+                ("AUTH_MODE", "oidc"),
+                ("OIDC_ISSUERS", issuers),
+                ("DEPLOY_RULES", rules),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.rules.specs().next().unwrap().require_claims.len(), 1);
+        // The functions that answer no webhook ignore it, as they ignore AUTH_MODE.
+        let c = cfg(
+            Defaults::EVENTS,
+            &[("TABLE_NAME", "t"), ("OIDC_ISSUERS", issuers)],
+        )
+        .unwrap();
+        assert!(c.oidc_issuers.is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! every request the execution environment handles.
 
 pub mod config;
+pub mod oidc;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct App {
     deployer: Arc<dyn Deployer>,
     notifier: Notifier,
     resolver: Option<Arc<dyn Resolver>>,
+    /// `AUTH_MODE=oidc`: the issuers' keys, held for the life of the environment.
+    oidc: Option<oidc::OidcVerifier>,
 }
 
 impl App {
@@ -70,6 +73,8 @@ impl App {
         dump: Option<Arc<dyn StoreDump>>,
         deployer: Arc<dyn Deployer>,
     ) -> Self {
+        let oidc = (config.verifier.mode() == crate::auth::AuthMode::Oidc)
+            .then(|| oidc::OidcVerifier::new(&config.oidc_issuers));
         Self {
             config,
             store,
@@ -77,6 +82,7 @@ impl App {
             deployer,
             notifier: Notifier::disabled(),
             resolver: None,
+            oidc,
         }
     }
 
@@ -284,6 +290,11 @@ impl App {
 
     pub fn notifier(&self) -> &Notifier {
         &self.notifier
+    }
+
+    /// The OIDC verifier, in `AUTH_MODE=oidc`.
+    pub fn oidc(&self) -> Option<&oidc::OidcVerifier> {
+        self.oidc.as_ref()
     }
 
     /// Re-drives the request behind receipt `<provider>#<event id>` (`imagehook replay`).

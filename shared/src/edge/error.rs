@@ -8,6 +8,7 @@ use serde_json::json;
 use super::response::json_response;
 use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::auth::AuthError;
+use crate::auth::oidc::OidcError;
 use crate::pipeline::PipelineError;
 use crate::ports::store::StoreError;
 use crate::providers::ParseError;
@@ -40,6 +41,17 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
+    /// `AUTH_MODE=oidc`: the token was refused, for the reason named (a token is signed public
+    /// data, so naming why helps its holder and no prober), or its issuer's keys could not be
+    /// fetched (503: the sender's retry may succeed).
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
+    /// The token is genuine, but a deploy rule of the image requires a claim it lacks: this
+    /// sender may not act on that service. Only the claim's name is told.
+    #[error(
+        "the token's {0} claim is not the one a deploy rule of this image requires; nothing was recorded"
+    )]
+    ClaimRefused(String),
     #[error(transparent)]
     Parse(#[from] ParseError),
     /// An event carries more than imagehook keeps, or a time in the future.
@@ -62,7 +74,9 @@ impl ApiError {
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) | Self::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Oidc(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized(_) | Self::Oidc(_) => StatusCode::UNAUTHORIZED,
+            Self::ClaimRefused(_) => StatusCode::FORBIDDEN,
             Self::Parse(ParseError::Reference { .. }) | Self::OutOfBounds(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -81,7 +95,9 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::TooManyEvents(_) => "too_many_events",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::Unauthorized(_) => "unauthorized",
+            Self::Oidc(e) if e.is_retryable() => "unavailable",
+            Self::Unauthorized(_) | Self::Oidc(_) => "unauthorized",
+            Self::ClaimRefused(_) => "forbidden",
             Self::Parse(ParseError::Json(_)) => "invalid_json",
             Self::Parse(ParseError::UnknownShape { .. }) => "unknown_format",
             Self::Parse(ParseError::Reference { .. }) => "invalid_reference",
@@ -108,6 +124,10 @@ impl ApiError {
             Self::Unauthorized(_) | Self::PathToken => {
                 tracing::warn!("request failed authentication")
             }
+            Self::Oidc(e) if e.is_retryable() => {
+                tracing::error!(error = %e, "issuer keys unavailable: asking the sender to retry")
+            }
+            Self::Oidc(e) => tracing::warn!(reason = %e, "request failed authentication"),
             other => {
                 tracing::info!(status = other.status().as_u16(), error = %other, "request refused")
             }
@@ -135,6 +155,7 @@ impl ApiError {
         }
         let retry_after = match self {
             Self::Unavailable(_) => Some("5"),
+            Self::Oidc(e) if e.is_retryable() => Some("5"),
             // A connection frees up as soon as any request finishes.
             Self::TooManyConnections(_) => Some("1"),
             _ => None,

@@ -7,6 +7,7 @@ use lambda_http::{Body, RequestExt, Response};
 
 use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::app::{App, Function};
+use crate::auth::oidc::Claims;
 use crate::auth::{AuthMode, Presented};
 pub use crate::edge::error::ApiError;
 use crate::edge::metrics::Report;
@@ -14,6 +15,7 @@ pub use crate::edge::response::json_response;
 use crate::model::event::{Parsed, Provider, Timestamp};
 use crate::model::payload::Payload;
 use crate::model::result::Accepted;
+use crate::model::rules::Rules;
 use crate::pipeline;
 use crate::providers::{self, ParseError, UrlHints};
 
@@ -115,6 +117,26 @@ pub fn path_token_refused(app: &App, token: Option<&str>) -> bool {
         && verifier.verify(&[], &HeaderMap::new(), presented).is_err()
 }
 
+/// Refuses the whole request, before anything is written, when an event's image is followed by a
+/// service whose rule requires a claim the token lacks. Every rule naming the service counts,
+/// whether or not it matched this image: a service is only as open as its strictest rule.
+fn rule_claims(rules: &Rules, events: &[Parsed], claims: &Claims) -> Result<(), ApiError> {
+    for e in events {
+        let Parsed::Image(e) = e else { continue };
+        for t in rules.targets(&e.image) {
+            let unmet = rules
+                .specs()
+                .filter(|r| r.cluster == t.cluster && r.service == t.service)
+                .find_map(|r| claims.unmet(&r.require_claims));
+            if let Some(claim) = unmet {
+                tracing::warn!(cluster = %t.cluster, service = %t.service, claim, "a deploy rule refuses the token");
+                return Err(ApiError::ClaimRefused(claim.to_owned()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs one request through a function: the single entry point of every binary.
 pub async fn handle(app: &App, function: Function, req: lambda_http::Request) -> Response<Body> {
     handle_reported(app, function, req).await.0
@@ -144,7 +166,11 @@ pub async fn handle_reported(
         Ok(Reply::Handshake(body)) => json_response(StatusCode::OK, &body),
         Ok(Reply::Raw(resp)) => resp,
         Err(e) => {
-            report.auth_failed = matches!(e, ApiError::Unauthorized(_) | ApiError::PathToken);
+            report.auth_failed = match &e {
+                ApiError::Unauthorized(_) | ApiError::PathToken | ApiError::ClaimRefused(_) => true,
+                ApiError::Oidc(e) => !e.is_retryable(),
+                _ => false,
+            };
             e.into_response()
         }
     };
@@ -184,7 +210,15 @@ async fn handle_inner(
         return Err(ApiError::PayloadTooLarge(body.len()));
     }
     let encoding = encoding(req.headers())?;
-    verifier.verify(&body, req.headers(), presented)?;
+    // The token is checked before the body is parsed, as a secret is; its claims are kept for
+    // the deploy rules that require some.
+    let claims = match app.oidc() {
+        Some(oidc) => Some(oidc.verify(req.headers(), presented.now).await?),
+        None => {
+            verifier.verify(&body, req.headers(), presented)?;
+            None
+        }
+    };
     let provider = provider_override(&req)?;
     let body = match encoding {
         Encoding::Json => body,
@@ -241,6 +275,9 @@ async fn handle_inner(
             r.action = event.action.as_str().to_owned();
             *e = Parsed::Rejected(r);
         }
+    }
+    if let Some(claims) = &claims {
+        rule_claims(&app.config().rules, &events, claims)?;
     }
     if let Some(Parsed::Handshake(body)) = events.iter().find(|e| matches!(e, Parsed::Handshake(_)))
     {

@@ -46,6 +46,11 @@ pub struct RuleSpec {
     /// runs an image imagehook did not deploy.
     #[serde(default, alias = "on-drift")]
     pub on_drift: OnDrift,
+    /// `AUTH_MODE=oidc`: claims the sender's token must carry, with these values, for an event
+    /// of an image this service follows (e.g. `{"repository": "org/app"}`: no job of another
+    /// repository moves the service). Checked at the edge, before anything is written.
+    #[serde(default, alias = "require-claims")]
+    pub require_claims: std::collections::BTreeMap<String, String>,
 }
 
 /// How a rule chooses tags.
@@ -246,6 +251,11 @@ impl Rules {
 
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// The rules as written.
+    pub fn specs(&self) -> impl Iterator<Item = &RuleSpec> {
+        self.0.iter().map(|r| &r.spec)
     }
 
     pub fn is_empty(&self) -> bool {
