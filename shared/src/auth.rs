@@ -23,6 +23,9 @@ pub const DEFAULT_TOKEN_HEADER: &str = "authorization";
 /// The header `hmac-sha256` mode reads unless `SIGNATURE_HEADER` names another (GitHub's name,
 /// which most HMAC senders copy).
 pub const DEFAULT_HMAC_HEADER: &str = "x-hub-signature-256";
+/// The header `hmac-sha1` mode reads unless `SIGNATURE_HEADER` names another: Sonatype Nexus
+/// Repository's, the one sender that still signs with SHA-1.
+pub const DEFAULT_HMAC_SHA1_HEADER: &str = "x-nexus-webhook-signature";
 /// Standard Webhooks: how far a signature's timestamp may be from now, either way.
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 5 * 60;
 const STANDARD_ID: &str = "webhook-id";
@@ -65,6 +68,9 @@ pub enum AuthMode {
     Basic,
     /// `sha256=<hex>` HMAC-SHA256 of the raw body (bare `<hex>` too, as Gitea sends it).
     HmacSha256,
+    /// Bare `<hex>` (or `sha1=<hex>`) HMAC-SHA1 of the raw body: Sonatype Nexus Repository
+    /// signs with nothing else. SHA-1's collision attacks do not reach HMAC's keyed use.
+    HmacSha1,
     /// Standard Webhooks: `webhook-signature: v1,<base64>` over `id.timestamp.body`, with a
     /// `whsec_` key and a five-minute tolerance.
     StandardWebhooks,
@@ -85,6 +91,7 @@ impl AuthMode {
             "token" => Some(Self::Token),
             "basic" => Some(Self::Basic),
             "hmac-sha256" => Some(Self::HmacSha256),
+            "hmac-sha1" => Some(Self::HmacSha1),
             "standard-webhooks" => Some(Self::StandardWebhooks),
             "path-token" => Some(Self::PathToken),
             "oidc" => Some(Self::Oidc),
@@ -98,6 +105,7 @@ impl AuthMode {
             Self::Token => "token",
             Self::Basic => "basic",
             Self::HmacSha256 => "hmac-sha256",
+            Self::HmacSha1 => "hmac-sha1",
             Self::StandardWebhooks => "standard-webhooks",
             Self::PathToken => "path-token",
             Self::Oidc => "oidc",
@@ -169,6 +177,7 @@ impl Verifier {
     ) -> Result<Self, AuthConfigError> {
         let default = match mode {
             AuthMode::HmacSha256 => DEFAULT_HMAC_HEADER,
+            AuthMode::HmacSha1 => DEFAULT_HMAC_SHA1_HEADER,
             _ => DEFAULT_TOKEN_HEADER,
         };
         let name = header.unwrap_or(default);
@@ -247,6 +256,16 @@ impl Verifier {
                 for key in &self.keys {
                     // Every secret is tried, so the time taken does not tell which one matched.
                     ok |= hmac_sha256(key, body).verify_slice(&sig).is_ok();
+                }
+                if ok { Ok(()) } else { Err(AuthError) }
+            }
+            AuthMode::HmacSha1 => {
+                let value = header_str(headers, &self.header)?.trim();
+                let hex_sig = value.strip_prefix("sha1=").unwrap_or(value);
+                let sig = hex::decode(hex_sig).map_err(|_| AuthError)?;
+                let mut ok = false;
+                for key in &self.keys {
+                    ok |= hmac_sha1(key, body).verify_slice(&sig).is_ok();
                 }
                 if ok { Ok(()) } else { Err(AuthError) }
             }
@@ -358,6 +377,18 @@ fn hmac_sha256(key: &[u8], body: &[u8]) -> Hmac<Sha256> {
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(body);
     mac
+}
+
+fn hmac_sha1(key: &[u8], body: &[u8]) -> Hmac<sha1::Sha1> {
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    mac
+}
+
+/// Bare `<hex>` HMAC-SHA1 of a body, as Nexus sends it in `X-Nexus-Webhook-Signature`.
+pub fn sign_hmac_sha1(secret: &str, body: &[u8]) -> String {
+    hex::encode(hmac_sha1(secret.as_bytes(), body).finalize().into_bytes())
 }
 
 /// `sha256=<hex>` for a body, as a sender computes it. Used by tests, docs and the local tools.
@@ -639,6 +670,39 @@ mod tests {
             Err(AuthError)
         );
         assert_eq!(v.verify(b"", &HeaderMap::new(), with(None)), Err(AuthError));
+    }
+
+    #[test]
+    fn hmac_sha1_matches_the_rfc_2202_vector_in_the_nexus_header() {
+        // RFC 2202, test case 2.
+        let body = b"what do ya want for nothing?";
+        assert_eq!(
+            sign_hmac_sha1("Jefe", body),
+            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+        );
+        let v = verifier(AuthMode::HmacSha1, None, &["Jefe"]);
+        let sig = "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79";
+        let ok = headers(&[("x-nexus-webhook-signature", sig)]);
+        assert_eq!(v.verify(body, &ok, Presented::default()), Ok(()));
+        let prefixed = headers(&[("x-nexus-webhook-signature", &format!("sha1={sig}"))]);
+        assert_eq!(v.verify(body, &prefixed, Presented::default()), Ok(()));
+        assert_eq!(
+            v.verify(b"what do ya want for something?", &ok, Presented::default()),
+            Err(AuthError)
+        );
+        let sha256 = headers(&[("x-nexus-webhook-signature", &sign_hmac_sha256("Jefe", body))]);
+        assert_eq!(
+            v.verify(body, &sha256, Presented::default()),
+            Err(AuthError)
+        );
+        assert_eq!(
+            v.verify(body, &HeaderMap::new(), Presented::default()),
+            Err(AuthError)
+        );
+        let rotated = verifier(AuthMode::HmacSha1, None, &["old", "Jefe"]);
+        assert_eq!(rotated.verify(body, &ok, Presented::default()), Ok(()));
+        assert_eq!(AuthMode::parse("hmac-sha1"), Some(AuthMode::HmacSha1));
+        assert_eq!(AuthMode::HmacSha1.as_str(), "hmac-sha1");
     }
 
     #[test]

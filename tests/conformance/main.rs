@@ -1,7 +1,9 @@
 //! Conformance over the vendor payload corpus (`../shared/payloads` beside the repository, or
 //! `IMAGEHOOK_PAYLOADS`): every file of the supported senders must parse to exactly the events
 //! listed here, or be refused with exactly the error listed. A new file without an expectation
-//! fails the suite, so the corpus cannot grow past what is checked.
+//! fails the suite, so the corpus cannot grow past what is checked. The senders the shared corpus
+//! lacks have their payloads in the repository (`tests/conformance/corpus`, with their provenance
+//! in its README), checked the same way and always present.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
@@ -61,8 +63,93 @@ const EG_DIGEST: &str = "sha256:213bbc182920ab41e18edc2001e06abcca6735d87782d9ce
 
 /// Request headers a sender's deliveries need besides the body (Angos events name no registry
 /// host; the webhook URL's `?registry=` supplies it as this header).
-const SENDER_HEADERS: &[(&str, &[(&str, &str)])] =
-    &[("angos", &[("x-imagehook-registry", "registry.example.com")])];
+const SENDER_HEADERS: &[(&str, &[(&str, &str)])] = &[
+    ("angos", &[("x-imagehook-registry", "registry.example.com")]),
+    (
+        "artifactory",
+        &[("x-imagehook-registry", "artifactory.example.com")],
+    ),
+    ("nexus", &[("x-imagehook-registry", "nexus.example.com")]),
+];
+
+const JFROG_DIGEST: &str =
+    "sha256:35c4a2c15539c6c1e4e5fa4e554dac323ad0107d8eb5c582d6ff386b383b7dce";
+
+/// The senders whose payloads live in the repository, with every file each holds.
+const REPO_CORPUS: &[(&str, &[(&str, Expect)])] = &[
+    (
+        "artifactory",
+        &[
+            (
+                "docker-pushed.doc.json",
+                Event(
+                    Action::Push,
+                    "artifactory.example.com",
+                    "library/ubuntu",
+                    Some("latest"),
+                    JFROG_DIGEST,
+                ),
+            ),
+            (
+                "docker-pushed.keel-fixture.json",
+                Event(
+                    Action::Push,
+                    "artifactory.example.com",
+                    "library/ubuntu",
+                    Some("latest"),
+                    JFROG_DIGEST,
+                ),
+            ),
+            // The documentation's placeholder checksum is no digest.
+            ("docker-deleted.doc.json", InvalidReference),
+            ("artifact-deployed.doc.json", Ignored("artifact:deployed")),
+        ],
+    ),
+    (
+        "alibaba-acr",
+        &[
+            // The documentation's repository name has a capital letter, which no image
+            // reference may hold.
+            ("push.doc.json", InvalidReference),
+            (
+                "push.argocd-fixture.json",
+                Events(&[(
+                    Action::Push,
+                    "registry.cn-beijing.aliyuncs.com",
+                    "ns/app",
+                    Some("v1"),
+                    None,
+                )]),
+            ),
+        ],
+    ),
+    (
+        "nexus",
+        &[
+            ("asset-created.doc.json", Ignored("asset")),
+            (
+                "component-created.docker.reconstructed.json",
+                Events(&[(
+                    Action::Push,
+                    "nexus.example.com",
+                    "my-app",
+                    Some("2.0"),
+                    None,
+                )]),
+            ),
+            (
+                "component-deleted.docker.reconstructed.json",
+                Events(&[(
+                    Action::Delete,
+                    "nexus.example.com",
+                    "my-app",
+                    Some("2.0"),
+                    None,
+                )]),
+            ),
+        ],
+    ),
+];
 
 /// Every sender, with every file it holds.
 const CORPUS: &[(&str, &[(&str, Expect)])] = &[
@@ -768,9 +855,62 @@ async fn every_payload_of_the_supported_senders_parses_or_is_refused_as_expected
         );
         return;
     };
+    let (failures, checked) = check_corpus(&root, CORPUS).await;
+    assert_none_failed(&failures, checked);
+    // Every sender folder of the corpus is covered (a new folder fails here until it is).
+    let folders: BTreeSet<String> = std::fs::read_dir(&root)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter(|e| {
+                    std::fs::read_dir(e.path()).is_ok_and(|mut f| {
+                        f.any(|x| {
+                            x.is_ok_and(|x| x.path().extension().is_some_and(|e| e == "json"))
+                        })
+                    })
+                })
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let covered: BTreeSet<String> = CORPUS.iter().map(|(s, _)| (*s).to_owned()).collect();
+    assert_eq!(folders, covered, "sender folders without expectations");
+    assert!(checked >= 100, "only {checked} files checked");
+}
+
+#[tokio::test]
+async fn every_payload_kept_in_the_repository_parses_or_is_refused_as_expected() {
+    let root = imagehook_tests::workspace_root().join("tests/conformance/corpus");
+    let (failures, checked) = check_corpus(&root, REPO_CORPUS).await;
+    assert_none_failed(&failures, checked);
+    let folders: BTreeSet<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    let covered: BTreeSet<String> = REPO_CORPUS.iter().map(|(s, _)| (*s).to_owned()).collect();
+    assert_eq!(folders, covered, "sender folders without expectations");
+}
+
+fn assert_none_failed(failures: &[String], checked: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} files failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every file of every sender folder under `root` against its expectation: the failures, and
+/// how many files were checked.
+async fn check_corpus(
+    root: &std::path::Path,
+    table: &[(&str, &[(&str, Expect)])],
+) -> (Vec<String>, usize) {
     let mut failures = Vec::new();
     let mut checked = 0;
-    for (sender, expectations) in CORPUS {
+    for (sender, expectations) in table {
         let dir = root.join(sender);
         let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -798,31 +938,7 @@ async fn every_payload_of_the_supported_senders_parses_or_is_refused_as_expected
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} files failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    // Every sender folder of the corpus is covered (a new folder fails here until it is).
-    let folders: BTreeSet<String> = std::fs::read_dir(&root)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.path().is_dir())
-                .filter(|e| {
-                    std::fs::read_dir(e.path()).is_ok_and(|mut f| {
-                        f.any(|x| {
-                            x.is_ok_and(|x| x.path().extension().is_some_and(|e| e == "json"))
-                        })
-                    })
-                })
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let covered: BTreeSet<String> = CORPUS.iter().map(|(s, _)| (*s).to_owned()).collect();
-    assert_eq!(folders, covered, "sender folders without expectations");
-    assert!(checked >= 100, "only {checked} files checked");
+    (failures, checked)
 }
 
 async fn check(bytes: &[u8], sender: &str, expect: &Expect) -> Result<(), String> {

@@ -194,7 +194,7 @@ async fn the_provider_can_be_named_by_query_or_route() {
     // Forced to parse as another sender's format, the body is refused by that parser.
     let (status, _, _) = send(&app, query("generic")).await;
     assert_eq!(status, 400);
-    let (status, _, out) = send(&app, query("nexus")).await;
+    let (status, _, out) = send(&app, query("bitbucket")).await;
     assert_eq!(status, 400);
     let err: Value = serde_json::from_slice(&out).unwrap();
     assert!(

@@ -434,8 +434,7 @@ impl Config {
             _ => {}
         }
 
-        const AUTH_HINT: &str =
-            "one of token, basic, hmac-sha256, standard-webhooks, path-token, oidc, none";
+        const AUTH_HINT: &str = "one of token, basic, hmac-sha256, hmac-sha1, standard-webhooks, path-token, oidc, none";
         // A function that answers no webhook ignores AUTH_MODE and never reads a secret, so
         // none needs to be in its environment.
         let auth_mode = match (var("AUTH_MODE"), defaults.auth_mode) {

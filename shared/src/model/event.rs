@@ -24,6 +24,9 @@ pub enum Provider {
     Gitea,
     ArtifactRegistry,
     Angos,
+    Artifactory,
+    AlibabaAcr,
+    Nexus,
     Generic,
 }
 
@@ -40,6 +43,9 @@ impl Provider {
         Provider::Gitea,
         Provider::ArtifactRegistry,
         Provider::Angos,
+        Provider::Artifactory,
+        Provider::AlibabaAcr,
+        Provider::Nexus,
         Provider::Generic,
     ];
 
@@ -56,6 +62,9 @@ impl Provider {
             Provider::Gitea => "gitea",
             Provider::ArtifactRegistry => "gar",
             Provider::Angos => "angos",
+            Provider::Artifactory => "artifactory",
+            Provider::AlibabaAcr => "alibaba-acr",
+            Provider::Nexus => "nexus",
             Provider::Generic => "generic",
         }
     }

@@ -5,7 +5,9 @@
 //! then the body's shape. Parsers never see a sender they were not picked for.
 
 mod acr;
+mod alibaba_acr;
 mod angos;
+mod artifactory;
 mod common;
 mod distribution;
 mod dockerhub;
@@ -18,6 +20,7 @@ mod generic;
 mod gitea;
 mod github;
 mod harbor;
+mod nexus;
 mod quay;
 
 use http::HeaderMap;
@@ -116,6 +119,27 @@ const DETECTORS: &[Detector] = &[
         acr::header_hint,
         acr::body_shape,
         acr::parse,
+    ),
+    detector(
+        Provider::Artifactory,
+        "JFrog Artifactory webhook",
+        artifactory::header_hint,
+        artifactory::body_shape,
+        artifactory::parse,
+    ),
+    detector(
+        Provider::AlibabaAcr,
+        "Alibaba Cloud Container Registry webhook",
+        alibaba_acr::header_hint,
+        alibaba_acr::body_shape,
+        alibaba_acr::parse,
+    ),
+    detector(
+        Provider::Nexus,
+        "Sonatype Nexus Repository webhook",
+        nexus::header_hint,
+        nexus::body_shape,
+        nexus::parse,
     ),
     detector(
         Provider::Generic,

@@ -160,3 +160,36 @@ proptest! {
         let _ = parse(&body, &ctx);
     }
 }
+
+#[test]
+fn the_new_senders_are_detected_by_body_and_by_header() {
+    let jfrog = serde_json::json!({"domain": "docker", "event_type": "pushed", "data": {}});
+    assert_eq!(
+        detect(&jfrog, &HeaderMap::new()),
+        Some(Provider::Artifactory)
+    );
+    let aliyun = serde_json::json!({
+        "push_data": {"tag": "v1"},
+        "repository": {"repo_full_name": "ns/app", "region": "cn-hangzhou"}
+    });
+    assert_eq!(
+        detect(&aliyun, &HeaderMap::new()),
+        Some(Provider::AlibabaAcr)
+    );
+    let nexus = serde_json::json!({
+        "nodeId": "n", "initiator": "admin", "repositoryName": "docker-hosted",
+        "action": "CREATED", "component": {"format": "docker"}
+    });
+    assert_eq!(detect(&nexus, &HeaderMap::new()), Some(Provider::Nexus));
+    // A Docker Hub body keeps its sender: no region, and `repo_name` rather than `repo_full_name`.
+    let hub = serde_json::json!({"push_data": {"tag": "v1"}, "repository": {"repo_name": "a/b"}});
+    assert_eq!(detect(&hub, &HeaderMap::new()), Some(Provider::DockerHub));
+    let mut h = HeaderMap::new();
+    h.insert("x-nexus-webhook-id", "rm:repository:audit".parse().unwrap());
+    let audit = serde_json::json!({"nodeId": "n", "initiator": "admin", "audit": {}});
+    assert_eq!(detect(&audit, &h), Some(Provider::Nexus));
+    // None of them retries a refusal for ever.
+    for p in [Provider::Artifactory, Provider::AlibabaAcr, Provider::Nexus] {
+        assert!(!p.retries_refusals(), "{p}");
+    }
+}
