@@ -5,8 +5,6 @@
 
 use aws_config::SdkConfig;
 use imagehook_core::app::App;
-use imagehook_core::app::config::DeployMode;
-use imagehook_core::auth::AuthMode;
 use imagehook_core::model::function::Function;
 use imagehook_tests::proxy::Proxy;
 use imagehook_tests::*;
@@ -36,15 +34,7 @@ async fn world(repo: &'static str) -> World {
     let rules = json!([{"repository": repo, "tags": "v*", "cluster": fx.cluster,
                         "service": fx.service, "container": "api"}])
     .to_string();
-    let app = app(AppSpec {
-        table: &table,
-        rules: &rules,
-        auth: AuthMode::None,
-        secrets: &[],
-        deploy_mode: DeployMode::Apply,
-        dynamo_sdk: &through,
-        ecs_sdk: &through,
-    });
+    let app = open_app(&through, &table, &rules);
     World {
         sdk,
         _proxy: proxy,
@@ -345,5 +335,68 @@ async fn a_release_names_a_known_source_or_none() {
         reply.body.to_string().contains("unknown `source`"),
         "{}",
         reply.body
+    );
+}
+
+/// ACR's Passed push lifts the last hold while another push's deployment still waits: a later
+/// release (which lifts nothing) applies it, once.
+#[tokio::test]
+async fn a_deployment_left_waiting_after_the_last_hold_is_applied_by_a_release() {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let first = create_service(&sdk, &format!("{ACR}:v1.4.1")).await;
+    let second = create_service(&sdk, &format!("{ACR}:v1.4.1")).await;
+    let rules = json!([
+        {"repository": ACR, "tags": "stable", "cluster": first.cluster, "service": first.service,
+         "container": "api"},
+        {"repository": ACR, "tags": "v*", "cluster": second.cluster, "service": second.service,
+         "container": "api"}
+    ])
+    .to_string();
+    let app = open_app(&sdk, &table, &rules);
+    let send = |function, event: String| {
+        let app = &app;
+        async move {
+            let reply = invoke(app, function, &event).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            reply.body["events"][0].clone()
+        }
+    };
+    let d = acr_digest();
+    send(Function::Quarantine, event_file("acr-quarantine.json")).await;
+    // Another tag of the digest, from CI, waits behind ACR's hold.
+    let stable = json!({"image": format!("{ACR}:stable"), "digest": d, "id": "ci-1",
+                        "timestamp": "2026-11-20T10:20:00Z"});
+    let held = send(
+        Function::Push,
+        with_body(&event_file("generic-quarantine.json"), &stable),
+    )
+    .await;
+    assert_eq!(held["outcome"], "blocked", "{held}");
+    // ACR marks it Passed: its own push deploys, the other waits on.
+    let acr = event_file("acr-push.json");
+    let mut body = body_of(&acr);
+    body["timestamp"] = json!("2026-11-20T10:40:00Z");
+    let passed = send(Function::Push, with_body(&acr, &body)).await;
+    assert_eq!(passed["outcome"], "applied", "{passed}");
+    assert_eq!(
+        container_image(&running(&sdk, &first).await.task_definition, "api"),
+        format!("{ACR}:v1.4.1")
+    );
+    // A release, though nothing holds the digest now, applies what waited.
+    let release = json!({"image": format!("{ACR}@{d}"), "quarantine": false,
+                         "timestamp": "2026-11-20T11:00:00Z"});
+    let released = send(
+        Function::Quarantine,
+        with_body(&event_file("generic-quarantine.json"), &release),
+    )
+    .await;
+    assert_eq!(
+        released["deployments"][0]["outcome"], "updated",
+        "{released}"
+    );
+    assert_eq!(
+        container_image(&running(&sdk, &first).await.task_definition, "api"),
+        format!("{ACR}@{d}")
     );
 }

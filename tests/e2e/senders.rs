@@ -108,6 +108,37 @@ async fn a_refused_event_does_not_hold_up_a_registrys_queue() {
             .is_none()
     );
 
+    // A clock a little fast is outlived by the registry's retries: 503, asked again, not lost.
+    let soon = Timestamp::now()
+        .plus(std::time::Duration::from_secs(30 * 60))
+        .to_string();
+    let reply = invoke(
+        &app,
+        Function::Push,
+        &envelope(vec![dist_event(
+            "e5",
+            "push",
+            "registry.example.com",
+            "1.0.3",
+            D3,
+            &soon,
+        )]),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.body["error"].as_str()),
+        (503, Some("time_in_future")),
+        "{}",
+        reply.body
+    );
+
+    // A wrong webhook URL is a setup fault every event repeats: it stays a 400.
+    let mut bad_url: Value = serde_json::from_str(&batch).unwrap();
+    bad_url["rawQueryString"] = json!("region=not%20a%20region");
+    bad_url["queryStringParameters"] = json!({"region": "not a region"});
+    let reply = invoke(&app, Function::Push, &bad_url.to_string()).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+
     // A body that is no envelope at all is rejected too, in a 200.
     let broken = with_body(
         &event_file("distribution-push.json"),
@@ -137,9 +168,13 @@ async fn one_registry_under_two_names_is_one_registry() {
     let sdk = sdk().await;
     let table = create_table(&sdk).await;
     let fx = create_service(&sdk, "registry.example.com/shop/api:0.9.0").await;
+    // A service whose task definition names the registry by an alias keeps that name.
+    let by_alias = create_service(&sdk, "localhost:5000/shop/api:0.9.0").await;
     // A host-less rule: the deployed reference must be one the container runs.
     let rules = json!([{"repository": "shop/api", "cluster": fx.cluster,
-                        "service": fx.service}])
+                        "service": fx.service},
+                       {"repository": "shop/api", "cluster": by_alias.cluster,
+                        "service": by_alias.service}])
     .to_string();
     let aliases = RegistryAliases::parse(
         "localhost:5000=registry.example.com,127.0.0.1:5000=registry.example.com",
@@ -168,14 +203,19 @@ async fn one_registry_under_two_names_is_one_registry() {
     )]);
     let reply = invoke(&app, Function::Push, &push).await;
     assert_eq!(reply.body["events"][0]["registry"], "registry.example.com");
-    assert_eq!(
-        reply.body["events"][0]["deployments"][0]["outcome"], "updated",
+    let outcomes = deployments_by_service(&reply.body);
+    assert!(
+        outcomes.iter().all(|(_, o, _)| o == "updated"),
         "{}",
         reply.body
     );
     assert_eq!(
         container_image(&running(&sdk, &fx).await.task_definition, "api"),
         format!("registry.example.com/shop/api@{D1}")
+    );
+    assert_eq!(
+        container_image(&running(&sdk, &by_alias).await.task_definition, "api"),
+        format!("localhost:5000/shop/api@{D1}")
     );
 
     let delete = envelope(vec![dist_event(

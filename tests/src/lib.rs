@@ -355,6 +355,19 @@ pub fn deployments_by_service(reply: &Value) -> Vec<(String, String, Value)> {
     out
 }
 
+/// An app without authentication that deploys, with DynamoDB and ECS both on `sdk`.
+pub fn open_app(sdk: &SdkConfig, table: &str, rules: &str) -> App {
+    app(AppSpec {
+        table,
+        rules,
+        auth: AuthMode::None,
+        secrets: &[],
+        deploy_mode: DeployMode::Apply,
+        dynamo_sdk: sdk,
+        ecs_sdk: sdk,
+    })
+}
+
 pub fn app(spec: AppSpec<'_>) -> App {
     app_with_policy(
         spec,
@@ -408,7 +421,10 @@ fn configured_app(
     };
     let store = Arc::new(DynamoStore::new(dynamo_client(spec.dynamo_sdk), spec.table));
     let deployer: Arc<dyn Deployer> = match spec.deploy_mode {
-        DeployMode::Apply => Arc::new(EcsDeployer::new(ecs_client(spec.ecs_sdk))),
+        DeployMode::Apply => Arc::new(
+            EcsDeployer::new(ecs_client(spec.ecs_sdk))
+                .with_aliases(config.registry_aliases.clone()),
+        ),
         DeployMode::DryRun => Arc::new(DryRunDeployer),
     };
     App::new(config, store, deployer)

@@ -13,7 +13,7 @@ use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition, TaskDefinitio
 use super::ecs_errors::{DESCRIBE_BATCH, Failure, classify};
 use super::follow::Discovery;
 use crate::model::policy::Decision;
-use crate::model::reference::{ImageRef, image_name_of};
+use crate::model::reference::{ImageRef, RegistryAliases, image_name_of};
 use crate::model::rules::Target;
 use crate::ports::deployer::{DeployError, DeployOutcome, Deployer, Deployment, Guard, Running};
 
@@ -25,6 +25,8 @@ pub const MANAGED_BY: (&str, &str) = ("managed-by", "imagehook");
 pub struct EcsDeployer {
     client: Client,
     discovery: Option<Arc<Discovery>>,
+    /// REGISTRY_ALIASES: a task definition may name a registry by any of its names.
+    aliases: Arc<RegistryAliases>,
 }
 
 impl EcsDeployer {
@@ -32,7 +34,14 @@ impl EcsDeployer {
         Self {
             client,
             discovery: None,
+            aliases: Arc::default(),
         }
+    }
+
+    /// Task definitions may name a registry by an alias; the container keeps the name it uses.
+    pub fn with_aliases(mut self, aliases: RegistryAliases) -> Self {
+        self.aliases = Arc::new(aliases);
+        self
     }
 
     /// Also deploy to services in `clusters` that carry an `imagehook:follow` tag.
@@ -232,7 +241,7 @@ impl EcsDeployer {
         let td = described
             .task_definition()
             .ok_or_else(|| Failure::Permanent("DescribeTaskDefinition returned nothing".into()))?;
-        let pulled = pulled_from(td, target, image);
+        let pulled = pulled_from(td, target, image, &self.aliases);
         let image = &pulled;
         let wanted = image.deployable();
         let containers = select_containers(td, target, image).map_err(Failure::Permanent)?;
@@ -373,9 +382,15 @@ impl EcsDeployer {
 
 /// The image as the service pulls it: when no container runs the repository from the image's
 /// own registry but one runs it from a replica the digest has arrived in (`target.replicas`),
-/// that replica's reference, so a service keeps pulling from its own Region.
-fn pulled_from(td: &TaskDefinition, target: &Target, image: &ImageRef) -> ImageRef {
-    if target.replicas.is_empty() {
+/// or from another name of the same registry (`aliases`), that name's reference, so a service
+/// keeps pulling from its own Region and by the name it uses.
+fn pulled_from(
+    td: &TaskDefinition,
+    target: &Target,
+    image: &ImageRef,
+    aliases: &RegistryAliases,
+) -> ImageRef {
+    if target.replicas.is_empty() && aliases.is_empty() {
         return image.clone();
     }
     let running: Vec<ImageRef> = td
@@ -393,10 +408,10 @@ fn pulled_from(td: &TaskDefinition, target: &Target, image: &ImageRef) -> ImageR
     if running.iter().any(|r| r.registry == image.registry) {
         return image.clone();
     }
-    match running
-        .into_iter()
-        .find(|r| target.replicas.iter().any(|h| h == r.registry.as_str()))
-    {
+    match running.into_iter().find(|r| {
+        target.replicas.iter().any(|h| h == r.registry.as_str())
+            || aliases.canonical(&r.registry) == image.registry
+    }) {
         Some(r) => ImageRef {
             registry: r.registry,
             ..image.clone()

@@ -177,6 +177,9 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
                     order,
                     container: at("desired_container"),
                     stage: at("desired_stage"),
+                    replicas: at("desired_replicas")
+                        .map(|r| r.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default(),
                 }),
                 _ => None,
             },

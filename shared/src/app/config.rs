@@ -196,7 +196,12 @@ impl RegistryConfig {
                 let loopback = host == "localhost"
                     || host
                         .parse::<std::net::Ipv4Addr>()
-                        .is_ok_and(|ip| ip.is_loopback());
+                        .is_ok_and(|ip| ip.is_loopback())
+                    || host
+                        .strip_prefix('[')
+                        .and_then(|h| h.strip_suffix(']'))
+                        .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+                        .is_some_and(|ip| ip.is_loopback());
                 if loopback {
                     Ok(h)
                 } else {
@@ -959,7 +964,10 @@ mod tests {
             &[
                 ("RESOLVE_DIGESTS", "off"),
                 ("REGISTRY_TIMEOUT_MS", "750"),
-                ("REGISTRY_INSECURE_HOSTS", "127.0.0.1:5000, LOCALHOST:5001"),
+                (
+                    "REGISTRY_INSECURE_HOSTS",
+                    "127.0.0.1:5000, LOCALHOST:5001, [::1]:5002",
+                ),
                 (
                     "REGISTRY_CREDENTIALS_ARN",
                     "arn:aws:secretsmanager:us-east-1:123456789012:secret:logins-AbCdEf",
@@ -971,7 +979,7 @@ mod tests {
         assert_eq!(c.registry.timeout, std::time::Duration::from_millis(750));
         assert_eq!(
             c.registry.insecure_hosts,
-            ["127.0.0.1:5000", "localhost:5001"]
+            ["127.0.0.1:5000", "localhost:5001", "[::1]:5002"]
         );
         assert!(c.registry.credentials_arn.is_some());
         for (name, value) in [

@@ -213,7 +213,8 @@ impl App {
         let deployer: Arc<dyn Deployer> = match &sdk {
             Some(sdk) if deploys => Arc::new(
                 EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))
-                    .with_discovery(config.follow_clusters.clone(), follow::DEFAULT_TTL),
+                    .with_discovery(config.follow_clusters.clone(), follow::DEFAULT_TTL)
+                    .with_aliases(config.registry_aliases.clone()),
             ),
             _ => Arc::new(DryRunDeployer),
         };

@@ -57,6 +57,11 @@ pub enum ApiError {
     /// An event carries more than imagehook keeps, or a time in the future.
     #[error(transparent)]
     OutOfBounds(#[from] crate::model::event::OutOfBounds),
+    /// A sender that retries every refusal sent an event dated up to an hour past the accepted
+    /// skew: a clock a little fast, which the sender's retry outlives (its event keeps its
+    /// time while ours catches up). Rejecting it would lose the event for good.
+    #[error("{0}; retry: it is accepted once it is no longer ahead of this clock")]
+    AheadForNow(crate::model::event::OutOfBounds),
     /// The images API's path names no repository.
     #[error("{0}")]
     BadRepository(String),
@@ -81,7 +86,9 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::Parse(_) | Self::BadRepository(_) => StatusCode::BAD_REQUEST,
-            Self::Unavailable(_) | Self::TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::TooManyConnections(_) | Self::AheadForNow(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,7 +111,8 @@ impl ApiError {
             Self::Parse(_) => "invalid_event",
             Self::BadRepository(_) => "bad_repository",
             Self::OutOfBounds(crate::model::event::OutOfBounds::TooLong { .. }) => "field_too_long",
-            Self::OutOfBounds(crate::model::event::OutOfBounds::Future { .. }) => "time_in_future",
+            Self::OutOfBounds(crate::model::event::OutOfBounds::Future { .. })
+            | Self::AheadForNow(_) => "time_in_future",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -158,6 +166,7 @@ impl ApiError {
             Self::Oidc(e) if e.is_retryable() => Some("5"),
             // A connection frees up as soon as any request finishes.
             Self::TooManyConnections(_) => Some("1"),
+            Self::AheadForNow(_) => Some("60"),
             _ => None,
         };
         if let Some(secs) = retry_after {

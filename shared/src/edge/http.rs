@@ -12,7 +12,7 @@ use crate::auth::{AuthMode, Presented};
 pub use crate::edge::error::ApiError;
 use crate::edge::metrics::Report;
 pub use crate::edge::response::json_response;
-use crate::model::event::{Parsed, Provider, Timestamp};
+use crate::model::event::{OutOfBounds, Parsed, Provider, Timestamp};
 use crate::model::payload::Payload;
 use crate::model::result::Accepted;
 use crate::model::rules::Rules;
@@ -137,6 +137,10 @@ fn rule_claims(rules: &Rules, events: &[Parsed], claims: &Claims) -> Result<(), 
     Ok(())
 }
 
+/// How far ahead of this clock a retrying sender's event may be and still be asked again
+/// (503) rather than rejected: the accepted skew plus an hour.
+const RETRYABLE_SKEW: std::time::Duration = std::time::Duration::from_secs(70 * 60);
+
 /// Runs one request through a function: the single entry point of every binary.
 pub async fn handle(app: &App, function: Function, req: lambda_http::Request) -> Response<Body> {
     handle_reported(app, function, req).await.0
@@ -240,8 +244,14 @@ async fn handle_inner(
     // 200: a 4xx would hold up every event it sends after this one. Others get the 4xx, which
     // they (or their dead-letter queue) show.
     let retrying = providers::retrying_sender(&body, req.headers(), &hints);
-    let retried =
-        |err: &ApiError| retrying.is_some_and(|p| p.retries_refusal(err.status().as_u16()));
+    // A wrong webhook URL (`?region=`, `?provider=`) is a setup fault every event repeats: it
+    // stays a 4xx, for the operator to see in the sender's log, rather than a silent 200.
+    let retried = |err: &ApiError| {
+        !matches!(
+            err,
+            ApiError::Parse(ParseError::BadRegion { .. } | ParseError::UnknownProvider { .. })
+        ) && retrying.is_some_and(|p| p.retries_refusal(err.status().as_u16()))
+    };
     let reject = |err: ApiError| {
         if !retried(&err) {
             return Err(err);
@@ -266,6 +276,13 @@ async fn handle_inner(
         if let Parsed::Image(event) = e
             && let Err(over) = event.check_bounds(&received_at)
         {
+            // A clock a little fast is outlived by the sender's retries; far ahead, never.
+            if retrying.is_some()
+                && matches!(over, OutOfBounds::Future { .. })
+                && event.occurred_at.as_str() <= received_at.plus(RETRYABLE_SKEW).as_str()
+            {
+                return Err(ApiError::AheadForNow(over));
+            }
             let over = ApiError::from(over);
             if !retried(&over) {
                 return Err(over);

@@ -252,6 +252,9 @@ pub struct Desired {
     pub order: String,
     pub container: Option<String>,
     pub stage: Option<String>,
+    /// Other registries the digest had arrived in when it was proposed (replicas a service may
+    /// pull it from), so a holder that takes over deploys it as the proposer would have.
+    pub replicas: Vec<String>,
 }
 
 /// The last desired state a holder finished applying, whatever the outcome (updated,

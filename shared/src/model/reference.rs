@@ -48,10 +48,14 @@ impl Registry {
                 Some(p) => !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()),
                 None => after.is_empty(),
             };
-            if !port_ok || addr.parse::<std::net::Ipv6Addr>().is_err() {
+            let Ok(ip) = addr.parse::<std::net::Ipv6Addr>() else {
+                return Err(err());
+            };
+            if !port_ok {
                 return Err(err());
             }
-            return Ok(Self(s.to_ascii_lowercase()));
+            // One spelling per address (`[fd00:0::5]` is `[fd00::5]`): one record per registry.
+            return Ok(Self(format!("[{ip}]{after}")));
         }
         let (host, port) = match s.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -167,7 +171,7 @@ pub struct Repository(String);
 impl Repository {
     pub fn parse(s: &str) -> Result<Self, ReferenceError> {
         if s.is_empty() || s.len() > MAX_NAME_LEN || !s.split('/').all(is_path_component) {
-            return Err(ReferenceError::Repository(s.to_owned()));
+            return Err(ReferenceError::Repository(s.chars().take(300).collect()));
         }
         Ok(Self(s.to_owned()))
     }
@@ -219,7 +223,7 @@ impl Tag {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(ReferenceError::Tag(s.to_owned()))
+            Err(ReferenceError::Tag(s.chars().take(300).collect()))
         }
     }
 
@@ -244,7 +248,7 @@ impl Digest {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(ReferenceError::Digest(s.to_owned()))
+            Err(ReferenceError::Digest(s.chars().take(300).collect()))
         }
     }
 
@@ -530,6 +534,10 @@ mod tests {
         ] {
             assert!(Registry::parse(ok).is_ok(), "{ok}");
         }
+        assert_eq!(
+            Registry::parse("[FD00:0:0::5]:5000").unwrap().as_str(),
+            "[fd00::5]:5000"
+        );
         for bad in [
             "",
             "[fd00::5",

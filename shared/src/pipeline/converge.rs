@@ -96,7 +96,22 @@ fn proposal_update(t: &Target, p: &Proposal) -> Update {
         .set("desired_order", p.order.as_str())
         .set("desired_container", t.container.as_deref().unwrap_or(""))
         .set("desired_stage", t.stage.as_deref().unwrap_or(""))
+        .set("desired_replicas", replicas_text(&t.replicas))
 }
+
+/// The replicas a proposal names, as stored: comma-separated, at most `MAX_REPLICAS` (a
+/// sender-made list must not grow the service's item).
+fn replicas_text(replicas: &[String]) -> String {
+    replicas
+        .iter()
+        .take(MAX_REPLICAS)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The most replica registries a service's desired state keeps.
+const MAX_REPLICAS: usize = 16;
 
 fn forward(p: &Proposal) -> Cond {
     Cond::Or(vec![
@@ -340,6 +355,12 @@ async fn rounds(
         let mut target = base.clone();
         target.container = desired.container.clone().filter(|c| !c.is_empty());
         target.stage = desired.stage.clone().filter(|s| !s.is_empty());
+        target.replicas = desired
+            .replicas
+            .iter()
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .collect();
         target.last_deployed = last_deployed.clone();
         let guard = Still {
             store: deps.store,
@@ -475,6 +496,7 @@ impl Proposal {
             order: self.order.clone(),
             container: t.container.clone(),
             stage: t.stage.clone(),
+            replicas: t.replicas.iter().take(MAX_REPLICAS).cloned().collect(),
         }
     }
 }

@@ -158,7 +158,7 @@ pub async fn record_delete(
                 .remove("quarantined_at")
                 // A deleted digest is held by nothing; a release read before this delete
                 // must not write its view of the holds back.
-                .remove("holds")
+                .set("holds", json!({}))
                 .add("holds_version", 1)
                 .when(Cond::Or(vec![
                     Cond::Missing("last_pushed_at"),

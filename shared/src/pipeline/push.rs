@@ -349,6 +349,13 @@ fn push_ops(r: &Receipt<'_>, targets: &[Target], variant: &PushVariant, reason: 
             // image's first push must not read as never.
             u = u.set_if_absent("last_pushed_at", t);
         }
+        if *variant == PushVariant::Blocked {
+            // Still held or deleted when written: a release in between sends the push out.
+            u = u.when(Cond::Or(vec![
+                Cond::Present("quarantine_reason"),
+                Cond::Eq("status", json!(ImageStatus::Deleted.as_str())),
+            ]));
+        }
         ops.insert(1, Op::Update(u));
     }
     if let (Some(tag), true) = (&e.image.tag, *variant != PushVariant::Stale) {
@@ -455,6 +462,18 @@ pub async fn record_push(
                     Some(Record::Image(image)) => Some(image),
                     _ => None,
                 };
+                // What refused the write, as it stands now: a hold, or a delete made after this
+                // push. Neither (a release or a revival in between): the push goes out as usual.
+                let t = r.event.occurred_at.as_str();
+                let held = old.is_some_and(|i| i.quarantine.is_some());
+                let deleted_after = old.is_some_and(|i| {
+                    i.status == Some(ImageStatus::Deleted)
+                        && i.deleted_at.as_deref().is_some_and(|d| d >= t)
+                });
+                if !held && !deleted_after {
+                    variant = PushVariant::Normal;
+                    continue;
+                }
                 let acr_passed = match old {
                     Some(i)
                         if r.event.provider == Provider::Acr
@@ -470,8 +489,7 @@ pub async fn record_push(
                     _ => None,
                 };
                 match acr_passed {
-                    // Once: a second refusal means the holds changed meanwhile, read again.
-                    Some((holds, read)) if !matches!(variant, PushVariant::Blocked) => {
+                    Some((holds, read)) => {
                         reason = match holds.summary() {
                             Some(rest) => format!(
                                 "ACR marked the image Passed, but the digest is still quarantined: {rest}"

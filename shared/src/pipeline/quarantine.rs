@@ -197,10 +197,13 @@ pub enum QuarantineOutcome {
 }
 
 /// The digest's holds as they stand, and whether its image item exists.
-async fn read_holds(store: &dyn Store, key: &Key) -> Result<(Holds, bool), StoreError> {
+async fn read_holds(
+    store: &dyn Store,
+    key: &Key,
+) -> Result<(Holds, Option<ImageStatus>), StoreError> {
     Ok(match store.get(key).await? {
-        Some(Record::Image(i)) => (i.holds, true),
-        _ => (Holds::default(), false),
+        Some(Record::Image(i)) => (i.holds, Some(i.status.unwrap_or(ImageStatus::Active))),
+        _ => (Holds::default(), None),
     })
 }
 
@@ -297,9 +300,11 @@ pub async fn record_quarantine(
             Err(c) => return Err(unexpected(&c)),
         }
     }
-    Err(StoreError::Corrupt(
-        "quarantine could not be recorded: the holds kept changing".into(),
-    ))
+    Err(StoreError::Unavailable {
+        operation: "TransactWriteItems",
+        message: "quarantine not recorded: the digest's holds kept changing; retry".into(),
+        source: None,
+    })
 }
 
 async fn stale_receipt(
@@ -335,13 +340,25 @@ pub async fn record_release(
     };
     let t = r.event.occurred_at.as_str();
     for _ in 0..MAX_ATTEMPTS {
-        let (mut holds, exists) = read_holds(store, &key).await?;
+        let (mut holds, status) = read_holds(store, &key).await?;
+        let exists = status.is_some();
+        // Deployments that wait while nothing holds the digest any more (the last hold went
+        // with a push ACR passed, say) are applied by this release, unless it is deleted.
+        let orphaned = pending_deploys && holds.is_empty() && status == Some(ImageStatus::Active);
         let read = holds.version;
         let lift = holds.lift(source, t);
         let (status, outcome, note, change) = match &lift {
             Lift::Stale => {
                 return stale_receipt(store, r, "held again after this release was made").await;
             }
+            Lift::NotHeld if orphaned => (
+                ReceiptStatus::Pending,
+                QuarantineOutcome::Applied {
+                    services: Vec::new(),
+                },
+                format!("{source} holds nothing, yet deployments waited: applied"),
+                None,
+            ),
             Lift::NotHeld => (
                 ReceiptStatus::Done,
                 QuarantineOutcome::NotQuarantined {
@@ -402,7 +419,9 @@ pub async fn record_release(
             },
         }
     }
-    Err(StoreError::Corrupt(
-        "release could not be recorded: the holds kept changing".into(),
-    ))
+    Err(StoreError::Unavailable {
+        operation: "TransactWriteItems",
+        message: "release not recorded: the digest's holds kept changing; retry".into(),
+        source: None,
+    })
 }

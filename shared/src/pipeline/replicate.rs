@@ -80,15 +80,15 @@ pub(super) async fn replicate_one(
 /// Records that the event's digest arrived in `region`, and the registry the replica serves it
 /// from (the event's replica, else the image's own): the first arrival is kept.
 pub(super) fn arrived(r: &Receipt<'_>, digest: &str, region: &str) -> Op {
-    let registry = r
-        .event
-        .replica_registry
-        .as_ref()
-        .unwrap_or(&r.event.image.registry);
+    let u = region_update(r, digest, region);
+    // A replica the event names is recorded; otherwise the registry already recorded stays,
+    // and a first arrival is the image's own registry.
+    let u = match &r.event.replica_registry {
+        Some(replica) => u.set("registry", replica.as_str()),
+        None => u.set_if_absent("registry", r.event.image.registry.as_str()),
+    };
     Op::Update(
-        region_update(r, digest, region)
-            .set("registry", registry.as_str())
-            .set_if_absent("arrived_at", r.event.occurred_at.as_str())
+        u.set_if_absent("arrived_at", r.event.occurred_at.as_str())
             .set_if_absent("arrival_event", r.by()),
     )
 }

@@ -53,8 +53,14 @@ impl ImageAction {
     }
 }
 
+/// The ECR registry of an account and Region: `.amazonaws.com.cn` in the China Regions.
 pub(super) fn registry_host(account: &str, region: &str) -> String {
-    format!("{account}.dkr.ecr.{region}.amazonaws.com")
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("{account}.dkr.ecr.{region}.{suffix}")
 }
 
 pub(super) fn ignored(
