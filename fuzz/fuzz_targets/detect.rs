@@ -29,7 +29,7 @@ fuzz_target!(|body: &[u8]| {
     for e in result.iter().flatten() {
         let provider = match e {
             Parsed::Image(e) => e.provider,
-            Parsed::Ignored(e) => e.provider,
+            Parsed::Ignored(e) | Parsed::Rejected(e) => e.provider,
             Parsed::Handshake(_) => continue,
         };
         assert_eq!(Some(provider), detected);

@@ -92,7 +92,10 @@ fn trim(mut b: &[u8]) -> &[u8] {
 /// timestamp that parses back to itself (records are read back through the same parser).
 pub fn check_parse(
     input_len: usize,
-    result: &Result<Vec<imagehook_core::model::event::Parsed>, imagehook_core::providers::ParseError>,
+    result: &Result<
+        Vec<imagehook_core::model::event::Parsed>,
+        imagehook_core::providers::ParseError,
+    >,
 ) {
     use imagehook_core::model::event::{Parsed, Timestamp};
     match result {
