@@ -100,13 +100,16 @@ impl App {
     /// The Lambda wiring: configuration from the environment, DynamoDB (or the embedded store
     /// under STATE_DIR), and ECS (or dry-run).
     pub async fn from_env(function: Function) -> Result<Self, InitError> {
+        let mut steps = InitSteps::start();
         let (config, mut sdk) = load(Defaults::LAMBDA).await?;
+        steps.done("configuration");
         let state_dir = config.state_dir.clone().unwrap_or_default();
         // Only the push function records pushes: the others never ask a registry.
         let resolver = match function {
             Function::Push => resolver_from_env(&config.registry, &mut sdk).await?,
             _ => None,
         };
+        steps.done("registry resolver");
         // The delete function never deploys (its role cannot), so it gets no ECS client.
         let app = Self::wire(
             config,
@@ -184,6 +187,7 @@ impl App {
         state_dir: &Path,
         read_only: bool,
     ) -> Result<Self, InitError> {
+        let mut steps = InitSteps::start();
         let deploys = may_deploy && config.deploy_mode == DeployMode::Apply;
         let sdk = match sdk {
             Some(sdk) => Some(sdk),
@@ -192,6 +196,7 @@ impl App {
             }
             None => None,
         };
+        steps.done("AWS SDK configuration");
         let (store, dump): (Arc<dyn Store>, Arc<dyn StoreDump>) = match (&config.table_name, &sdk) {
             (Some(table), Some(sdk)) => {
                 let s = Arc::new(DynamoStore::new(
@@ -209,6 +214,7 @@ impl App {
                 (s.clone(), s)
             }
         };
+        steps.done("store");
         let dump = may_dump.then_some(dump);
         let deployer: Arc<dyn Deployer> = match &sdk {
             Some(sdk) if deploys => Arc::new(
@@ -218,7 +224,9 @@ impl App {
             ),
             _ => Arc::new(DryRunDeployer),
         };
+        steps.done("deployer");
         let notifier = notifier(&config.notify, sdk.as_ref());
+        steps.done("notifier");
         Ok(Self::log_init(
             Self::with_ports(config, store, dump, deployer).with_notifier(notifier),
         ))
@@ -446,4 +454,28 @@ fn notifier(config: &NotifyConfig, sdk: Option<&aws_config::SdkConfig>) -> Notif
         )));
     }
     Notifier::new(sinks, config.kinds.clone(), config.timeout)
+}
+
+/// What each init step took, logged at debug level (`LOG_LEVEL=debug`; in Lambda the
+/// template's log level): the cold start, measured where it is spent.
+struct InitSteps {
+    last: std::time::Instant,
+}
+
+impl InitSteps {
+    fn start() -> Self {
+        Self {
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn done(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        tracing::debug!(
+            step,
+            micros = u64::try_from(now.duration_since(self.last).as_micros()).unwrap_or(u64::MAX),
+            "init step"
+        );
+        self.last = now;
+    }
 }
