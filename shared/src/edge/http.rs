@@ -137,6 +137,16 @@ fn rule_claims(rules: &Rules, events: &[Parsed], claims: &Claims) -> Result<(), 
     Ok(())
 }
 
+/// Whether `sender` would retry the refusal `err` for ever, so it is answered as a rejected
+/// event in a 200 instead. A wrong webhook URL (`?region=`, `?provider=`) is a setup fault every
+/// event repeats: it stays a 4xx, for the operator to see in the sender's log.
+fn retries(sender: Provider, err: &ApiError) -> bool {
+    !matches!(
+        err,
+        ApiError::Parse(ParseError::BadRegion { .. } | ParseError::UnknownProvider { .. })
+    ) && sender.retries_refusal(err.status().as_u16())
+}
+
 /// How far ahead of this clock a retrying sender's event may be and still be asked again
 /// (503) rather than rejected: the accepted skew plus an hour.
 const RETRYABLE_SKEW: std::time::Duration = std::time::Duration::from_secs(70 * 60);
@@ -243,23 +253,16 @@ async fn handle_inner(
     // A sender that retries every refusal for ever gets its refusals as `rejected` events in a
     // 200: a 4xx would hold up every event it sends after this one. Others get the 4xx, which
     // they (or their dead-letter queue) show.
-    let retrying = providers::retrying_sender(&body, req.headers(), &hints);
-    // A wrong webhook URL (`?region=`, `?provider=`) is a setup fault every event repeats: it
-    // stays a 4xx, for the operator to see in the sender's log, rather than a silent 200.
-    let retried = |err: &ApiError| {
-        !matches!(
-            err,
-            ApiError::Parse(ParseError::BadRegion { .. } | ParseError::UnknownProvider { .. })
-        ) && retrying.is_some_and(|p| p.retries_refusal(err.status().as_u16()))
-    };
-    let reject = |err: ApiError| {
-        if !retried(&err) {
-            return Err(err);
+    // Who sent a request that could not be read far enough to say: found again only then, so a
+    // delivery that parses is not parsed twice.
+    let sender = std::sync::OnceLock::new();
+    let retrying =
+        || *sender.get_or_init(|| providers::retrying_sender(&body, req.headers(), &hints));
+    let reject = |err: ApiError| match retrying() {
+        Some(p) if retries(p, &err) => {
+            Ok(Parsed::Rejected(providers::rejected(p, err.to_string())))
         }
-        Ok(Parsed::Rejected(providers::rejected(
-            retrying.unwrap_or(Provider::Generic),
-            err.to_string(),
-        )))
+        _ => Err(err),
     };
     let mut events = match providers::parse_request(&body, req.headers(), &hints, &received_at) {
         Ok(events) => events,
@@ -277,14 +280,14 @@ async fn handle_inner(
             && let Err(over) = event.check_bounds(&received_at)
         {
             // A clock a little fast is outlived by the sender's retries; far ahead, never.
-            if retrying.is_some()
+            if event.provider.retries_refusals()
                 && matches!(over, OutOfBounds::Future { .. })
                 && event.occurred_at.as_str() <= received_at.plus(RETRYABLE_SKEW).as_str()
             {
                 return Err(ApiError::AheadForNow(over));
             }
             let over = ApiError::from(over);
-            if !retried(&over) {
+            if !retries(event.provider, &over) {
                 return Err(over);
             }
             let mut r = providers::rejected(event.provider, over.to_string());

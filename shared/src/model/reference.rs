@@ -38,6 +38,11 @@ pub enum ReferenceError {
 #[serde(try_from = "String", into = "String")]
 pub struct Registry(String);
 
+/// A port as references write it: one to five digits.
+fn is_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl Registry {
     pub fn parse(s: &str) -> Result<Self, ReferenceError> {
         let err = || ReferenceError::Registry(s.chars().take(300).collect());
@@ -45,7 +50,7 @@ impl Registry {
         if let Some(rest) = s.strip_prefix('[') {
             let (addr, after) = rest.split_once(']').ok_or_else(err)?;
             let port_ok = match after.strip_prefix(':') {
-                Some(p) => !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()),
+                Some(p) => is_port(p),
                 None => after.is_empty(),
             };
             let Ok(ip) = addr.parse::<std::net::Ipv6Addr>() else {
@@ -61,9 +66,7 @@ impl Registry {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         };
-        if let Some(port) = port
-            && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if port.is_some_and(|p| !is_port(p)) {
             return Err(err());
         }
         if host.is_empty() || host.len() > 253 {

@@ -253,16 +253,12 @@ fn unreadable(v: &Value, i: usize, err: &ParseError) -> IgnoredEvent {
             .and_then(Value::as_str)
             .map(|s| s.chars().take(256).collect())
     };
-    IgnoredEvent {
-        id: text("id"),
-        provider: P,
-        action: text("action").unwrap_or_else(|| "unknown".to_owned()),
-        reason: format!("events[{i}]: {err}"),
-        registry: None,
-        repository: None,
-        tag: None,
-        digest: None,
+    let mut r = super::rejected(P, format!("events[{i}]: {err}"));
+    r.id = text("id");
+    if let Some(action) = text("action") {
+        r.action = action;
     }
+    r
 }
 
 fn ignored(e: &Event, reason: String) -> IgnoredEvent {
