@@ -146,6 +146,20 @@ pub(crate) fn non_empty(s: &Option<String>) -> Option<&str> {
 }
 
 /// The single image event a parse gave (tests).
+/// A rejected event that could not be read far enough to say what it was.
+pub fn rejected(provider: Provider, reason: String) -> crate::model::event::IgnoredEvent {
+    crate::model::event::IgnoredEvent {
+        id: None,
+        provider,
+        action: "unknown".to_owned(),
+        reason,
+        registry: None,
+        repository: None,
+        tag: None,
+        digest: None,
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn only_image(out: &[Parsed]) -> &crate::model::event::ImageEvent {
     match out {

@@ -14,7 +14,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::common::{ParseContext, ParseError, non_empty, reference, timestamp, typed};
+use super::common::{ParseContext, ParseError, non_empty, reference, rejected, timestamp, typed};
 use crate::model::event::{Action, IgnoredEvent, ImageEvent, Parsed, Provider, content_id};
 use crate::model::reference::{Digest, ImageRef, Registry, Repository, Tag};
 
@@ -253,7 +253,7 @@ fn unreadable(v: &Value, i: usize, err: &ParseError) -> IgnoredEvent {
             .and_then(Value::as_str)
             .map(|s| s.chars().take(256).collect())
     };
-    let mut r = super::rejected(P, format!("events[{i}]: {err}"));
+    let mut r = rejected(P, format!("events[{i}]: {err}"));
     r.id = text("id");
     if let Some(action) = text("action") {
         r.action = action;

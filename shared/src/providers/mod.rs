@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::model::event::{Action, Parsed, Provider, Timestamp};
 use common::ParseFn;
-pub use common::{ParseContext, ParseError, REGISTRY_HINT_HEADER};
+pub use common::{ParseContext, ParseError, REGISTRY_HINT_HEADER, rejected};
 
 /// One sender: how to recognise it by header and by body, and how to parse it.
 struct Detector {
@@ -264,20 +264,6 @@ pub fn retrying_sender(body: &[u8], headers: &HeaderMap, hints: &UrlHints) -> Op
                 .and_then(|v| detect(&v, headers))
         })
         .filter(|p| p.retries_refusals())
-}
-
-/// A rejected event that could not be read far enough to say what it was.
-pub fn rejected(provider: Provider, reason: String) -> crate::model::event::IgnoredEvent {
-    crate::model::event::IgnoredEvent {
-        id: None,
-        provider,
-        action: "unknown".to_owned(),
-        reason,
-        registry: None,
-        repository: None,
-        tag: None,
-        digest: None,
-    }
 }
 
 /// Which provider a body would be parsed as (for logs on failure paths).
