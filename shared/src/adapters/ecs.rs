@@ -10,6 +10,7 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
 use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition, TaskDefinitionField};
 
+use super::aws::Lazy;
 use super::ecs_errors::{DESCRIBE_BATCH, Failure, classify};
 use super::follow::Discovery;
 use crate::model::policy::Decision;
@@ -23,7 +24,7 @@ pub const MANAGED_BY: (&str, &str) = ("managed-by", "imagehook");
 
 #[derive(Debug, Clone)]
 pub struct EcsDeployer {
-    client: Client,
+    client: Arc<Lazy<Client>>,
     discovery: Option<Arc<Discovery>>,
     /// REGISTRY_ALIASES: a task definition may name a registry by any of its names.
     aliases: Arc<RegistryAliases>,
@@ -31,8 +32,18 @@ pub struct EcsDeployer {
 
 impl EcsDeployer {
     pub fn new(client: Client) -> Self {
+        Self::with_client(Lazy::ready(client))
+    }
+
+    /// The deployer of the functions: the ECS client is built on the first ECS call.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+        let sdk = sdk.clone();
+        Self::with_client(Lazy::new(move || Client::new(&sdk)))
+    }
+
+    fn with_client(client: Lazy<Client>) -> Self {
         Self {
-            client,
+            client: Arc::new(client),
             discovery: None,
             aliases: Arc::default(),
         }
@@ -91,6 +102,7 @@ impl Deployer for EcsDeployer {
     async fn running(&self, target: &Target) -> Result<Option<Running>, DeployError> {
         let resp = match self
             .client
+            .get()
             .describe_services()
             .cluster(&target.cluster)
             .services(&target.service)
@@ -115,6 +127,7 @@ impl Deployer for EcsDeployer {
         };
         let described = match self
             .client
+            .get()
             .describe_task_definition()
             .task_definition(td_arn)
             .send()
@@ -175,6 +188,7 @@ impl EcsDeployer {
             for batch in services.chunks(DESCRIBE_BATCH) {
                 let resp = self
                     .client
+                    .get()
                     .describe_services()
                     .cluster(cluster)
                     .set_services(Some(batch.iter().map(|s| (*s).to_owned()).collect()))
@@ -232,6 +246,7 @@ impl EcsDeployer {
     ) -> Result<Deployment, Failure> {
         let described = self
             .client
+            .get()
             .describe_task_definition()
             .task_definition(current_td)
             .include(TaskDefinitionField::Tags)
@@ -293,7 +308,7 @@ impl EcsDeployer {
             arn
         } else {
             let registered = copy_with_image(
-                self.client.register_task_definition(),
+                self.client.get().register_task_definition(),
                 td,
                 &containers,
                 &wanted,
@@ -310,6 +325,7 @@ impl EcsDeployer {
         };
         let updated = self
             .client
+            .get()
             .update_service()
             .cluster(&target.cluster)
             .service(&target.service)
@@ -359,6 +375,7 @@ impl EcsDeployer {
         };
         let latest = self
             .client
+            .get()
             .describe_task_definition()
             .task_definition(family)
             .send()

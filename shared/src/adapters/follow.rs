@@ -14,6 +14,7 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::ServiceField;
 use tokio::sync::Mutex;
 
+use super::aws::Lazy;
 use super::ecs_errors::{DESCRIBE_BATCH, transient};
 use crate::model::policy::{OnDrift, Policy};
 use crate::model::reference::{ImageRef, image_name_of};
@@ -61,14 +62,14 @@ type Cached = Option<(Instant, Arc<Vec<Follower>>)>;
 
 #[derive(Debug)]
 pub struct Discovery {
-    client: Client,
+    client: Arc<Lazy<Client>>,
     clusters: Vec<String>,
     ttl: Duration,
     cache: Mutex<Cached>,
 }
 
 impl Discovery {
-    pub fn new(client: Client, clusters: Vec<String>, ttl: Duration) -> Self {
+    pub fn new(client: Arc<Lazy<Client>>, clusters: Vec<String>, ttl: Duration) -> Self {
         Self {
             client,
             clusters,
@@ -133,6 +134,7 @@ impl Discovery {
         let mut arns = Vec::new();
         let mut pages = self
             .client
+            .get()
             .list_services()
             .cluster(cluster)
             .into_paginator()
@@ -145,6 +147,7 @@ impl Discovery {
         for batch in arns.chunks(DESCRIBE_BATCH) {
             let described = self
                 .client
+                .get()
                 .describe_services()
                 .cluster(cluster)
                 .set_services(Some(batch.to_vec()))
@@ -195,6 +198,7 @@ impl Discovery {
     async fn images_of(&self, task_definition: &str) -> Result<Vec<String>, DeployError> {
         let td = self
             .client
+            .get()
             .describe_task_definition()
             .task_definition(task_definition)
             .send()

@@ -51,14 +51,11 @@ impl JwksClient {
     async fn client(&self) -> Result<&HttpsClient, FetchError> {
         self.client
             .get_or_try_init(|| async {
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_native_roots()
-                    .map_err(|e| FetchError::TrustStore(e.to_string()))?
-                    // Plain HTTP is reached only for loopback URLs: the configuration refuses
-                    // any other (`auth::oidc::is_fetchable`), and `get` checks again.
-                    .https_or_http()
-                    .enable_http1()
-                    .build();
+                // Plain HTTP is reached only for loopback URLs: the configuration refuses any
+                // other (`auth::oidc::is_fetchable`), and `get` checks again.
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                let https = super::tls::connector(http).map_err(FetchError::TrustStore)?;
                 Ok(Client::builder(TokioExecutor::new()).build(https))
             })
             .await

@@ -1,6 +1,7 @@
 //! Implementations of the ports: DynamoDB and the embedded store, ECS (and dry-run), Slack and
 //! SNS, the registry resolver; Secrets Manager, which the wiring reads the webhook secret and the
-//! registry logins from; and the OIDC issuers' key sets (`jwks`). They import only the ports
+//! registry logins from; the OIDC issuers' key sets (`jwks`); and the TLS configuration the
+//! HTTPS clients share (`tls`). They import only the ports
 //! and the model.
 
 pub mod aws;
@@ -16,6 +17,7 @@ pub mod registry;
 pub mod secrets;
 pub mod slack;
 pub mod sns;
+pub mod tls;
 
 pub use dry_run::DryRunDeployer;
 pub use dynamo::{DynamoStore, RUNNING_INDEX, item_to_json};

@@ -161,12 +161,7 @@ impl RegistryResolver {
                 let mut http = HttpConnector::new();
                 http.enforce_http(false);
                 http.set_connect_timeout(Some(self.budget));
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_native_roots()
-                    .map_err(|e| ResolveError::Connect(format!("no trust store: {e}")))?
-                    .https_or_http()
-                    .enable_http1()
-                    .wrap_connector(http);
+                let https = super::tls::connector(http).map_err(ResolveError::Connect)?;
                 Ok(Client::builder(TokioExecutor::new()).build(https))
             })
             .await

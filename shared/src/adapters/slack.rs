@@ -61,12 +61,9 @@ impl SlackWebhook {
     async fn client(&self) -> Result<&HttpsClient, NotifyError> {
         self.client
             .get_or_try_init(|| async {
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_native_roots()
-                    .map_err(|e| NotifyError::Transport(format!("no trust store: {e}")))?
-                    .https_or_http()
-                    .enable_http1()
-                    .build();
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                let https = super::tls::connector(http).map_err(NotifyError::Transport)?;
                 Ok(Client::builder(TokioExecutor::new()).build(https))
             })
             .await

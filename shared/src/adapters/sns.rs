@@ -4,6 +4,7 @@
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use sha2::{Digest, Sha256};
 
+use super::aws::Lazy;
 use crate::ports::notifier::{Notice, NotifyError, Sink};
 
 /// PublishBatch's limit.
@@ -12,14 +13,23 @@ const BATCH: usize = 10;
 const SUBJECT_MAX: usize = 99;
 
 pub struct SnsTopic {
-    client: aws_sdk_sns::Client,
+    client: Lazy<aws_sdk_sns::Client>,
     topic_arn: String,
 }
 
 impl SnsTopic {
     pub fn new(client: aws_sdk_sns::Client, topic_arn: impl Into<String>) -> Self {
         Self {
-            client,
+            client: Lazy::ready(client),
+            topic_arn: topic_arn.into(),
+        }
+    }
+
+    /// The functions' topic: the SNS client is built on the first notice.
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, topic_arn: impl Into<String>) -> Self {
+        let sdk = sdk.clone();
+        Self {
+            client: Lazy::new(move || aws_sdk_sns::Client::new(&sdk)),
             topic_arn: topic_arn.into(),
         }
     }
@@ -91,6 +101,7 @@ impl Sink for SnsTopic {
                 .collect::<Result<Vec<_>, _>>()?;
             let out = self
                 .client
+                .get()
                 .publish_batch()
                 .topic_arn(&self.topic_arn)
                 .set_publish_batch_request_entries(Some(entries))

@@ -218,7 +218,7 @@ impl App {
         let dump = may_dump.then_some(dump);
         let deployer: Arc<dyn Deployer> = match &sdk {
             Some(sdk) if deploys => Arc::new(
-                EcsDeployer::new(aws_sdk_ecs::Client::new(sdk))
+                EcsDeployer::from_sdk(sdk)
                     .with_discovery(config.follow_clusters.clone(), follow::DEFAULT_TTL)
                     .with_aliases(config.registry_aliases.clone()),
             ),
@@ -448,10 +448,7 @@ fn notifier(config: &NotifyConfig, sdk: Option<&aws_config::SdkConfig>) -> Notif
         sinks.push(Arc::new(SlackWebhook::new(url.clone())));
     }
     if let (Some(topic), Some(sdk)) = (&config.topic_arn, sdk) {
-        sinks.push(Arc::new(SnsTopic::new(
-            aws_sdk_sns::Client::new(sdk),
-            topic,
-        )));
+        sinks.push(Arc::new(SnsTopic::from_sdk(sdk, topic)));
     }
     Notifier::new(sinks, config.kinds.clone(), config.timeout)
 }
