@@ -10,6 +10,7 @@ use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::auth::AuthError;
 use crate::auth::oidc::OidcError;
 use crate::pipeline::PipelineError;
+use crate::pipeline::manual::ManualError;
 use crate::ports::store::StoreError;
 use crate::providers::ParseError;
 
@@ -65,6 +66,9 @@ pub enum ApiError {
     /// The images API's path names no repository.
     #[error("{0}")]
     BadRepository(String),
+    /// A deploy, rollback or status by hand refused: the message names the problem.
+    #[error(transparent)]
+    Manual(ManualError),
     #[error("a dependency is unavailable, retry later")]
     Unavailable(#[source] PipelineError),
     #[error("internal error")]
@@ -90,6 +94,20 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Manual(e) => match e {
+                ManualError::Invalid(_) => StatusCode::BAD_REQUEST,
+                ManualError::UnknownService { .. } => StatusCode::NOT_FOUND,
+                ManualError::Reference(_) | ManualError::Unresolved { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                ManualError::Quarantined { .. }
+                | ManualError::Deleted { .. }
+                | ManualError::NothingToRollBack { .. }
+                | ManualError::RequestReused { .. } => StatusCode::CONFLICT,
+                // Never built: `From<ManualError>` maps these as every pipeline error.
+                ManualError::Pipeline(p) if p.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+                ManualError::Pipeline(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
@@ -115,6 +133,18 @@ impl ApiError {
             | Self::AheadForNow(_) => "time_in_future",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
+            Self::Manual(e) => match e {
+                ManualError::Invalid(_) => "invalid_request",
+                ManualError::Reference(_) => "invalid_reference",
+                ManualError::UnknownService { .. } => "unknown_service",
+                ManualError::Unresolved { .. } => "unresolved_tag",
+                ManualError::Quarantined { .. } => "quarantined",
+                ManualError::Deleted { .. } => "deleted",
+                ManualError::NothingToRollBack { .. } => "nothing_to_roll_back",
+                ManualError::RequestReused { .. } => "request_id_reused",
+                ManualError::Pipeline(p) if p.is_retryable() => "unavailable",
+                ManualError::Pipeline(_) => "internal",
+            },
         }
     }
 
@@ -185,6 +215,17 @@ impl From<PipelineError> for ApiError {
             Self::Unavailable(e)
         } else {
             Self::Internal(e)
+        }
+    }
+}
+
+/// A refusal keeps its own status; a failure of the store or ECS is mapped as every pipeline
+/// error is.
+impl From<ManualError> for ApiError {
+    fn from(e: ManualError) -> Self {
+        match e {
+            ManualError::Pipeline(p) => Self::from(p),
+            refused => Self::Manual(refused),
         }
     }
 }

@@ -293,12 +293,19 @@ impl Guard for Still<'_> {
     }
 }
 
+/// Whether a desired state was asked for by hand (`manual#<request id>`).
+pub fn is_manual(event: &str) -> bool {
+    event
+        .split_once('#')
+        .is_some_and(|(p, _)| p == Provider::Manual.as_str())
+}
+
 /// The event a desired state came from, as far as its records need one.
 fn event_of(d: &Desired) -> Result<(ImageEvent, ImageRef), StoreError> {
     let bad = || StoreError::Corrupt(format!("desired state {d:?} is unreadable"));
     let image = ImageRef::parse(&d.image).map_err(|_| bad())?;
     let (provider, id) = d.event.split_once('#').ok_or_else(bad)?;
-    let provider = Provider::parse(provider).ok_or_else(bad)?;
+    let provider = Provider::from_recorded(provider).ok_or_else(bad)?;
     let occurred = d.order.split('#').next().unwrap_or_default();
     let occurred_at = Timestamp::parse(occurred).map_err(|_| bad())?;
     let event = ImageEvent::new(
@@ -362,6 +369,13 @@ async fn rounds(
             .cloned()
             .collect();
         target.last_deployed = last_deployed.clone();
+        if is_manual(&desired.event) {
+            // Someone asked for exactly this image (a rollback included): a rule's newer-only
+            // or follow-the-tag policy, which judges pushes, must not refuse it. Whoever holds
+            // the lease applies it so, the reconcile too.
+            target.policy.newer_only = false;
+            target.policy.follow_tag = false;
+        }
         let guard = Still {
             store: deps.store,
             key: key.clone(),
