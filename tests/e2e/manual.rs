@@ -528,6 +528,14 @@ async fn concurrent_deploys_by_hand_and_pushes_stay_exactly_once() {
     for n in 0..pushes {
         assert!(r.revisions_running(&pinned(&digest(21 + n as u32))).await <= 1);
     }
+    // Copies of one request are that request: one applies it or each is queued behind the
+    // holder that does; none is superseded by itself.
+    assert!(
+        outcomes[..copies]
+            .iter()
+            .all(|o| *o == json!("queued") || *o == json!("applied")),
+        "{outcomes:?}"
+    );
     assert!(
         outcomes[..copies]
             .iter()

@@ -160,7 +160,16 @@ pub async fn knock(
         }
         let alone = proposal_update(t, p).when(forward(p));
         if let Err(c) = store.transact(vec![Op::Update(alone)]).await? {
-            let desired = refused(&c).and_then(|s| s.desired);
+            let now_there = refused(&c);
+            if let Some(s) = now_there
+                .as_ref()
+                .filter(|s| s.desired.as_ref().is_some_and(|d| d.event == p.event))
+            {
+                // Another delivery of this same event proposed it meanwhile (a retry racing
+                // its first attempt): the proposal is this one's too, not a newer one.
+                return take_lease(store, t, s, holder, &now, &until, &p.event).await;
+            }
+            let desired = now_there.and_then(|s| s.desired);
             return Ok(Door::Superseded {
                 same_digest: desired.as_ref().is_some_and(|d| same_digest(d, p)),
                 winner: desired.map_or_else(|| "a newer push".to_owned(), |d| d.event),

@@ -678,7 +678,9 @@ async fn drive(
     };
     let (d, finished) = match knock(deps.store, &target, &proposal, &holder, deps.lease).await? {
         Door::Holder { resume } => {
-            let close = |d: &Deployment| closing_ops(r, &answer(result.clone(), d), &image, &at);
+            let close = |d: &Deployment| {
+                closing_ops(r, &answer(result.clone(), d), &image, &at, Closing::Applier)
+            };
             let finish: Finish<'_> = &close;
             let held = hold(
                 deps,
@@ -733,10 +735,35 @@ async fn drive(
                 let _ = deps.store.transact(vec![op]).await?;
             }
         }
-        ops.extend(closing_ops(r, &result, &image, &at));
-        write_chunked(deps.store, ops).await?;
+        let closing = match result.outcome {
+            ManualOutcome::Applied => Closing::Applier,
+            ManualOutcome::Queued => Closing::Queued,
+            _ => Closing::Bystander,
+        };
+        ops.extend(closing_ops(r, &result, &image, &at, closing));
+        if closing == Closing::Applier {
+            write_chunked(deps.store, ops).await?;
+        } else {
+            for op in ops {
+                // Refused: an attempt that applied this request recorded it first.
+                let _ = deps.store.transact(vec![op]).await?;
+            }
+        }
     }
     Ok(result)
+}
+
+/// Who closes a request, and so what its closing records may overwrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// This attempt applied it: its records are the truth.
+    Applier,
+    /// Another holder carries it: the history says so where nothing is recorded yet, and the
+    /// request stays pending, so a retry goes through the door again.
+    Queued,
+    /// Superseded before this attempt applied it: recorded where nothing is yet (an attempt
+    /// that applied it may have), and the request closed if it is still pending.
+    Bystander,
 }
 
 /// The event a request's records name: `manual#<id>`, at the time it was asked.
@@ -763,6 +790,7 @@ fn closing_ops(
     result: &ManualResult,
     image: &ImageRef,
     at: &Timestamp,
+    closing: Closing,
 ) -> Vec<Op> {
     let asked = r.order.split('#').next().unwrap_or_default();
     let event = event_of(&r.request_id);
@@ -818,34 +846,30 @@ fn closing_ops(
         })
         .collect();
     entry.insert("services".into(), Value::Array(services));
-    let done = result.outcome != ManualOutcome::Queued;
-    vec![
-        Op::Put {
-            key: Key::new(
-                keys::image_pk(image.registry.as_str(), image.repository.as_str()),
-                keys::history_sk(stage.as_deref().unwrap_or_default(), asked, &event),
-            ),
-            item: entry,
-            cond: None,
-        },
-        Op::Update(
-            Update::new(request_key(&r.request_id))
-                .set(
-                    "status",
-                    if done {
-                        ReceiptStatus::Done.as_str()
-                    } else {
-                        ReceiptStatus::Pending.as_str()
-                    },
-                )
-                .set("outcome", outcome_name(result.outcome))
-                .set(
-                    "result",
-                    serde_json::to_value(result).unwrap_or(Value::Null),
-                )
-                .set("done_at", at.as_str()),
+    let mut ops = vec![Op::Put {
+        key: Key::new(
+            keys::image_pk(image.registry.as_str(), image.repository.as_str()),
+            keys::history_sk(stage.as_deref().unwrap_or_default(), asked, &event),
         ),
-    ]
+        item: entry,
+        cond: (closing != Closing::Applier).then_some(Cond::ItemAbsent),
+    }];
+    let done = Update::new(request_key(&r.request_id))
+        .set("status", ReceiptStatus::Done.as_str())
+        .set("outcome", outcome_name(result.outcome))
+        .set(
+            "result",
+            serde_json::to_value(result).unwrap_or(Value::Null),
+        )
+        .set("done_at", at.as_str());
+    match closing {
+        Closing::Applier => ops.push(Op::Update(done)),
+        Closing::Bystander => ops.push(Op::Update(
+            done.when(Cond::Eq("status", json!(ReceiptStatus::Pending.as_str()))),
+        )),
+        Closing::Queued => {}
+    }
+    ops
 }
 
 /// Refuses a quarantined or deleted digest unless forced; forced, names what was overridden.
