@@ -569,6 +569,16 @@ async fn concurrent_deploys_by_hand_and_pushes_stay_exactly_once() {
     .unwrap();
     assert_eq!(current["desired_event"], "manual#together", "{current}");
     assert_eq!(current["applied_event"], "manual#together", "{current}");
+    let entry = r
+        .history()
+        .await
+        .into_iter()
+        .find(|e| e["event"] == "manual#together")
+        .unwrap();
+    assert_ne!(
+        entry["services"][0]["outcome"], "queued",
+        "the history says what was applied: {entry}"
+    );
 }
 
 fn now_rfc3339() -> String {
