@@ -561,9 +561,13 @@ async fn run(deps: &Deps<'_>, ids: &Ids, plan: Plan) -> Result<ManualResult, Man
         warnings,
     };
     if deps.deployer.dry_run() {
+        // Plans go through no holder, so nothing drops the policy but this.
+        let mut asked = target.clone();
+        asked.policy.newer_only = false;
+        asked.policy.follow_tag = false;
         let d = deps
             .deployer
-            .apply(&plan.image, &target, false, &Unguarded)
+            .apply(&plan.image, &asked, false, &Unguarded)
             .await
             .map_err(PipelineError::from)?;
         draft.outcome = ManualOutcome::Planned;
@@ -982,8 +986,14 @@ async fn known_target(
 ) -> Result<(Target, KnownBy, ServiceRecord), ManualError> {
     let is = |t: &Target| t.cluster == cluster && t.service == service;
     let record = service_record(deps.store, cluster, service).await?;
+    // What the service last ran as imagehook knows it, for the rule's policy: the holder of
+    // this request may carry a newer push, which that policy judges (as the push path does).
+    let ran = |mut t: Target| {
+        t.last_deployed = record.digest.clone().map(|d| (d, record.tag.clone()));
+        t
+    };
     if let Some(t) = deps.rules.all_targets().into_iter().find(is) {
-        return Ok((t, KnownBy::Rule, record));
+        return Ok((ran(t), KnownBy::Rule, record));
     }
     let followed = deps
         .deployer
@@ -991,7 +1001,7 @@ async fn known_target(
         .await
         .map_err(PipelineError::from)?;
     if let Some(t) = followed.into_iter().find(is) {
-        return Ok((t, KnownBy::Follow, record));
+        return Ok((ran(t), KnownBy::Follow, record));
     }
     if record.desired.is_some() || record.applied.is_some() || record.digest.is_some() {
         let mut t = plain_target(cluster, service);
@@ -1020,17 +1030,16 @@ fn plain_target(cluster: &str, service: &str) -> Target {
     }
 }
 
-/// The target as a request by hand deploys it: what was asked, without the rule's policy
-/// (which judges pushes) or its wait for a region (whoever asks chose the digest), and with the
-/// replicas the digest has reached, so a service that pulls from one is deployed its reference.
+/// The target a request by hand is proposed to: the rule's, with the replicas the digest has
+/// reached (a service that pulls from one is deployed its reference), without the rule's wait
+/// for a region (whoever asks chose the digest). The rule's policy stays: the holder drops it
+/// for a desired state asked for by hand (`converge`), and applies it to a newer push it may
+/// carry in the same loop.
 async fn manual_target(
     mut t: Target,
     image: &ImageRef,
     deps: &Deps<'_>,
 ) -> Result<Target, ManualError> {
-    t.policy.newer_only = false;
-    t.policy.follow_tag = false;
-    t.last_deployed = None;
     t.require_region = None;
     if let Some(digest) = &image.digest {
         t.replicas = replicate::presence(
