@@ -235,3 +235,92 @@ impl From<StoreError> for ApiError {
         Self::from(PipelineError::Store(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(e: ManualError) -> (u16, serde_json::Value) {
+        let resp = ApiError::from(e).render();
+        let body = serde_json::from_slice(resp.body().as_ref()).unwrap_or_default();
+        (resp.status().as_u16(), body)
+    }
+
+    #[test]
+    fn refusals_by_hand_answer_their_own_status_and_name_the_problem() {
+        let cases = [
+            (
+                ManualError::Invalid("force needs a reason".into()),
+                400,
+                "invalid_request",
+            ),
+            (
+                ManualError::UnknownService {
+                    cluster: "prod".into(),
+                    service: "api".into(),
+                },
+                404,
+                "unknown_service",
+            ),
+            (ManualError::Reference("x".into()), 422, "invalid_reference"),
+            (
+                ManualError::Unresolved {
+                    image: "r.io/a:v1".into(),
+                    why: "not found".into(),
+                },
+                422,
+                "unresolved_tag",
+            ),
+            (
+                ManualError::Quarantined {
+                    digest: "sha256:a".into(),
+                    reason: "CVE-1".into(),
+                },
+                409,
+                "quarantined",
+            ),
+            (
+                ManualError::Deleted {
+                    digest: "sha256:a".into(),
+                    at: "t".into(),
+                },
+                409,
+                "deleted",
+            ),
+            (
+                ManualError::NothingToRollBack {
+                    cluster: "prod".into(),
+                    service: "api".into(),
+                    why: "none".into(),
+                },
+                409,
+                "nothing_to_roll_back",
+            ),
+            (
+                ManualError::RequestReused {
+                    request_id: "r1".into(),
+                    was: "deploy".into(),
+                },
+                409,
+                "request_id_reused",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let message = e.to_string();
+            let (got, body) = answered(e);
+            assert_eq!(
+                (got, body["error"].as_str()),
+                (status, Some(code)),
+                "{body}"
+            );
+            assert_eq!(body["message"], message);
+        }
+        let down = ManualError::from(StoreError::Unavailable {
+            operation: "GetItem",
+            message: "throttled".into(),
+            source: None,
+        });
+        let (status, body) = answered(down);
+        assert_eq!((status, body["error"].as_str()), (503, Some("unavailable")));
+    }
+}
