@@ -586,3 +586,75 @@ fn now_rfc3339() -> String {
         .as_str()
         .to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_for_different_digests_leave_the_last_asked_running_once() {
+    let r = Arc::new(
+        rig(
+            json!({"repository": "shop/api", "tags": "v*", "container": "api", "stage": "prod"}),
+            Duration::from_millis(300),
+        )
+        .await,
+    );
+    let asked: Vec<(String, u32)> = (0..3).map(|n| (format!("distinct-{n}"), 30 + n)).collect();
+    let gate = Arc::new(Barrier::new(asked.len() + 2));
+    let mut tasks = Vec::new();
+    for (id, n) in asked.clone() {
+        let (r, gate) = (Arc::clone(&r), Arc::clone(&gate));
+        tasks.push(tokio::spawn(async move {
+            let mut request = r.request(&pinned(&digest(n)));
+            request.request_id = Some(id);
+            gate.wait().await;
+            json!(r.deploy(request).await.unwrap().outcome)
+        }));
+    }
+    for n in 0..2u32 {
+        let (r, gate) = (Arc::clone(&r), Arc::clone(&gate));
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            r.push(
+                &format!("v2.{n}.0"),
+                &digest(40 + n),
+                &format!("2026-11-20T10:0{n}:00Z"),
+            )
+            .await["deployments"][0]["outcome"]
+                .clone()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    // The request asked last (by its recorded order) is what the service should run and runs.
+    let mut orders = Vec::new();
+    for (id, n) in &asked {
+        let item = get_item(&r.sdk, &r.table, &format!("EVT#manual#{id}"), "EVT")
+            .await
+            .unwrap();
+        orders.push((item["order"].as_str().unwrap().to_owned(), id.clone(), *n));
+    }
+    orders.sort();
+    let (_, last, n) = orders.last().unwrap().clone();
+    let current = get_item(
+        &r.sdk,
+        &r.table,
+        &format!("SVC#{}/{}", r.fx.cluster, r.fx.service),
+        "CURRENT",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        current["desired_event"],
+        format!("manual#{last}"),
+        "{outcomes:?}"
+    );
+    assert_eq!(current["applied_event"], format!("manual#{last}"));
+    assert_eq!(r.runs().await, pinned(&digest(n)), "{outcomes:?}");
+    assert_eq!(r.revisions_running(&pinned(&digest(n))).await, 1);
+    for d in (30..33).chain(40..42) {
+        assert!(
+            r.revisions_running(&pinned(&digest(d))).await <= 1,
+            "{d}: {outcomes:?}"
+        );
+    }
+}
