@@ -15,7 +15,7 @@ use imagehook_core::model::function::Function;
 use imagehook_core::pipeline::manual::{
     self, DeployRequest, ManualError, ManualOutcome, ManualResult, Resolved, RollbackRequest,
 };
-use imagehook_tests::proxy::{Proxy, ProxyOptions};
+use imagehook_tests::proxy::{Fail, Proxy, ProxyOptions};
 use imagehook_tests::*;
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
@@ -38,6 +38,15 @@ struct Rig {
 }
 
 async fn rig(rule: Value, ecs_delay: Duration) -> Rig {
+    rig_leased(
+        rule,
+        ecs_delay,
+        imagehook_core::pipeline::converge::DEFAULT_LEASE,
+    )
+    .await
+}
+
+async fn rig_leased(rule: Value, ecs_delay: Duration, lease: Duration) -> Rig {
     let sdk = sdk().await;
     let proxy = Arc::new(Proxy::start(
         &endpoint(),
@@ -52,7 +61,8 @@ async fn rig(rule: Value, ecs_delay: Duration) -> Rig {
     let mut rule = rule;
     rule["cluster"] = json!(fx.cluster);
     rule["service"] = json!(fx.service);
-    let config = open_config(&table, &json!([rule]).to_string(), DeployMode::Apply);
+    let mut config = open_config(&table, &json!([rule]).to_string(), DeployMode::Apply);
+    config.lease = lease;
     let store = Arc::new(DynamoStore::new(dynamo_client(&through), &table));
     let deployer = Arc::new(EcsDeployer::new(ecs_client(&through)));
     let app = Arc::new(App::new(config, store, deployer));
@@ -657,4 +667,60 @@ async fn concurrent_requests_for_different_digests_leave_the_last_asked_running_
             "{d}: {outcomes:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_whose_holder_died_is_finished_once_by_its_retry() {
+    let lease = Duration::from_secs(2);
+    let r = Arc::new(
+        rig_leased(
+            json!({"repository": "shop/api", "tags": "v*", "container": "api", "stage": "prod"}),
+            Duration::ZERO,
+            lease,
+        )
+        .await,
+    );
+    let wanted = pinned(&digest(50));
+    let mut request = r.request(&wanted);
+    request.request_id = Some("dies-at-ecs".into());
+    // The first attempt registers the revision, then dies waiting for UpdateService (a Lambda
+    // timeout, say): its request record stays pending, its lease held.
+    r.proxy.fail_next("UpdateService", Fail::Hang);
+    let first = {
+        let (r, request) = (Arc::clone(&r), request.clone());
+        tokio::spawn(async move { r.deploy(request).await })
+    };
+    let patience = std::time::Instant::now();
+    while !r.proxy.calls().iter().any(|c| c == "UpdateService") {
+        assert!(
+            patience.elapsed() < Duration::from_secs(30),
+            "UpdateService never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.abort();
+    assert!(matches!(first.await, Err(e) if e.is_cancelled()));
+    assert_ne!(r.runs().await, wanted);
+    let pending = get_item(&r.sdk, &r.table, "EVT#manual#dies-at-ecs", "EVT")
+        .await
+        .unwrap();
+    assert_eq!(pending["status"], "pending", "{pending}");
+
+    // A retry while the dead holder's lease lasts is queued behind it; once it expired, the
+    // retry takes over and finishes the request with the revision already registered.
+    let early = r.deploy(request.clone()).await.unwrap();
+    assert_eq!(early.outcome, ManualOutcome::Queued, "{early:?}");
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    let retry = r.deploy(request.clone()).await.unwrap();
+    assert_eq!(retry.outcome, ManualOutcome::Applied, "{retry:?}");
+    assert_eq!(r.runs().await, wanted);
+    assert_eq!(
+        r.proxy.count("RegisterTaskDefinition"),
+        1,
+        "{:?}",
+        r.proxy.calls()
+    );
+    assert_eq!(r.revisions_running(&wanted).await, 1);
+    let done = r.deploy(request).await.unwrap();
+    assert_eq!(done.outcome, ManualOutcome::Duplicate, "{done:?}");
 }
