@@ -14,6 +14,7 @@ mod holds;
 mod identity;
 mod lifecycle;
 mod limits;
+mod manual;
 mod new_senders;
 mod notify;
 mod oidc;

@@ -16,6 +16,7 @@ use imagehook_core::adapters::DryRunDeployer;
 use imagehook_core::adapters::EmbeddedStore;
 use imagehook_core::app::App;
 use imagehook_core::model::function::Function;
+use imagehook_core::pipeline::manual;
 use imagehook_core::ports::store::StoreDump;
 use lambda_http::RequestExt;
 use serde_json::{Map, Value, json};
@@ -95,6 +96,49 @@ enum Command {
     },
     /// Print every stored record as JSON, grouped by kind.
     State,
+    /// Deploy an image to a service by hand, pinned by digest (a tag is resolved through
+    /// imagehook's records of it, else its registry), through the service's desired state:
+    /// applied once, recorded in the history with who asked.
+    Deploy {
+        /// cluster/service
+        service: String,
+        /// registry/repository@sha256:… or registry/repository:tag
+        image: String,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Return a service to the last digest whose deployment completed there before the one it
+    /// runs.
+    Rollback {
+        /// cluster/service
+        service: String,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Print what a service runs, what it should run, who is applying it, and its last
+    /// deployments.
+    Status {
+        /// cluster/service
+        service: String,
+    },
+}
+
+/// What `deploy` and `rollback` share.
+#[derive(clap::Args)]
+struct Ask {
+    /// Deploy even a quarantined or deleted digest; needs --reason.
+    #[arg(long, requires = "reason")]
+    force: bool,
+    /// Why it is forced: recorded in the history.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Who asks, as recorded (default: $USER).
+    #[arg(long = "as", value_name = "NAME")]
+    by: Option<String>,
+    /// The idempotency key: the same id again is the same request, answered and never applied
+    /// twice. Without one, the same request within 10 to 20 minutes is the same request.
+    #[arg(long)]
+    request_id: Option<String>,
 }
 
 fn init_tracing() {
@@ -143,9 +187,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // Commands that only read open the store read-only: they run beside the one process that
     // writes a state dir (an `imagehook serve`), which the others are refused beside.
     let app = match cli.command {
-        Command::State | Command::History { .. } | Command::Simulate { .. } => {
-            App::local_read_only(&cli.state_dir).await?
-        }
+        Command::State
+        | Command::History { .. }
+        | Command::Simulate { .. }
+        | Command::Status { .. } => App::local_read_only(&cli.state_dir).await?,
+        Command::Deploy { .. } | Command::Rollback { .. } => App::local(&cli.state_dir).await?,
         Command::Invoke { .. }
         | Command::Serve { .. }
         | Command::Replay { .. }
@@ -177,7 +223,89 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             print_json(&group(records))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Deploy {
+            service,
+            image,
+            ask,
+        } => deploy(&app, &service, image, ask).await,
+        Command::Rollback { service, ask } => rollback(&app, &service, ask).await,
+        Command::Status { service } => status(&app, &service).await,
     }
+}
+
+/// `cluster/service`.
+fn service_of(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((c, s)) if !c.is_empty() && !s.is_empty() => Ok((c.to_owned(), s.to_owned())),
+        _ => Err(format!("{text:?} is not cluster/service")),
+    }
+}
+
+/// Who asks: --as, else the login name.
+fn asker(ask: &Ask) -> String {
+    ask.by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+/// Prints a request's answer; a refusal goes to stderr, named as the API names it.
+fn answered<T: serde::Serialize>(
+    answer: Result<T, manual::ManualError>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match answer {
+        Ok(a) => {
+            print_json(&a)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(manual::ManualError::Pipeline(e)) => Err(e.into()),
+        Err(refused) => {
+            eprintln!("imagehook: {refused}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn deploy(
+    app: &App,
+    service: &str,
+    image: String,
+    ask: Ask,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (cluster, service) = service_of(service)?;
+    let by = asker(&ask);
+    let request = manual::DeployRequest {
+        cluster,
+        service,
+        image,
+        force: ask.force,
+        reason: ask.reason,
+        request_id: ask.request_id,
+    };
+    answered(manual::deploy(&app.deps(None), request, &by).await)
+}
+
+async fn rollback(
+    app: &App,
+    service: &str,
+    ask: Ask,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (cluster, service) = service_of(service)?;
+    let by = asker(&ask);
+    let request = manual::RollbackRequest {
+        cluster,
+        service,
+        force: ask.force,
+        reason: ask.reason,
+        request_id: ask.request_id,
+    };
+    answered(manual::rollback(&app.deps(None), request, &by).await)
+}
+
+async fn status(app: &App, service: &str) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (cluster, service) = service_of(service)?;
+    answered(manual::status(&app.deps(None), &cluster, &service).await)
 }
 
 async fn invoke(

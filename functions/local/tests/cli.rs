@@ -561,3 +561,68 @@ fn serve_asks_the_images_api_for_the_webhook_credential() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["repository"], "shop/api");
 }
+
+#[test]
+fn deploy_rollback_and_status_answer_as_the_api_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(
+        &mut imagehook(dir.path()),
+        &["invoke", "push", "events/acr-push.json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let pushed = body_digest("events/acr-push.json");
+
+    // Dry-run (the local default): the tag is pinned through its record, and only planned.
+    let deploy = [
+        "deploy",
+        "prod/api",
+        "contoso.azurecr.io/shop/api:v1.4.2",
+        "--as",
+        "ana",
+    ];
+    let (code, printed, err) = run(&mut imagehook(dir.path()), &deploy);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (
+            &printed["outcome"],
+            &printed["resolved_from"],
+            &printed["by"]
+        ),
+        (&json!("planned"), &json!("tag-record"), &json!("ana")),
+        "{printed}"
+    );
+    assert_eq!(printed["digest"], pushed);
+    assert_eq!(printed["deployment"]["outcome"], "planned");
+
+    let elsewhere = ["deploy", "prod/other", "contoso.azurecr.io/shop/api:v1.4.2"];
+    let (code, _, err) = run(&mut imagehook(dir.path()), &elsewhere);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a service imagehook deploys to"), "{err}");
+    let unexplained = [
+        "deploy",
+        "prod/api",
+        "contoso.azurecr.io/shop/api:v1.4.2",
+        "--force",
+    ];
+    let (code, _, err) = run(&mut imagehook(dir.path()), &unexplained);
+    assert_eq!(code, 2, "force without a reason is a usage error: {err}");
+    assert!(err.contains("--reason"), "{err}");
+    let (code, _, err) = run(&mut imagehook(dir.path()), &["deploy", "api", "x:1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cluster/service"), "{err}");
+
+    let (code, printed, err) = run(&mut imagehook(dir.path()), &["status", "prod/api"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(printed["known_by"], "rule", "{printed}");
+    let (code, _, err) = run(&mut imagehook(dir.path()), &["rollback", "prod/api"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("nothing to roll prod/api back to"), "{err}");
+}
+
+/// The digest a sample event's body names (`target.digest`, as ACR sends it).
+fn body_digest(event: &str) -> String {
+    let text = std::fs::read_to_string(root().join(event)).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
+    body["target"]["digest"].as_str().unwrap().to_owned()
+}

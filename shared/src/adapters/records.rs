@@ -9,9 +9,10 @@ use crate::model::event::Provider;
 use crate::model::payload::UrlHints;
 use crate::model::quarantine::{Hold, Holds, SOURCES, legacy_source};
 use crate::model::records::{
-    Applied, BlockedRecord, Desired, HistoryApplied, HistoryRecord, HistoryService, ImageRecord,
-    ImageStatus, ImageTagRecord, KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus,
-    Record, RegionRecord, RolloutRecord, ServiceRecord, TagRecord,
+    Applied, BlockedRecord, DeploymentRecord, Desired, HistoryApplied, HistoryRecord,
+    HistoryService, ImageRecord, ImageStatus, ImageTagRecord, KeptPayload, Lease,
+    ManualRequestRecord, Quarantine, ReceiptRecord, ReceiptStatus, Record, RegionRecord,
+    RolloutRecord, ServiceRecord, TagRecord,
 };
 use crate::ports::store::{Item, StoreError};
 
@@ -225,6 +226,10 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             event: at("event").unwrap_or_default(),
             at: at("at"),
             received_at: at("received_at"),
+            by: at("by"),
+            forced_over: at("forced_over"),
+            force_reason: at("force_reason"),
+            rolled_back_from: at("rolled_back_from"),
             services: item
                 .get("services")
                 .and_then(Value::as_array)
@@ -241,6 +246,38 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             task_definition: at("task_definition"),
             reason: at("reason"),
             by: at("by"),
+        }),
+        "deployment" => Record::Deployment(DeploymentRecord {
+            // Items of every version had these; read leniently all the same, since a
+            // service's deployments are listed together and one odd item must not hide the
+            // others.
+            event: at("event").unwrap_or_default(),
+            outcome: at("outcome").unwrap_or_default(),
+            image: at("to").unwrap_or_default(),
+            recorded_at: at("recorded_at").unwrap_or_default(),
+            task_definition: at("task_definition"),
+            stage: at("stage"),
+            reason: at("reason"),
+            ecs_deployment_id: at("ecs_deployment_id"),
+            state: at("state"),
+            state_at: at("state_at"),
+        }),
+        "manual_request" => Record::ManualRequest(ManualRequestRecord {
+            request_id: required("request_id")?,
+            action: required("action")?,
+            status: at("status")
+                .and_then(|s| ReceiptStatus::parse(&s))
+                .ok_or_else(|| {
+                    StoreError::Corrupt("a manual_request record has no status".into())
+                })?,
+            cluster: required("cluster")?,
+            service: required("service")?,
+            image: required("image")?,
+            order: required("order")?,
+            fingerprint: required("fingerprint")?,
+            by: required("by")?,
+            force_reason: at("force_reason"),
+            result: item.get("result").filter(|v| v.is_object()).cloned(),
         }),
         other => Record::Other(other.to_owned()),
     })
@@ -399,9 +436,13 @@ mod tests {
             decode(&item(json!({"type": "blocked", "cluster": "prod"}))),
             Err(StoreError::Corrupt(_))
         ));
+        assert!(matches!(
+            decode(&item(json!({"type": "manual_request", "request_id": "r1"}))),
+            Err(StoreError::Corrupt(_))
+        ));
         assert_eq!(
-            decode(&item(json!({"type": "deployment"}))).unwrap(),
-            Record::Other("deployment".into())
+            decode(&item(json!({"type": "failed_rollout"}))).unwrap(),
+            Record::Other("failed_rollout".into())
         );
     }
 }

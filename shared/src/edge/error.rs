@@ -10,6 +10,7 @@ use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::auth::AuthError;
 use crate::auth::oidc::OidcError;
 use crate::pipeline::PipelineError;
+use crate::pipeline::manual::ManualError;
 use crate::ports::store::StoreError;
 use crate::providers::ParseError;
 
@@ -65,6 +66,9 @@ pub enum ApiError {
     /// The images API's path names no repository.
     #[error("{0}")]
     BadRepository(String),
+    /// A deploy, rollback or status by hand refused: the message names the problem.
+    #[error(transparent)]
+    Manual(ManualError),
     #[error("a dependency is unavailable, retry later")]
     Unavailable(#[source] PipelineError),
     #[error("internal error")]
@@ -90,6 +94,20 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Manual(e) => match e {
+                ManualError::Invalid(_) => StatusCode::BAD_REQUEST,
+                ManualError::UnknownService { .. } => StatusCode::NOT_FOUND,
+                ManualError::Reference(_) | ManualError::Unresolved { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                ManualError::Quarantined { .. }
+                | ManualError::Deleted { .. }
+                | ManualError::NothingToRollBack { .. }
+                | ManualError::RequestReused { .. } => StatusCode::CONFLICT,
+                // Never built: `From<ManualError>` maps these as every pipeline error.
+                ManualError::Pipeline(p) if p.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+                ManualError::Pipeline(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
@@ -115,6 +133,18 @@ impl ApiError {
             | Self::AheadForNow(_) => "time_in_future",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
+            Self::Manual(e) => match e {
+                ManualError::Invalid(_) => "invalid_request",
+                ManualError::Reference(_) => "invalid_reference",
+                ManualError::UnknownService { .. } => "unknown_service",
+                ManualError::Unresolved { .. } => "unresolved_tag",
+                ManualError::Quarantined { .. } => "quarantined",
+                ManualError::Deleted { .. } => "deleted",
+                ManualError::NothingToRollBack { .. } => "nothing_to_roll_back",
+                ManualError::RequestReused { .. } => "request_id_reused",
+                ManualError::Pipeline(p) if p.is_retryable() => "unavailable",
+                ManualError::Pipeline(_) => "internal",
+            },
         }
     }
 
@@ -189,8 +219,108 @@ impl From<PipelineError> for ApiError {
     }
 }
 
+/// A refusal keeps its own status; a failure of the store or ECS is mapped as every pipeline
+/// error is.
+impl From<ManualError> for ApiError {
+    fn from(e: ManualError) -> Self {
+        match e {
+            ManualError::Pipeline(p) => Self::from(p),
+            refused => Self::Manual(refused),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         Self::from(PipelineError::Store(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(e: ManualError) -> (u16, serde_json::Value) {
+        let resp = ApiError::from(e).render();
+        let body = serde_json::from_slice(resp.body().as_ref()).unwrap_or_default();
+        (resp.status().as_u16(), body)
+    }
+
+    #[test]
+    fn refusals_by_hand_answer_their_own_status_and_name_the_problem() {
+        let cases = [
+            (
+                ManualError::Invalid("force needs a reason".into()),
+                400,
+                "invalid_request",
+            ),
+            (
+                ManualError::UnknownService {
+                    cluster: "prod".into(),
+                    service: "api".into(),
+                },
+                404,
+                "unknown_service",
+            ),
+            (ManualError::Reference("x".into()), 422, "invalid_reference"),
+            (
+                ManualError::Unresolved {
+                    image: "r.io/a:v1".into(),
+                    why: "not found".into(),
+                },
+                422,
+                "unresolved_tag",
+            ),
+            (
+                ManualError::Quarantined {
+                    digest: "sha256:a".into(),
+                    reason: "CVE-1".into(),
+                },
+                409,
+                "quarantined",
+            ),
+            (
+                ManualError::Deleted {
+                    digest: "sha256:a".into(),
+                    at: "t".into(),
+                },
+                409,
+                "deleted",
+            ),
+            (
+                ManualError::NothingToRollBack {
+                    cluster: "prod".into(),
+                    service: "api".into(),
+                    why: "none".into(),
+                },
+                409,
+                "nothing_to_roll_back",
+            ),
+            (
+                ManualError::RequestReused {
+                    request_id: "r1".into(),
+                    was: "deploy".into(),
+                },
+                409,
+                "request_id_reused",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let message = e.to_string();
+            let (got, body) = answered(e);
+            assert_eq!(
+                (got, body["error"].as_str()),
+                (status, Some(code)),
+                "{body}"
+            );
+            assert_eq!(body["message"], message);
+        }
+        let down = ManualError::from(StoreError::Unavailable {
+            operation: "GetItem",
+            message: "throttled".into(),
+            source: None,
+        });
+        let (status, body) = answered(down);
+        assert_eq!((status, body["error"].as_str()), (503, Some("unavailable")));
     }
 }

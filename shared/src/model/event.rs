@@ -28,6 +28,10 @@ pub enum Provider {
     AlibabaAcr,
     Nexus,
     Generic,
+    /// A deploy or rollback someone asked for by hand (`imagehook deploy`, the API): never a
+    /// sender, so not in [`Provider::ALL`] and not accepted as `?provider=`; its events name
+    /// the request (`manual#<request id>`) in desired states, deployments and history.
+    Manual,
 }
 
 impl Provider {
@@ -66,11 +70,22 @@ impl Provider {
             Provider::AlibabaAcr => "alibaba-acr",
             Provider::Nexus => "nexus",
             Provider::Generic => "generic",
+            Provider::Manual => "manual",
         }
     }
 
+    /// A sender by its name; `manual` is no sender.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.iter().copied().find(|p| p.as_str() == s)
+    }
+
+    /// Whoever made an event the records name (`<provider>#<id>`): a sender, or a request by
+    /// hand.
+    pub fn from_recorded(s: &str) -> Option<Self> {
+        match s {
+            "manual" => Some(Self::Manual),
+            _ => Self::parse(s),
+        }
     }
 
     /// Whether the sender redelivers a request refused with `status` until it is accepted, so

@@ -74,7 +74,9 @@ pub enum Record {
     Rollout(RolloutRecord),
     History(HistoryRecord),
     HistoryApplied(HistoryApplied),
-    /// A kind the pipeline never reads back (deployment items), named by its `type`.
+    Deployment(DeploymentRecord),
+    ManualRequest(ManualRequestRecord),
+    /// A kind the pipeline never reads back, named by its `type`.
     Other(String),
 }
 
@@ -134,6 +136,82 @@ impl Record {
             _ => None,
         }
     }
+
+    pub fn deployment(self) -> Option<DeploymentRecord> {
+        match self {
+            Self::Deployment(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn manual_request(self) -> Option<ManualRequestRecord> {
+        match self {
+            Self::ManualRequest(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// One deployment imagehook recorded on a service (`DEP#<event time>#<what>#<event>`), with
+/// the rollout's state as ECS deployment state changes reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeploymentRecord {
+    /// The event that made it (`provider#id`).
+    pub event: String,
+    /// `updated`, `unchanged`, `skipped`, `failed`, ... ([`crate::model::deployment::DeployOutcome`]).
+    pub outcome: String,
+    /// The reference the service was moved to (`registry/repo@sha256:…` when pinned).
+    pub image: String,
+    /// When imagehook recorded it.
+    pub recorded_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecs_deployment_id: Option<String>,
+    /// `in-progress`, `completed` or `failed`: the last state change ECS sent for the rollout
+    /// (none: none arrived, or the deployment started none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// When ECS says that state was reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_at: Option<String>,
+}
+
+impl DeploymentRecord {
+    /// The digest the deployment pinned, when it did.
+    pub fn digest(&self) -> Option<&str> {
+        self.image
+            .rsplit_once('@')
+            .map(|(_, d)| d)
+            .filter(|d| d.starts_with("sha256:"))
+    }
+}
+
+/// A deploy or rollback asked for by hand, keyed by its request id (`EVT#manual#<id>`): what it
+/// resolved to when first asked, so a retry applies that and nothing else, and, once done, the
+/// answer it gave, so a retry gets the same one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManualRequestRecord {
+    pub request_id: String,
+    /// `deploy` or `rollback`.
+    pub action: String,
+    pub status: ReceiptStatus,
+    pub cluster: String,
+    pub service: String,
+    /// The reference proposed, pinned (`registry/repo[:tag]@sha256:…`).
+    pub image: String,
+    /// Its place in the service's desired-state order.
+    pub order: String,
+    /// What identifies the request's content: a reused request id with other content is refused.
+    pub fingerprint: String,
+    pub by: String,
+    pub force_reason: Option<String>,
+    /// The answer, once done.
+    pub result: Option<Value>,
 }
 
 /// An event's receipt.
@@ -311,7 +389,7 @@ pub struct HistoryRecord {
     /// None for services that belong to no stage.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
-    /// `push`, `release` or `arrival`.
+    /// `push`, `release` or `arrival`; `deploy` or `rollback` by hand.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// `applied`, `blocked`, `stale` or `superseded`.
@@ -338,6 +416,18 @@ pub struct HistoryRecord {
     /// When imagehook received that event (its first delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received_at: Option<String>,
+    /// Who asked, for a deploy or rollback by hand: a local user or an IAM principal's ARN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// A refusal a deploy by hand was forced over (the digest's quarantine or deletion), and
+    /// the reason its requester gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forced_over: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force_reason: Option<String>,
+    /// For a rollback: the digest the service ran when it was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back_from: Option<String>,
     pub services: Vec<HistoryService>,
 }
 

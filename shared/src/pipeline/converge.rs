@@ -160,7 +160,16 @@ pub async fn knock(
         }
         let alone = proposal_update(t, p).when(forward(p));
         if let Err(c) = store.transact(vec![Op::Update(alone)]).await? {
-            let desired = refused(&c).and_then(|s| s.desired);
+            let now_there = refused(&c);
+            if let Some(s) = now_there
+                .as_ref()
+                .filter(|s| s.desired.as_ref().is_some_and(|d| d.event == p.event))
+            {
+                // Another delivery of this same event proposed it meanwhile (a retry racing
+                // its first attempt): the proposal is this one's too, not a newer one.
+                return take_lease(store, t, s, holder, &now, &until, &p.event).await;
+            }
+            let desired = now_there.and_then(|s| s.desired);
             return Ok(Door::Superseded {
                 same_digest: desired.as_ref().is_some_and(|d| same_digest(d, p)),
                 winner: desired.map_or_else(|| "a newer push".to_owned(), |d| d.event),
@@ -293,12 +302,19 @@ impl Guard for Still<'_> {
     }
 }
 
+/// Whether a desired state was asked for by hand (`manual#<request id>`).
+pub fn is_manual(event: &str) -> bool {
+    event
+        .split_once('#')
+        .is_some_and(|(p, _)| p == Provider::Manual.as_str())
+}
+
 /// The event a desired state came from, as far as its records need one.
 fn event_of(d: &Desired) -> Result<(ImageEvent, ImageRef), StoreError> {
     let bad = || StoreError::Corrupt(format!("desired state {d:?} is unreadable"));
     let image = ImageRef::parse(&d.image).map_err(|_| bad())?;
     let (provider, id) = d.event.split_once('#').ok_or_else(bad)?;
-    let provider = Provider::parse(provider).ok_or_else(bad)?;
+    let provider = Provider::from_recorded(provider).ok_or_else(bad)?;
     let occurred = d.order.split('#').next().unwrap_or_default();
     let occurred_at = Timestamp::parse(occurred).map_err(|_| bad())?;
     let event = ImageEvent::new(
@@ -362,6 +378,13 @@ async fn rounds(
             .cloned()
             .collect();
         target.last_deployed = last_deployed.clone();
+        if is_manual(&desired.event) {
+            // Someone asked for exactly this image (a rollback included): a rule's newer-only
+            // or follow-the-tag policy, which judges pushes, must not refuse it. Whoever holds
+            // the lease applies it so, the reconcile too.
+            target.policy.newer_only = false;
+            target.policy.follow_tag = false;
+        }
         let guard = Still {
             store: deps.store,
             key: key.clone(),

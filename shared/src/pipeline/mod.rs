@@ -1,5 +1,6 @@
 //! The actions, one file each, each owning its decision and the writes it makes: push, delete,
-//! quarantine (and release), replicate, the ECS deployment outcomes, replay and history, with
+//! quarantine (and release), replicate, the ECS deployment outcomes, replay and history, deploys
+//! and rollbacks by hand (`manual`), with
 //! what they share (receipts, held deployments, what services run, notices). The webhook
 //! functions' entry is [`handle`]: each handles the events of its own action and acknowledges
 //! the rest as ignored, so a registry that sends every action to one URL does no harm.
@@ -12,6 +13,7 @@ pub mod deps;
 pub mod held;
 pub mod history;
 pub mod identity;
+pub mod manual;
 pub mod notices;
 pub mod outcomes;
 pub mod pin;
