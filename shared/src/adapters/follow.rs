@@ -53,6 +53,7 @@ impl Follower {
             last_deployed: None,
             require_region: None,
             replicas: Vec::new(),
+            gate: Default::default(),
         })
     }
 }
@@ -102,6 +103,7 @@ impl Discovery {
                 last_deployed: None,
                 require_region: None,
                 replicas: Vec::new(),
+                gate: Default::default(),
             })
             .collect())
     }

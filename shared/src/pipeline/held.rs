@@ -111,6 +111,7 @@ pub async fn blocked_deployments(
                 last_deployed: None,
                 require_region: None,
                 replicas: Vec::new(),
+                gate: Default::default(),
             },
             tag: b.tag,
             waiting_region: b.waiting_region,
