@@ -9,9 +9,10 @@ use crate::model::event::Provider;
 use crate::model::payload::UrlHints;
 use crate::model::quarantine::{Hold, Holds, SOURCES, legacy_source};
 use crate::model::records::{
-    Applied, BlockedRecord, Desired, HistoryApplied, HistoryRecord, HistoryService, ImageRecord,
-    ImageStatus, ImageTagRecord, KeptPayload, Lease, Quarantine, ReceiptRecord, ReceiptStatus,
-    Record, RegionRecord, RolloutRecord, ServiceRecord, TagRecord,
+    Applied, BlockedRecord, Desired, GateRecord, GateStatus, HistoryApplied, HistoryRecord,
+    HistoryService, ImageRecord, ImageStatus, ImageTagRecord, KeptPayload, Lease, Quarantine,
+    ReceiptRecord, ReceiptStatus, Record, RegionRecord, RolloutRecord, ServiceRecord, StageMark,
+    TagRecord,
 };
 use crate::ports::store::{Item, StoreError};
 
@@ -225,6 +226,7 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             event: at("event").unwrap_or_default(),
             at: at("at"),
             received_at: at("received_at"),
+            by: at("by"),
             services: item
                 .get("services")
                 .and_then(Value::as_array)
@@ -241,6 +243,50 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             task_definition: at("task_definition"),
             reason: at("reason"),
             by: at("by"),
+        }),
+        "gate" => Record::Gate(GateRecord {
+            id: required("id")?,
+            status: at("status")
+                .and_then(|s| GateStatus::parse(&s))
+                .ok_or_else(|| StoreError::Corrupt("a gate record has no known status".into()))?,
+            cluster: required("cluster")?,
+            service: required("service")?,
+            container: at("container"),
+            stage: at("stage"),
+            image: required("image")?,
+            digest: required("digest")?,
+            event: required("event")?,
+            pushed_at: required("pushed_at")?,
+            order: required("order")?,
+            received_at: at("received_at"),
+            required: item
+                .get("required")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            approvers: texts(item.get("approvers")),
+            expires_secs: item
+                .get("expires_secs")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            deadline: at("deadline"),
+            after: at("after"),
+            soak_secs: item.get("soak_secs").and_then(Value::as_u64).unwrap_or(0),
+            reason: at("reason"),
+            created_at: required("created_at")?,
+            decided_by: at("decided_by"),
+            decided_at: at("decided_at"),
+            outcome: at("outcome"),
+            task_definition: at("task_definition"),
+            version: item.get("version").and_then(Value::as_u64).unwrap_or(0),
+        }),
+        "stage_mark" => Record::StageMark(StageMark {
+            digest: required("digest")?,
+            cluster: required("cluster")?,
+            service: required("service")?,
+            state: required("state")?,
+            at: required("at")?,
+            reason: at("reason"),
         }),
         other => Record::Other(other.to_owned()),
     })

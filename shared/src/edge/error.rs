@@ -10,6 +10,7 @@ use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::auth::AuthError;
 use crate::auth::oidc::OidcError;
 use crate::pipeline::PipelineError;
+use crate::pipeline::approve::DecisionError;
 use crate::ports::store::StoreError;
 use crate::providers::ParseError;
 
@@ -65,6 +66,11 @@ pub enum ApiError {
     /// The images API's path names no repository.
     #[error("{0}")]
     BadRepository(String),
+    /// A decision on a held deployment (`POST /approvals/{id}/approve|deny`) was refused: an
+    /// unknown id is 404, one already decided (or expired, superseded, cancelled, or still
+    /// waiting for its stage) 409, a request naming no principal 400.
+    #[error(transparent)]
+    Decision(#[from] DecisionError),
     #[error("a dependency is unavailable, retry later")]
     Unavailable(#[source] PipelineError),
     #[error("internal error")]
@@ -86,6 +92,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::Parse(_) | Self::BadRepository(_) => StatusCode::BAD_REQUEST,
+            Self::Decision(DecisionError::UnknownId(_)) => StatusCode::NOT_FOUND,
+            Self::Decision(
+                DecisionError::Closed { .. } | DecisionError::NotAwaitingApproval { .. },
+            ) => StatusCode::CONFLICT,
+            Self::Decision(DecisionError::NoPrincipal) => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) | Self::TooManyConnections(_) | Self::AheadForNow(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -110,6 +121,10 @@ impl ApiError {
             Self::Parse(ParseError::Reference { .. }) => "invalid_reference",
             Self::Parse(_) => "invalid_event",
             Self::BadRepository(_) => "bad_repository",
+            Self::Decision(DecisionError::UnknownId(_)) => "unknown_hold",
+            Self::Decision(DecisionError::Closed { .. }) => "already_decided",
+            Self::Decision(DecisionError::NotAwaitingApproval { .. }) => "not_awaiting_approval",
+            Self::Decision(DecisionError::NoPrincipal) => "no_principal",
             Self::OutOfBounds(crate::model::event::OutOfBounds::TooLong { .. }) => "field_too_long",
             Self::OutOfBounds(crate::model::event::OutOfBounds::Future { .. })
             | Self::AheadForNow(_) => "time_in_future",
@@ -181,6 +196,9 @@ impl ApiError {
 /// receipts make it safe), else 500. Decided by the error itself, here and only here.
 impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> Self {
+        if let PipelineError::Decision(d) = e {
+            return Self::Decision(d);
+        }
         if e.is_retryable() {
             Self::Unavailable(e)
         } else {

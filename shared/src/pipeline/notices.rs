@@ -23,7 +23,11 @@ pub fn from_results(results: &[EventResult]) -> Vec<Notice> {
                 ),
                 DeployOutcome::Blocked => (NoticeKind::DeploymentBlocked, d.reason.clone()),
                 DeployOutcome::Failed => (NoticeKind::DeploymentFailed, d.reason.clone()),
-                DeployOutcome::Unchanged
+                // The reason names the id and what to run to approve or deny it.
+                DeployOutcome::AwaitingApproval => (NoticeKind::ApprovalRequired, d.reason.clone()),
+                // Expected: the earlier stage's outcome moves it; only a stop is news.
+                DeployOutcome::WaitingForStage
+                | DeployOutcome::Unchanged
                 | DeployOutcome::Skipped
                 | DeployOutcome::Planned
                 | DeployOutcome::Superseded
