@@ -3,6 +3,7 @@
 //! `invoke` runs one API Gateway event file through a function, `serve` answers the same routes
 //! over HTTP on loopback, and `state` prints what the store holds.
 
+mod approvals;
 mod connections;
 mod serve;
 
@@ -95,6 +96,24 @@ enum Command {
     },
     /// Print every stored record as JSON, grouped by kind.
     State,
+    /// Approve a held deployment (`imagehook waiting` lists them): once enough people have,
+    /// it is deployed. Approving twice counts once.
+    Approve {
+        /// The id the push's answer, the notification or `waiting` gives.
+        id: String,
+        /// Whom to record as the approver (default: $USER).
+        #[arg(long = "as")]
+        by: Option<String>,
+    },
+    /// Deny a held deployment: it is never deployed.
+    Deny {
+        id: String,
+        /// Whom to record as denying it (default: $USER).
+        #[arg(long = "as")]
+        by: Option<String>,
+    },
+    /// List the deployments that wait for approvals or an earlier stage, and why.
+    Waiting,
 }
 
 fn init_tracing() {
@@ -143,13 +162,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     // Commands that only read open the store read-only: they run beside the one process that
     // writes a state dir (an `imagehook serve`), which the others are refused beside.
     let app = match cli.command {
-        Command::State | Command::History { .. } | Command::Simulate { .. } => {
+        Command::State | Command::History { .. } | Command::Simulate { .. } | Command::Waiting => {
             App::local_read_only(&cli.state_dir).await?
         }
         Command::Invoke { .. }
         | Command::Serve { .. }
         | Command::Replay { .. }
-        | Command::Reconcile => App::local(&cli.state_dir).await?,
+        | Command::Reconcile
+        | Command::Approve { .. }
+        | Command::Deny { .. } => App::local(&cli.state_dir).await?,
     };
     match cli.command {
         Command::Invoke { function, event } => invoke(&app, &function, &event).await,
@@ -177,6 +198,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             print_json(&group(records))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Approve { id, by } => {
+            approvals::decide(&app, &id, approvals::Decision::Approve, by).await
+        }
+        Command::Deny { id, by } => {
+            approvals::decide(&app, &id, approvals::Decision::Deny, by).await
+        }
+        Command::Waiting => approvals::waiting(&app).await,
     }
 }
 
@@ -322,6 +350,8 @@ fn group(records: Vec<Map<String, Value>>) -> Value {
             Some("deployment") => "deployments",
             Some("blocked") => "blocked",
             Some("rollout") => "rollouts",
+            Some("gate") => "held",
+            Some("stage_mark") => "stage_marks",
             Some("history" | "history_applied") => "history",
             _ => "receipts",
         };
