@@ -19,6 +19,7 @@ mod notify;
 mod oidc;
 mod once;
 mod pinning;
+mod promotion;
 mod proxy;
 mod push;
 mod reconcile;

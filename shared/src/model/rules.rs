@@ -362,7 +362,7 @@ fn gate_of(i: usize, spec: &RuleSpec) -> Result<Gate, RuleError> {
                 ));
             }
             let expires_secs = match &a.expires {
-                Some(e) => bounded("approval.expires", e, 60)?,
+                Some(e) => bounded("approval.expires", e, 1)?,
                 None => DEFAULT_APPROVAL_EXPIRY_SECS,
             };
             Some(Approval {
@@ -812,8 +812,8 @@ mod tests {
             "DEPLOY_RULES: rule 1: approval.expires \"31d\" is too long: at most 30d"
         );
         assert_eq!(
-            err(r#", "approval": {"expires": "10s"}"#),
-            "DEPLOY_RULES: rule 1: approval.expires \"10s\" is too short: at least 60s"
+            err(r#", "approval": {"expires": "0s"}"#),
+            "DEPLOY_RULES: rule 1: approval.expires \"0s\" is too short: at least 1s"
         );
         assert_eq!(
             err(r#", "approval": {"expires": "tomorrow"}"#),
