@@ -9,8 +9,8 @@ use super::response::json_response;
 use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::auth::AuthError;
 use crate::auth::oidc::OidcError;
+use crate::model::approval::DecisionError;
 use crate::pipeline::PipelineError;
-use crate::pipeline::approve::DecisionError;
 use crate::ports::store::StoreError;
 use crate::providers::ParseError;
 

@@ -18,6 +18,7 @@ use super::deploy::deploy_all;
 use super::deps::{Deps, PipelineError};
 use super::history::{Decided, EntryKind, Source, decision_op};
 use super::receipt::MAX_ATTEMPTS;
+pub use crate::model::approval::{Decision, DecisionError};
 use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::ecs_outcome::EcsOutcomeState;
 use crate::model::event::{Action, ImageEvent, Provider, Timestamp};
@@ -28,50 +29,6 @@ use crate::model::rules::{Target, format_duration};
 use crate::ports::store::keys;
 use crate::ports::store::ops::{Cond, Op, Update};
 use crate::ports::store::{Key, Store, StoreError};
-
-/// What a person decides on a held deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Approve,
-    Deny,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approve => "approve",
-            Self::Deny => "deny",
-        }
-    }
-
-    /// `approve` or `deny`, as the API route's path names it.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Approve, Self::Deny]
-            .into_iter()
-            .find(|d| d.as_str() == s)
-    }
-}
-
-/// Why a decision was refused. Nothing was changed, except that a held deployment found
-/// expired, superseded or cancelled on the way is recorded as such.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecisionError {
-    #[error("no held deployment has id {0:?}: `imagehook waiting` lists them")]
-    UnknownId(String),
-    #[error("{id} is {}: {reason}", status.as_str())]
-    Closed {
-        id: String,
-        status: GateStatus,
-        reason: String,
-    },
-    #[error(
-        "{id} waits for stage {stage} to run the digest first: it can be approved or denied once it awaits approval"
-    )]
-    NotAwaitingApproval { id: String, stage: String },
-    #[error("a decision needs the name of who makes it")]
-    NoPrincipal,
-}
 
 /// The most characters of a principal kept (an IAM role session ARN is well under it).
 const MAX_PRINCIPAL: usize = 512;

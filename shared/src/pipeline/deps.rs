@@ -23,7 +23,7 @@ pub enum PipelineError {
     Deploy(#[from] DeployError),
     /// A decision on a held deployment was refused: the caller's to correct, never retried.
     #[error(transparent)]
-    Decision(#[from] super::approve::DecisionError),
+    Decision(#[from] crate::model::approval::DecisionError),
 }
 
 impl PipelineError {
