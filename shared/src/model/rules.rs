@@ -160,7 +160,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 /// Seconds as rules write them, in the largest unit that divides them.
 pub fn format_duration(secs: u64) -> String {
     for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs > 0 && secs % n == 0 {
+        if secs > 0 && secs.is_multiple_of(n) {
             return format!("{}{unit}", secs / n);
         }
     }
