@@ -212,3 +212,49 @@ impl From<StoreError> for ApiError {
         Self::from(PipelineError::Store(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::records::GateStatus;
+
+    #[test]
+    fn refused_decisions_are_the_callers_to_correct_with_their_own_status() {
+        let status = |e: DecisionError| {
+            let api = ApiError::from(PipelineError::Decision(e));
+            (api.status(), api.code())
+        };
+        assert_eq!(
+            status(DecisionError::UnknownId("abc".into())),
+            (StatusCode::NOT_FOUND, "unknown_hold")
+        );
+        assert_eq!(
+            status(DecisionError::Closed {
+                id: "abc".into(),
+                status: GateStatus::Expired,
+                reason: "expired at 2026-11-21T10:00:00Z".into()
+            }),
+            (StatusCode::CONFLICT, "already_decided")
+        );
+        assert_eq!(
+            status(DecisionError::NotAwaitingApproval {
+                id: "abc".into(),
+                stage: "staging".into()
+            }),
+            (StatusCode::CONFLICT, "not_awaiting_approval")
+        );
+        assert_eq!(
+            status(DecisionError::NoPrincipal),
+            (StatusCode::BAD_REQUEST, "no_principal")
+        );
+        let closed = ApiError::from(PipelineError::Decision(DecisionError::Closed {
+            id: "abc".into(),
+            status: GateStatus::Superseded,
+            reason: "superseded by a newer push (generic#p2), held as def".into(),
+        }));
+        assert_eq!(
+            closed.to_string(),
+            "abc is superseded: superseded by a newer push (generic#p2), held as def"
+        );
+    }
+}

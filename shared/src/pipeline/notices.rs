@@ -194,6 +194,28 @@ mod tests {
     }
 
     #[test]
+    fn a_deployment_awaiting_approval_is_notified_with_what_to_run() {
+        let mut r = result("push");
+        r.deployments = vec![
+            deployment("a", DeployOutcome::AwaitingApproval),
+            deployment("b", DeployOutcome::WaitingForStage),
+        ];
+        r.deployments[0].reason =
+            Some("awaiting approval (0 of 1) until 2026-11-21T10:00:00Z: approve with `imagehook approve 3f9a1c0b7d2e`".into());
+        let notices = from_results(&[r]);
+        assert_eq!(notices.len(), 1, "a stage wait is no news: {notices:?}");
+        assert_eq!(notices[0].kind, NoticeKind::ApprovalRequired);
+        assert!(
+            notices[0]
+                .text()
+                .starts_with("Approval required: prod/a -> ")
+                && notices[0].text().contains("imagehook approve 3f9a1c0b7d2e"),
+            "{}",
+            notices[0].text()
+        );
+    }
+
+    #[test]
     fn running_services_of_a_delete_or_quarantine_become_notices() {
         let mut deleted = result("delete");
         deleted.running_services = vec!["prod/a".into(), "prod/b".into()];
