@@ -537,3 +537,29 @@ async fn a_stage_then_approval_rule_waits_for_both() {
     assert_eq!(s.approve(&id, "alice").await.unwrap()["status"], "applied");
     assert_eq!(s.runs("prod").await, format!("{REPO}@{}", digest(30)));
 }
+
+#[tokio::test]
+async fn a_release_of_a_quarantined_digest_still_waits_for_approval() {
+    let s = setup(&[("prod", json!({"approval": {}}))]).await;
+    assert_eq!(
+        s.quarantine(40, "2026-11-20T09:00:00Z").await["outcome"],
+        "applied"
+    );
+    let pushed = s.push(40, "v4.0.0", "2026-11-20T10:00:00Z").await;
+    assert_eq!(pushed["outcome"], "blocked", "{pushed}");
+    let body = json!({"image": format!("{REPO}@{}", digest(40)), "quarantine": false,
+                      "reason": "reviewed", "timestamp": "2026-11-20T10:30:00Z"});
+    let reply = invoke(
+        &s.app,
+        Function::Quarantine,
+        &with_body(&event_file("generic-quarantine.json"), &body),
+    )
+    .await;
+    let released = &reply.body["events"][0];
+    let d = &released["deployments"][0];
+    assert_eq!(d["outcome"], "awaiting_approval", "{released}");
+    assert_eq!(s.runs("prod").await, format!("{REPO}:v1.0.0"));
+    let id = hold_id(d);
+    assert_eq!(s.approve(&id, "alice").await.unwrap()["status"], "applied");
+    assert_eq!(s.runs("prod").await, format!("{REPO}@{}", digest(40)));
+}

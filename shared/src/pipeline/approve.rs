@@ -331,57 +331,71 @@ pub(super) async fn hold_gated(
                 item.insert(k.into(), json!(v));
             }
         }
-        let gates = match &existing {
-            Some(g) => g,
-            None => existing.insert(all_gates(deps.store).await?),
-        };
-        // An older push still waiting for this service never goes: this one is newer.
-        let mut ops = vec![Op::Put {
-            key: gate_key(&id),
-            item,
-            cond: Some(Cond::ItemAbsent),
-        }];
-        for old in gates.iter().filter(|g| {
-            g.cluster == t.cluster
-                && g.service == t.service
-                && g.status.is_waiting()
-                && g.order < p.order
-                && g.id != id
-        }) {
-            ops.push(Op::Update(
-                versioned(old)
-                    .set("status", GateStatus::Superseded.as_str())
-                    .set(
-                        "reason",
-                        format!("superseded by a newer push ({}), held as {id}", p.event),
-                    )
-                    .set("decided_at", now.as_str()),
-            ));
-        }
-        let d = match deps.store.transact(ops).await? {
-            Ok(()) => Deployment::new(
-                t,
-                p.image,
-                match status {
-                    GateStatus::AwaitingApproval => DeployOutcome::AwaitingApproval,
-                    _ => DeployOutcome::WaitingForStage,
-                },
-            )
-            .with_reason(reason),
-            // A redelivery of the push (its hold is on record), or an older hold changed
-            // meanwhile: as the hold stands now.
-            Err(_) => match gate(deps.store, &id).await? {
-                Some(g) => Deployment::new(t, p.image, outcome_of(g.status))
-                    .with_reason(g.reason.unwrap_or_default()),
-                None => {
-                    return Err(StoreError::Unavailable {
-                        operation: "TransactWriteItems",
-                        message: "the held deployment could not be written: retry".into(),
-                        source: None,
-                    }
-                    .into());
+        let mut written = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let gates = match &existing {
+                Some(g) => g,
+                None => existing.insert(all_gates(deps.store).await?),
+            };
+            // An older push still waiting for this service never goes: this one is newer.
+            let mut ops = vec![Op::Put {
+                key: gate_key(&id),
+                item: item.clone(),
+                cond: Some(Cond::ItemAbsent),
+            }];
+            let why = format!("superseded by a newer push ({}), held as {id}", p.event);
+            for old in gates.iter().filter(|g| {
+                g.cluster == t.cluster
+                    && g.service == t.service
+                    && g.status.is_waiting()
+                    && g.order < p.order
+                    && g.id != id
+            }) {
+                ops.push(Op::Update(
+                    versioned(old)
+                        .set("status", GateStatus::Superseded.as_str())
+                        .set("reason", why.as_str())
+                        .set("decided_at", now.as_str()),
+                ));
+                if let Ok(image) = image_of(old) {
+                    let by = p.event.as_str();
+                    let e = entry(old, &image, EntryKind::Stop, "superseded", &why, by);
+                    ops.push(decision_op(&e, &now));
                 }
-            },
+            }
+            if ops.len() > crate::ports::store::MAX_TRANSACTION_ITEMS {
+                ops.truncate(crate::ports::store::MAX_TRANSACTION_ITEMS);
+            }
+            match deps.store.transact(ops).await? {
+                Ok(()) => {
+                    let outcome = match status {
+                        GateStatus::AwaitingApproval => DeployOutcome::AwaitingApproval,
+                        _ => DeployOutcome::WaitingForStage,
+                    };
+                    written = Some(Deployment::new(t, p.image, outcome).with_reason(&reason));
+                    break;
+                }
+                Err(_) => {
+                    // A redelivery of the push: its hold is on record, as it stands now.
+                    if let Some(g) = gate(deps.store, &id).await? {
+                        written = Some(
+                            Deployment::new(t, p.image, outcome_of(g.status))
+                                .with_reason(g.reason.unwrap_or_default()),
+                        );
+                        break;
+                    }
+                    // An older hold changed meanwhile: read them again.
+                    existing = None;
+                }
+            }
+        }
+        let Some(d) = written else {
+            return Err(StoreError::Unavailable {
+                operation: "TransactWriteItems",
+                message: "the held deployment could not be written: the holds of the service kept changing; retry".into(),
+                source: None,
+            }
+            .into());
         };
         let mut d = d;
         d.hold_id = Some(id);
@@ -609,6 +623,19 @@ pub async fn decide(
                 reason,
                 notices: Vec::new(),
             };
+        if decision == Decision::Approve
+            && g.approvers.iter().any(|a| a == by)
+            && g.status == GateStatus::Applying
+            && stale_apply(deps, &g)
+        {
+            // The apply this approval triggered failed half-way (ECS or the store answered a
+            // fault): the approver's retry resumes it, as the reconcile would.
+            let moved = apply(deps, &g, by).await?;
+            let mut r = answer(&g, moved.status, false, moved.reason);
+            r.notices = moved.notices;
+            r.deployment = moved.deployment;
+            return Ok(r);
+        }
         if decision == Decision::Approve && g.approvers.iter().any(|a| a == by) {
             let reason = format!(
                 "{by} approved {} already: counted once; {}",
@@ -716,6 +743,15 @@ pub async fn decide(
     .into())
 }
 
+/// A hold in `applying` whose apply has had the service's lease time to finish: its process
+/// died or failed, and it may be resumed (the service's door keeps the deployment to once).
+fn stale_apply(deps: &Deps<'_>, g: &GateRecord) -> bool {
+    let since = g.decided_at.as_deref().unwrap_or_default();
+    Timestamp::parse(since)
+        .map(|t| t.plus(deps.lease).as_str() <= Timestamp::now().as_str())
+        .unwrap_or(true)
+}
+
 /// What applying a hold did.
 struct Applied {
     status: GateStatus,
@@ -784,6 +820,26 @@ async fn apply(deps: &Deps<'_>, g: &GateRecord, by: &str) -> Result<Applied, Pip
     )
     .await?;
     let d = deployments.into_iter().next_back();
+    if let Some(d) = d
+        .as_ref()
+        .filter(|d| d.outcome == DeployOutcome::Superseded)
+    {
+        // Superseded by its own push: another apply of this hold is at the door now, and
+        // records how it ends.
+        let record = super::deployments::service_record(deps.store, &g.cluster, &g.service).await?;
+        if record.desired.is_some_and(|w| w.event == g.event) {
+            return Ok(Applied {
+                status: GateStatus::Applying,
+                reason: format!(
+                    "being deployed by another request for {}: {}",
+                    g.id,
+                    d.reason.as_deref().unwrap_or_default()
+                ),
+                deployment: None,
+                notices: Vec::new(),
+            });
+        }
+    }
     let (status, reason) = match &d {
         Some(d) if d.outcome == DeployOutcome::Superseded => (
             GateStatus::Superseded,
@@ -829,12 +885,31 @@ async fn apply(deps: &Deps<'_>, g: &GateRecord, by: &str) -> Result<Applied, Pip
     // Refused: another apply of the same hold (the reconcile resuming one) recorded it first.
     commit(deps, u, Some(h)).await?;
     let mut notices = Vec::new();
-    if status == GateStatus::Superseded {
-        notices.push(notice(
-            g,
-            NoticeKind::PromotionStopped,
-            format!("{}: {reason}", g.id),
-        ));
+    match d.as_ref().map(|d| (d.outcome, d)) {
+        _ if status == GateStatus::Superseded => {
+            notices.push(notice(
+                g,
+                NoticeKind::PromotionStopped,
+                format!("{}: {reason}", g.id),
+            ));
+        }
+        Some((DeployOutcome::Updated, d)) => notices.push(Notice {
+            kind: NoticeKind::DeploymentStarted,
+            service: format!("{}/{}", d.cluster, d.service),
+            image: d.image.clone(),
+            stage: d.stage.clone(),
+            detail: Some(reason.clone()),
+            event_id: Some(g.event.clone()),
+        }),
+        Some((DeployOutcome::Failed, d)) => notices.push(Notice {
+            kind: NoticeKind::DeploymentFailed,
+            service: format!("{}/{}", d.cluster, d.service),
+            image: d.image.clone(),
+            stage: d.stage.clone(),
+            detail: d.reason.clone(),
+            event_id: Some(g.event.clone()),
+        }),
+        _ => {}
     }
     Ok(Applied {
         status,
@@ -1031,11 +1106,7 @@ pub async fn sweep(deps: &Deps<'_>) -> Result<(Vec<Moved>, Vec<Notice>), Pipelin
     let mut notices = Vec::new();
     for g in all_gates(deps.store).await? {
         if g.status == GateStatus::Applying {
-            let since = g.decided_at.as_deref().unwrap_or_default();
-            let stale = Timestamp::parse(since)
-                .map(|t| t.plus(deps.lease).as_str() <= now.as_str())
-                .unwrap_or(true);
-            if stale {
+            if stale_apply(deps, &g) {
                 let by = g.decided_by.clone().unwrap_or_else(|| "reconcile".into());
                 let a = apply(deps, &g, &by).await?;
                 notices.extend(a.notices);
