@@ -323,8 +323,8 @@ pub struct Decided<'a> {
 }
 
 /// The history entry of a decision on a held deployment, in the stage of the service it holds,
-/// at the time it was made: keyed by the decision and who made it, so a retried decision
-/// writes the same entry.
+/// at the time it was made, keyed by the hold, the kind of decision and who made it (a
+/// retried approval finds its vote counted and writes none).
 pub fn decision_op(d: &Decided<'_>, at: &Timestamp) -> Op {
     let img = d.image;
     let mut service = json!({"cluster": d.cluster, "service": d.service, "outcome": d.outcome,
