@@ -563,3 +563,33 @@ async fn a_release_of_a_quarantined_digest_still_waits_for_approval() {
     assert_eq!(s.approve(&id, "alice").await.unwrap()["status"], "applied");
     assert_eq!(s.runs("prod").await, format!("{REPO}@{}", digest(40)));
 }
+
+#[tokio::test]
+async fn the_push_history_shows_each_held_service_as_it_stands() {
+    let s = setup(&[
+        ("prod-a", json!({"stage": "prod", "approval": {}})),
+        ("prod-b", json!({"stage": "prod", "approval": {}})),
+    ])
+    .await;
+    let pushed = s.push(50, "v5.0.0", "2026-11-20T10:00:00Z").await;
+    let a = hold_id(s.deployment(&pushed, "prod-a"));
+    assert_eq!(s.approve(&a, "alice").await.unwrap()["status"], "applied");
+    let history = s.history().await;
+    let push = history
+        .iter()
+        .find(|h| h["kind"] == "push")
+        .unwrap_or_else(|| panic!("{history:?}"));
+    let outcome = |stage: &str| {
+        let svc = s.stage(stage).service.as_str();
+        push["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["service"] == svc)
+            .unwrap_or_else(|| panic!("{push}"))["outcome"]
+            .clone()
+    };
+    assert_eq!(outcome("prod-a"), "updated", "{push}");
+    assert_eq!(outcome("prod-b"), "awaiting_approval", "{push}");
+    assert_eq!(s.runs("prod-b").await, format!("{REPO}:v1.0.0"));
+}

@@ -14,9 +14,10 @@ use serde::Serialize;
 use serde_json::{Map, json};
 use sha2::{Digest as _, Sha256};
 
-use super::deploy::deploy_all;
+use super::converge::{Door, Proposal, hold, holder_id, knock};
+use super::deployments::deployment_ops;
 use super::deps::{Deps, PipelineError};
-use super::history::{Decided, EntryKind, Source, decision_op};
+use super::history::{Decided, EntryKind, decision_op};
 use super::receipt::MAX_ATTEMPTS;
 pub use crate::model::approval::{Decision, DecisionError};
 use crate::model::deployment::{DeployOutcome, Deployment};
@@ -26,6 +27,7 @@ use crate::model::notice::{Notice, NoticeKind};
 use crate::model::records::{GateRecord, GateStatus, ImageStatus, Record, StageMark};
 use crate::model::reference::ImageRef;
 use crate::model::rules::{Target, format_duration};
+use crate::ports::deployer::Unguarded;
 use crate::ports::store::keys;
 use crate::ports::store::ops::{Cond, Op, Update};
 use crate::ports::store::{Key, Store, StoreError};
@@ -795,8 +797,8 @@ async fn apply(deps: &Deps<'_>, g: &GateRecord, by: &str) -> Result<Applied, Pip
     let (provider, event_id) = g.event.split_once('#').ok_or_else(bad)?;
     let provider = Provider::parse(provider).ok_or_else(bad)?;
     let occurred = Timestamp::parse(&g.pushed_at).map_err(|_| bad())?;
-    // Recorded as the push it holds: the deployment and history items it wrote while held
-    // are replaced by what was applied.
+    // Recorded as the push it holds: the deployment item it wrote while held is replaced by
+    // what was applied, and the push's history entry reads it in place of the hold.
     let push = ImageEvent::new(
         event_id.to_owned(),
         provider,
@@ -804,42 +806,62 @@ async fn apply(deps: &Deps<'_>, g: &GateRecord, by: &str) -> Result<Applied, Pip
         image.clone(),
         occurred,
     );
-    let source = Source::of(&push, g.received_at.as_deref());
-    let proposal = super::converge::Proposal {
+    let proposal = Proposal {
         event: g.event.clone(),
         image: image.clone(),
         order: g.order.clone(),
     };
-    let deployments = deploy_all(
-        deps,
-        &push,
-        &source,
-        vec![(target, proposal)],
-        Vec::new(),
-        &[],
-    )
-    .await?;
-    let d = deployments.into_iter().next_back();
-    if let Some(d) = d
-        .as_ref()
-        .filter(|d| d.outcome == DeployOutcome::Superseded)
-    {
-        // Superseded by its own push: another apply of this hold is at the door now, and
-        // records how it ends.
-        let record = super::deployments::service_record(deps.store, &g.cluster, &g.service).await?;
-        if record.desired.is_some_and(|w| w.event == g.event) {
-            return Ok(Applied {
-                status: GateStatus::Applying,
-                reason: format!(
-                    "being deployed by another request for {}: {}",
-                    g.id,
-                    d.reason.as_deref().unwrap_or_default()
-                ),
-                deployment: None,
-                notices: Vec::new(),
-            });
+    // Not the push's name: the holder records what it applied as carried for that push
+    // (`history::applied_op`), and the push's receipt is left as it is.
+    let own = ["hold#", g.id.as_str()].concat();
+    let d = if deps.deployer.dry_run() {
+        let d = deps
+            .deployer
+            .apply(&image, &target, false, &Unguarded)
+            .await?;
+        let at = Timestamp::now();
+        let mut ops = deployment_ops(&push, &d, &at).0;
+        ops.push(super::history::applied_op(&push, &d, &own, &at));
+        deps.store
+            .transact(ops)
+            .await?
+            .map_err(|c| super::receipt::unexpected(&c))?;
+        d
+    } else {
+        let holder = holder_id(&own);
+        match knock(deps.store, &target, &proposal, &holder, deps.lease).await? {
+            Door::Holder { resume } => {
+                let desired = proposal.desired(&target);
+                let held = hold(deps, &target, &holder, resume, &own, desired, None).await?;
+                let ours = |d: &Deployment| d.image == image.deployable();
+                match held.carried.into_iter().rev().find(ours).or(held.own) {
+                    Some(d) => d,
+                    None => Deployment::new(&target, &image, DeployOutcome::Superseded)
+                        .with_reason("a newer push moved the service on while this was applied"),
+                }
+            }
+            Door::Queued { carrier } => {
+                // Another holder applies the newest desired state, this one: it records the
+                // deployment; the hold stays `applying` until one of its applies sees it done.
+                return Ok(Applied {
+                    status: GateStatus::Applying,
+                    reason: format!(
+                        "{}/{} is being deployed by {carrier}, which applies this push",
+                        g.cluster, g.service
+                    ),
+                    deployment: None,
+                    notices: Vec::new(),
+                });
+            }
+            Door::Superseded { winner, .. } => {
+                Deployment::new(&target, &image, DeployOutcome::Superseded).with_reason(format!(
+                    "a newer push ({winner}) is what {}/{} should run: not applied",
+                    g.cluster, g.service
+                ))
+            }
         }
-    }
+    };
+    let d = Some(d);
     let (status, reason) = match &d {
         Some(d) if d.outcome == DeployOutcome::Superseded => (
             GateStatus::Superseded,

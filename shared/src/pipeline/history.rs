@@ -369,7 +369,8 @@ pub fn decision_op(d: &Decided<'_>, at: &Timestamp) -> Op {
     }
 }
 
-/// Services an entry lists as `queued` read as what the lease holder then applied there.
+/// Services an entry lists as `queued` (or held for approvals or a stage) read as what the lease
+/// holder then applied there.
 fn with_applied(entries: &mut [HistoryRecord], applied: Vec<HistoryApplied>) {
     if applied.is_empty() {
         return;
@@ -387,7 +388,13 @@ fn with_applied(entries: &mut [HistoryRecord], applied: Vec<HistoryApplied>) {
     }
     for e in entries {
         let push = e.push_event.clone().unwrap_or_else(|| e.event.clone());
-        for s in e.services.iter_mut().filter(|s| s.outcome == "queued") {
+        // Queued behind a holder, or held for approvals or a stage and let go since.
+        for s in e.services.iter_mut().filter(|s| {
+            matches!(
+                s.outcome.as_str(),
+                "queued" | "awaiting_approval" | "waiting_for_stage"
+            )
+        }) {
             let key = (
                 e.stage.clone(),
                 push.clone(),
@@ -399,10 +406,15 @@ fn with_applied(entries: &mut [HistoryRecord], applied: Vec<HistoryApplied>) {
                 s.at = a.at.clone();
                 s.task_definition = a.task_definition.clone();
                 s.reason = Some(a.reason.clone().unwrap_or_else(|| {
-                    format!(
-                        "applied by {}, which held the service's lease",
-                        a.by.as_deref().unwrap_or("another delivery")
-                    )
+                    match a.by.as_deref().and_then(|b| b.strip_prefix("hold#")) {
+                        Some(id) => format!(
+                            "held as {id}, then let go (see that hold's approval or promotion entry)"
+                        ),
+                        None => format!(
+                            "applied by {}, which held the service's lease",
+                            a.by.as_deref().unwrap_or("another delivery")
+                        ),
+                    }
                 }));
             }
         }
