@@ -355,6 +355,28 @@ async fn a_quarantine_of_the_digest_cancels_what_waits_for_it() {
     assert!(e.to_string().contains("quarantined"), "{e}");
     assert_eq!(s.runs("prod").await, format!("{REPO}:v1.0.0"));
     assert!(s.waiting().await.is_empty());
+
+    // Quarantined and released again while it waited: still cancelled.
+    let pushed = s.push(81, "v1.8.1", "2026-11-20T11:00:00Z").await;
+    let id = hold_id(s.deployment(&pushed, "prod"));
+    let now = imagehook_core::model::event::Timestamp::now();
+    assert_eq!(s.quarantine(81, now.as_str()).await["outcome"], "applied");
+    let body = json!({"image": format!("{REPO}@{}", digest(81)), "quarantine": false,
+                      "reason": "false positive", "timestamp": now.as_str()});
+    let reply = invoke(
+        &s.app,
+        Function::Quarantine,
+        &with_body(&event_file("generic-quarantine.json"), &body),
+    )
+    .await;
+    assert_eq!(
+        reply.body["events"][0]["outcome"], "applied",
+        "{}",
+        reply.body
+    );
+    let e = s.approve(&id, "alice").await.unwrap_err();
+    assert_eq!(closed(&e), GateStatus::Cancelled, "{e}");
+    assert_eq!(s.runs("prod").await, format!("{REPO}:v1.0.0"));
 }
 
 #[tokio::test]

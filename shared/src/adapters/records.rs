@@ -127,6 +127,7 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             legacy_tags: texts(item.get("tags")),
             last_pushed_at: at("last_pushed_at"),
             deleted_at: at("deleted_at"),
+            released_at: at("released_at"),
             quarantine: at("quarantine_reason").map(|reason| Quarantine {
                 reason,
                 source: at("quarantine_source"),

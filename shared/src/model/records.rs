@@ -186,6 +186,8 @@ pub struct ImageRecord {
     pub status: Option<ImageStatus>,
     pub last_pushed_at: Option<String>,
     pub deleted_at: Option<String>,
+    /// When a release last lifted a hold.
+    pub released_at: Option<String>,
     pub quarantine: Option<Quarantine>,
     /// Each source's hold, of which `quarantine` is the summary.
     pub holds: Holds,

@@ -334,6 +334,7 @@ pub(super) async fn hold_gated(
             }
         }
         let mut written = None;
+        let mut settled = false;
         for _ in 0..MAX_ATTEMPTS {
             let gates = match &existing {
                 Some(g) => g,
@@ -380,16 +381,20 @@ pub(super) async fn hold_gated(
                 Err(_) => {
                     // A redelivery of the push: its hold is on record, as it stands now.
                     if let Some(g) = gate(deps.store, &id).await? {
-                        written = Some(
-                            Deployment::new(t, p.image, outcome_of(g.status))
-                                .with_reason(g.reason.unwrap_or_default()),
-                        );
+                        written = outcome_of(g.status).map(|o| {
+                            Deployment::new(t, p.image, o).with_reason(g.reason.unwrap_or_default())
+                        });
+                        settled = written.is_none();
                         break;
                     }
                     // An older hold changed meanwhile: read them again.
                     existing = None;
                 }
             }
+        }
+        if settled {
+            // Applied (or being applied) since: its apply recorded the deployment.
+            continue;
         }
         let Some(d) = written else {
             return Err(StoreError::Unavailable {
@@ -406,17 +411,18 @@ pub(super) async fn hold_gated(
     Ok((go, held))
 }
 
-/// The outcome a push's answer shows for a hold in `status`.
-fn outcome_of(status: GateStatus) -> DeployOutcome {
+/// The outcome a redelivered push's answer shows for its hold in `status`; none once it is
+/// applied, whose deployment is on record as what was applied.
+fn outcome_of(status: GateStatus) -> Option<DeployOutcome> {
     match status {
-        GateStatus::AwaitingApproval => DeployOutcome::AwaitingApproval,
-        GateStatus::WaitingForStage => DeployOutcome::WaitingForStage,
-        GateStatus::Applying | GateStatus::Applied => DeployOutcome::Queued,
-        GateStatus::Superseded => DeployOutcome::Superseded,
+        GateStatus::AwaitingApproval => Some(DeployOutcome::AwaitingApproval),
+        GateStatus::WaitingForStage => Some(DeployOutcome::WaitingForStage),
+        GateStatus::Applying | GateStatus::Applied => None,
+        GateStatus::Superseded => Some(DeployOutcome::Superseded),
         GateStatus::Denied
         | GateStatus::Expired
         | GateStatus::Cancelled
-        | GateStatus::StageFailed => DeployOutcome::Skipped,
+        | GateStatus::StageFailed => Some(DeployOutcome::Skipped),
     }
 }
 
@@ -511,6 +517,21 @@ async fn stopped(
                     )));
                 }
                 _ => {}
+            }
+            // Quarantined, or deleted, and back since: it was cancelled then, and a release
+            // or a new push does not revive it (a new push is held anew).
+            let since = g.created_at.as_str();
+            if i.released_at.as_deref().is_some_and(|t| t > since) {
+                return Ok(Some((
+                    GateStatus::Cancelled,
+                    "cancelled: the digest was quarantined while this waited (released since: push it again to deploy it)".into(),
+                )));
+            }
+            if i.deleted_at.as_deref().is_some_and(|t| t > since) {
+                return Ok(Some((
+                    GateStatus::Cancelled,
+                    "cancelled: the digest was deleted while this waited".into(),
+                )));
             }
         }
     }
