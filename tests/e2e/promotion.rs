@@ -615,3 +615,68 @@ async fn the_push_history_shows_each_held_service_as_it_stands() {
     assert_eq!(outcome("prod-b"), "awaiting_approval", "{push}");
     assert_eq!(s.runs("prod-b").await, format!("{REPO}:v1.0.0"));
 }
+
+#[tokio::test]
+async fn approvals_are_asked_for_and_their_end_told_through_the_notifier() {
+    use imagehook_core::adapters::slack::{SlackWebhook, WebhookUrl};
+    use imagehook_core::app::config::DeployMode;
+    use imagehook_core::auth::AuthMode;
+    use imagehook_core::ports::notifier::{NoticeKind, Notifier, Sink};
+    use imagehook_tests::capture::Capture;
+    use std::sync::Arc;
+
+    let w = world(&format!("{REPO}:v1.0.0")).await;
+    let capture = Capture::start().await;
+    let sink: Arc<dyn Sink> = Arc::new(SlackWebhook::new(
+        WebhookUrl::parse(&capture.url("/hook")).unwrap(),
+    ));
+    let rules = json!([{"repository": REPO, "tags": "v*", "cluster": w.fx.cluster,
+                        "service": w.fx.service, "stage": "prod", "approval": {}}])
+    .to_string();
+    let app = app(AppSpec {
+        table: &w.table,
+        rules: &rules,
+        auth: AuthMode::None,
+        secrets: &[],
+        deploy_mode: DeployMode::Apply,
+        dynamo_sdk: &w.sdk,
+        ecs_sdk: &w.sdk,
+    })
+    .with_notifier(Notifier::new(
+        vec![sink],
+        NoticeKind::ALL.to_vec(),
+        Duration::from_secs(5),
+    ));
+    let texts = |capture: &Capture| -> Vec<String> {
+        capture
+            .take("/hook")
+            .into_iter()
+            .map(|c| c.body["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+
+    let body = json!({"image": format!("{REPO}:v1.1.0"), "digest": digest(60), "id": "n-60"});
+    let reply = invoke(
+        &app,
+        Function::Push,
+        &with_body(&event_file("generic-push.json"), &body),
+    )
+    .await;
+    let id = hold_id(&reply.body["events"][0]["deployments"][0]);
+    let asked = texts(&capture);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0].contains("Approval required: ")
+            && asked[0].contains(&format!("imagehook approve {id}"))
+            && asked[0].contains(&format!("imagehook deny {id}")),
+        "{asked:?}"
+    );
+
+    app.decide(&id, Decision::Deny, "carol").await.unwrap();
+    let told = texts(&capture);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains("Promotion stopped: ") && told[0].contains("denied by carol"),
+        "{told:?}"
+    );
+}
