@@ -326,6 +326,11 @@ async fn a_newer_push_supersedes_the_one_waiting_for_approval() {
     let new = s.push(7, "v1.7.0", "2026-11-20T10:30:00Z").await;
     let new_id = hold_id(s.deployment(&new, "prod"));
     assert_ne!(old_id, new_id);
+    let said = s.deployment(&new, "prod")["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(said.contains(&format!("supersedes {old_id}")), "{said}");
     let e = s.approve(&old_id, "alice").await.unwrap_err();
     assert_eq!(closed(&e), GateStatus::Superseded);
     assert!(e.to_string().contains(&new_id), "{e}");

@@ -347,6 +347,7 @@ pub(super) async fn hold_gated(
                 cond: Some(Cond::ItemAbsent),
             }];
             let why = format!("superseded by a newer push ({}), held as {id}", p.event);
+            let mut overtaken = Vec::new();
             for old in gates.iter().filter(|g| {
                 g.cluster == t.cluster
                     && g.service == t.service
@@ -360,6 +361,7 @@ pub(super) async fn hold_gated(
                         .set("reason", why.as_str())
                         .set("decided_at", now.as_str()),
                 ));
+                overtaken.push(old.id.as_str());
                 if let Ok(image) = image_of(old) {
                     let by = p.event.as_str();
                     let e = entry(old, &image, EntryKind::Stop, "superseded", &why, by);
@@ -375,7 +377,15 @@ pub(super) async fn hold_gated(
                         GateStatus::AwaitingApproval => DeployOutcome::AwaitingApproval,
                         _ => DeployOutcome::WaitingForStage,
                     };
-                    written = Some(Deployment::new(t, p.image, outcome).with_reason(&reason));
+                    let reason = if overtaken.is_empty() {
+                        reason.clone()
+                    } else {
+                        format!(
+                            "{reason}; supersedes {}, an older push held for this service",
+                            overtaken.join(", ")
+                        )
+                    };
+                    written = Some(Deployment::new(t, p.image, outcome).with_reason(reason));
                     break;
                 }
                 Err(_) => {
