@@ -110,7 +110,9 @@ pub struct Moved {
 /// the push, short enough to type.
 pub fn hold_id(event: &str, cluster: &str, service: &str) -> String {
     let mut h = Sha256::new();
-    for part in [event, "#", cluster, "/", service] {
+    // Each part after its length: no two (event, cluster, service) hash the same text.
+    for part in [event, cluster, service] {
+        h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
     hex::encode(h.finalize())[..12].to_owned()
@@ -1240,4 +1242,46 @@ pub async fn waiting(deps: &Deps<'_>) -> Result<Vec<Waiting>, PipelineError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_id_is_short_stable_per_push_and_service_and_distinct_across_them() {
+        let a = hold_id("generic#p-1", "prod", "api");
+        assert_eq!(a, hold_id("generic#p-1", "prod", "api"));
+        assert_eq!(a.len(), 12);
+        assert!(
+            a.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_ne!(a, hold_id("generic#p-2", "prod", "api"));
+        assert_ne!(a, hold_id("generic#p-1", "prod", "web"));
+        // Where one part ends and the next begins is part of what is hashed.
+        assert_ne!(hold_id("e", "a", "b/c"), hold_id("e", "a/b", "c"));
+    }
+
+    #[test]
+    fn decisions_parse_from_the_route_and_serialise_as_they_parse() {
+        assert_eq!(Decision::parse("approve"), Some(Decision::Approve));
+        assert_eq!(Decision::parse("deny"), Some(Decision::Deny));
+        assert_eq!(Decision::parse("Approve"), None);
+        assert_eq!(serde_json::to_value(Decision::Deny).unwrap(), json!("deny"));
+        for s in GateStatus::ALL {
+            assert_eq!(GateStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+        }
+    }
+
+    #[test]
+    fn what_to_run_names_the_cli_and_the_route() {
+        let r = awaiting_reason(2, 1, "2026-11-21T10:00:00Z", "3f9a1c0b7d2e");
+        assert_eq!(
+            r,
+            "awaiting approval (1 of 2) until 2026-11-21T10:00:00Z: approve with `imagehook approve 3f9a1c0b7d2e` (or POST /approvals/3f9a1c0b7d2e/approve), deny with `imagehook deny 3f9a1c0b7d2e`"
+        );
+        assert!(stage_reason("staging", 1800).contains("runs 30m without failing"));
+    }
 }
