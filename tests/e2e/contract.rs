@@ -65,6 +65,7 @@ fn target() -> Target {
         last_deployed: None,
         require_region: None,
         replicas: Vec::new(),
+        gate: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ mod notify;
 mod oidc;
 mod once;
 mod pinning;
+mod promotion;
 mod proxy;
 mod push;
 mod reconcile;

@@ -3,6 +3,7 @@
 //! `invoke` runs one API Gateway event file through a function, `serve` answers the same routes
 //! over HTTP on loopback, and `state` prints what the store holds.
 
+mod approvals;
 mod connections;
 mod serve;
 
@@ -96,6 +97,24 @@ enum Command {
     },
     /// Print every stored record as JSON, grouped by kind.
     State,
+    /// Approve a held deployment (`imagehook waiting` lists them): once enough people have,
+    /// it is deployed. Approving twice counts once.
+    Approve {
+        /// The id the push's answer, the notification or `waiting` gives.
+        id: String,
+        /// Whom to record as the approver (default: $USER).
+        #[arg(long = "as")]
+        by: Option<String>,
+    },
+    /// Deny a held deployment: it is never deployed.
+    Deny {
+        id: String,
+        /// Whom to record as denying it (default: $USER).
+        #[arg(long = "as")]
+        by: Option<String>,
+    },
+    /// List the deployments that wait for approvals or an earlier stage, and why.
+    Waiting,
     /// Deploy an image to a service by hand, pinned by digest (a tag is resolved through
     /// imagehook's records of it, else its registry), through the service's desired state:
     /// applied once, recorded in the history with who asked.
@@ -190,12 +209,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Command::State
         | Command::History { .. }
         | Command::Simulate { .. }
-        | Command::Status { .. } => App::local_read_only(&cli.state_dir).await?,
+        | Command::Status { .. }
+        | Command::Waiting => App::local_read_only(&cli.state_dir).await?,
         Command::Deploy { .. } | Command::Rollback { .. } => App::local(&cli.state_dir).await?,
         Command::Invoke { .. }
         | Command::Serve { .. }
         | Command::Replay { .. }
-        | Command::Reconcile => App::local(&cli.state_dir).await?,
+        | Command::Reconcile
+        | Command::Approve { .. }
+        | Command::Deny { .. } => App::local(&cli.state_dir).await?,
     };
     match cli.command {
         Command::Invoke { function, event } => invoke(&app, &function, &event).await,
@@ -230,6 +252,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         } => deploy(&app, &service, image, ask).await,
         Command::Rollback { service, ask } => rollback(&app, &service, ask).await,
         Command::Status { service } => status(&app, &service).await,
+        Command::Approve { id, by } => {
+            approvals::decide(&app, &id, approvals::Decision::Approve, by).await
+        }
+        Command::Deny { id, by } => {
+            approvals::decide(&app, &id, approvals::Decision::Deny, by).await
+        }
+        Command::Waiting => approvals::waiting(&app).await,
     }
 }
 
@@ -450,6 +479,8 @@ fn group(records: Vec<Map<String, Value>>) -> Value {
             Some("deployment") => "deployments",
             Some("blocked") => "blocked",
             Some("rollout") => "rollouts",
+            Some("gate") => "held",
+            Some("stage_mark") => "stage_marks",
             Some("history" | "history_applied") => "history",
             _ => "receipts",
         };

@@ -626,3 +626,69 @@ fn body_digest(event: &str) -> String {
     let body: Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
     body["target"]["digest"].as_str().unwrap().to_owned()
 }
+
+/// The binary with a rule that needs two approvals.
+fn held(state: &Path) -> Command {
+    let mut c = common::local(state);
+    c.env(
+        "DEPLOY_RULES",
+        r#"[{"repository": "shop/api", "tags": "v*", "cluster": "prod", "service": "api",
+             "stage": "prod", "approval": {"required": 2}}]"#,
+    );
+    c
+}
+
+/// `imagehook <args>` as user dave: its exit code and what it printed.
+fn run_held(state: &Path, args: &[&str]) -> (i32, Value) {
+    let out = held(state).env("USER", "dave").args(args).output().unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), printed)
+}
+
+#[test]
+fn a_held_push_is_listed_approved_by_two_people_and_then_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, printed) = run_held(dir.path(), &["invoke", "push", "events/acr-push.json"]);
+    assert_eq!(code, 0);
+    let body: Value = serde_json::from_str(printed["body"].as_str().unwrap()).unwrap();
+    let held = &body["events"][0]["deployments"][0];
+    assert_eq!(held["outcome"], "awaiting_approval", "{body}");
+    let id = held["hold_id"].as_str().unwrap().to_owned();
+
+    let (code, listed) = run_held(dir.path(), &["waiting"]);
+    assert_eq!(code, 0);
+    assert_eq!(listed["waiting"][0]["id"], id.as_str(), "{listed}");
+    assert_eq!(
+        listed["waiting"][0]["approvals"],
+        json!({"required": 2, "approvers": []})
+    );
+
+    let (code, first) = run_held(dir.path(), &["approve", &id]);
+    assert_eq!(
+        (code, &first["by"], &first["status"]),
+        (0, &json!("dave"), &json!("awaiting_approval"))
+    );
+    let (_, again) = run_held(dir.path(), &["approve", &id]);
+    assert_eq!(again["counted"], false, "{again}");
+    let (code, second) = run_held(dir.path(), &["approve", &id, "--as", "erin"]);
+    assert_eq!(code, 0);
+    assert_eq!(second["status"], "applied", "{second}");
+    assert_eq!(second["deployment"]["outcome"], "planned", "{second}");
+    assert_eq!(second["approvals"]["approvers"], json!(["dave", "erin"]));
+
+    let (code, late) = run_held(dir.path(), &["deny", &id, "--as", "frank"]);
+    assert_eq!(
+        (code, &late["error"]),
+        (1, &json!("already_decided")),
+        "{late}"
+    );
+    let (code, unknown) = run_held(dir.path(), &["approve", "feedfacecafe"]);
+    assert_eq!(
+        (code, &unknown["error"]),
+        (1, &json!("unknown_hold")),
+        "{unknown}"
+    );
+    let (_, listed) = run_held(dir.path(), &["waiting"]);
+    assert_eq!(listed["waiting"], json!([]));
+}

@@ -54,6 +54,7 @@ impl Follower {
             last_deployed: None,
             require_region: None,
             replicas: Vec::new(),
+            gate: Default::default(),
         })
     }
 }
@@ -103,6 +104,7 @@ impl Discovery {
                 last_deployed: None,
                 require_region: None,
                 replicas: Vec::new(),
+                gate: Default::default(),
             })
             .collect())
     }

@@ -9,10 +9,7 @@ use crate::model::event::Provider;
 use crate::model::payload::UrlHints;
 use crate::model::quarantine::{Hold, Holds, SOURCES, legacy_source};
 use crate::model::records::{
-    Applied, BlockedRecord, DeploymentRecord, Desired, HistoryApplied, HistoryRecord,
-    HistoryService, ImageRecord, ImageStatus, ImageTagRecord, KeptPayload, Lease,
-    ManualRequestRecord, Quarantine, ReceiptRecord, ReceiptStatus, Record, RegionRecord,
-    RolloutRecord, ServiceRecord, TagRecord,
+    Applied, BlockedRecord, DeploymentRecord, Desired, GateRecord, GateStatus, HistoryApplied, HistoryRecord, HistoryService, ImageRecord, ImageStatus, ImageTagRecord, KeptPayload, Lease, ManualRequestRecord, Quarantine, ReceiptRecord, ReceiptStatus, Record, RegionRecord, RolloutRecord, ServiceRecord, StageMark, TagRecord,
 };
 use crate::ports::store::{Item, StoreError};
 
@@ -127,6 +124,7 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             legacy_tags: texts(item.get("tags")),
             last_pushed_at: at("last_pushed_at"),
             deleted_at: at("deleted_at"),
+            released_at: at("released_at"),
             quarantine: at("quarantine_reason").map(|reason| Quarantine {
                 reason,
                 source: at("quarantine_source"),
@@ -278,6 +276,50 @@ pub fn decode(item: &Item) -> Result<Record, StoreError> {
             by: required("by")?,
             force_reason: at("force_reason"),
             result: item.get("result").filter(|v| v.is_object()).cloned(),
+        }),
+        "gate" => Record::Gate(GateRecord {
+            id: required("id")?,
+            status: at("status")
+                .and_then(|s| GateStatus::parse(&s))
+                .ok_or_else(|| StoreError::Corrupt("a gate record has no known status".into()))?,
+            cluster: required("cluster")?,
+            service: required("service")?,
+            container: at("container"),
+            stage: at("stage"),
+            image: required("image")?,
+            digest: required("digest")?,
+            event: required("event")?,
+            pushed_at: required("pushed_at")?,
+            order: required("order")?,
+            received_at: at("received_at"),
+            required: item
+                .get("required")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            approvers: texts(item.get("approvers")),
+            expires_secs: item
+                .get("expires_secs")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            deadline: at("deadline"),
+            after: at("after"),
+            soak_secs: item.get("soak_secs").and_then(Value::as_u64).unwrap_or(0),
+            reason: at("reason"),
+            created_at: required("created_at")?,
+            decided_by: at("decided_by"),
+            decided_at: at("decided_at"),
+            outcome: at("outcome"),
+            task_definition: at("task_definition"),
+            version: item.get("version").and_then(Value::as_u64).unwrap_or(0),
+        }),
+        "stage_mark" => Record::StageMark(StageMark {
+            digest: required("digest")?,
+            cluster: required("cluster")?,
+            service: required("service")?,
+            state: required("state")?,
+            at: required("at")?,
+            reason: at("reason"),
         }),
         other => Record::Other(other.to_owned()),
     })

@@ -321,23 +321,61 @@ impl App {
         if crate::pipeline::reconcile::is_trigger(body) {
             return self.reconcile().await;
         }
-        let answer =
+        let mut answer =
             crate::pipeline::outcomes::handle(self.store(), body, self.config.receipt_ttl_days)
                 .await?;
-        if let Some(notice) = crate::pipeline::notices::from_rollout(&answer) {
-            self.notifier.notify(vec![notice]).await;
+        let mut notices: Vec<_> = crate::pipeline::notices::from_rollout(&answer)
+            .into_iter()
+            .collect();
+        // The stages that wait for this one move on (or stop) with its outcome.
+        let (moved, stage_notices) =
+            crate::pipeline::approve::after_outcome(&self.deps(None), &answer).await?;
+        notices.extend(stage_notices);
+        if !moved.is_empty() {
+            answer["promotions"] = serde_json::to_value(&moved).unwrap_or_default();
+        }
+        if !notices.is_empty() {
+            self.notifier.notify(notices).await;
         }
         Ok(answer)
+    }
+
+    /// Approves or denies held deployment `id` as `by` (`imagehook approve|deny`, and the
+    /// approvals API route with the caller's IAM principal ARN), and sends what it notifies.
+    pub async fn decide(
+        &self,
+        id: &str,
+        decision: crate::pipeline::approve::Decision,
+        by: &str,
+    ) -> Result<crate::pipeline::approve::DecisionResult, PipelineError> {
+        let result = crate::pipeline::approve::decide(&self.deps(None), id, decision, by).await?;
+        if !result.notices.is_empty() {
+            self.notifier.notify(result.notices.clone()).await;
+        }
+        Ok(result)
+    }
+
+    /// What waits for approvals or an earlier stage, and why (`imagehook waiting`).
+    pub async fn waiting(&self) -> Result<Vec<crate::pipeline::approve::Waiting>, PipelineError> {
+        crate::pipeline::approve::waiting(&self.deps(None)).await
     }
 
     /// Converges every managed service and reports drift (`imagehook reconcile`, and the
     /// outcomes function on its schedule); the drift notices go out as any other.
     pub async fn reconcile(&self) -> Result<serde_json::Value, PipelineError> {
-        let (reports, notices) = crate::pipeline::reconcile::reconcile(&self.deps(None)).await?;
+        let deps = self.deps(None);
+        let (reports, mut notices) = crate::pipeline::reconcile::reconcile(&deps).await?;
+        // After the services converged: a hold whose stage soaked, or that expired, moves.
+        let (moved, held_notices) = crate::pipeline::approve::sweep(&deps).await?;
+        notices.extend(held_notices);
         if !notices.is_empty() {
             self.notifier.notify(notices).await;
         }
-        Ok(serde_json::json!({"reconciled": reports}))
+        let mut answer = serde_json::json!({"reconciled": reports});
+        if !moved.is_empty() {
+            answer["held"] = serde_json::to_value(&moved).unwrap_or_default();
+        }
+        Ok(answer)
     }
 }
 

@@ -9,6 +9,7 @@ use super::response::json_response;
 use crate::app::config::{MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST};
 use crate::auth::AuthError;
 use crate::auth::oidc::OidcError;
+use crate::model::approval::DecisionError;
 use crate::pipeline::PipelineError;
 use crate::pipeline::manual::ManualError;
 use crate::ports::store::StoreError;
@@ -69,6 +70,11 @@ pub enum ApiError {
     /// A deploy, rollback or status by hand refused: the message names the problem.
     #[error(transparent)]
     Manual(ManualError),
+    /// A decision on a held deployment (`POST /approvals/{id}/approve|deny`) was refused: an
+    /// unknown id is 404, one already decided (or expired, superseded, cancelled, or still
+    /// waiting for its stage) 409, a request naming no principal 400.
+    #[error(transparent)]
+    Decision(#[from] DecisionError),
     #[error("a dependency is unavailable, retry later")]
     Unavailable(#[source] PipelineError),
     #[error("internal error")]
@@ -90,6 +96,11 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::Parse(_) | Self::BadRepository(_) => StatusCode::BAD_REQUEST,
+            Self::Decision(DecisionError::UnknownId(_)) => StatusCode::NOT_FOUND,
+            Self::Decision(
+                DecisionError::Closed { .. } | DecisionError::NotAwaitingApproval { .. },
+            ) => StatusCode::CONFLICT,
+            Self::Decision(DecisionError::NoPrincipal) => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) | Self::TooManyConnections(_) | Self::AheadForNow(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -128,6 +139,10 @@ impl ApiError {
             Self::Parse(ParseError::Reference { .. }) => "invalid_reference",
             Self::Parse(_) => "invalid_event",
             Self::BadRepository(_) => "bad_repository",
+            Self::Decision(DecisionError::UnknownId(_)) => "unknown_hold",
+            Self::Decision(DecisionError::Closed { .. }) => "already_decided",
+            Self::Decision(DecisionError::NotAwaitingApproval { .. }) => "not_awaiting_approval",
+            Self::Decision(DecisionError::NoPrincipal) => "no_principal",
             Self::OutOfBounds(crate::model::event::OutOfBounds::TooLong { .. }) => "field_too_long",
             Self::OutOfBounds(crate::model::event::OutOfBounds::Future { .. })
             | Self::AheadForNow(_) => "time_in_future",
@@ -211,6 +226,9 @@ impl ApiError {
 /// receipts make it safe), else 500. Decided by the error itself, here and only here.
 impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> Self {
+        if let PipelineError::Decision(d) = e {
+            return Self::Decision(d);
+        }
         if e.is_retryable() {
             Self::Unavailable(e)
         } else {
@@ -322,5 +340,46 @@ mod tests {
         });
         let (status, body) = answered(down);
         assert_eq!((status, body["error"].as_str()), (503, Some("unavailable")));
+    }
+    use crate::model::records::GateStatus;
+
+    #[test]
+    fn refused_decisions_are_the_callers_to_correct_with_their_own_status() {
+        let status = |e: DecisionError| {
+            let api = ApiError::from(PipelineError::Decision(e));
+            (api.status(), api.code())
+        };
+        assert_eq!(
+            status(DecisionError::UnknownId("abc".into())),
+            (StatusCode::NOT_FOUND, "unknown_hold")
+        );
+        assert_eq!(
+            status(DecisionError::Closed {
+                id: "abc".into(),
+                status: GateStatus::Expired,
+                reason: "expired at 2026-11-21T10:00:00Z".into()
+            }),
+            (StatusCode::CONFLICT, "already_decided")
+        );
+        assert_eq!(
+            status(DecisionError::NotAwaitingApproval {
+                id: "abc".into(),
+                stage: "staging".into()
+            }),
+            (StatusCode::CONFLICT, "not_awaiting_approval")
+        );
+        assert_eq!(
+            status(DecisionError::NoPrincipal),
+            (StatusCode::BAD_REQUEST, "no_principal")
+        );
+        let closed = ApiError::from(PipelineError::Decision(DecisionError::Closed {
+            id: "abc".into(),
+            status: GateStatus::Superseded,
+            reason: "superseded by a newer push (generic#p2), held as def".into(),
+        }));
+        assert_eq!(
+            closed.to_string(),
+            "abc is superseded: superseded by a newer push (generic#p2), held as def"
+        );
     }
 }

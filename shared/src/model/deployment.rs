@@ -29,6 +29,14 @@ pub enum DeployOutcome {
     /// Another delivery holds the service's lease and applies the newest desired state, this
     /// one included; the reason names the deployment that carries it.
     Queued,
+    /// The rule requires approvals: held until enough people approve it (the reason names the
+    /// id to approve).
+    #[serde(rename = "awaiting_approval")]
+    AwaitingApproval,
+    /// The rule deploys only what an earlier stage ran healthily: held until that stage's
+    /// deployment of the digest completes and its soak passes.
+    #[serde(rename = "waiting_for_stage")]
+    WaitingForStage,
 }
 
 impl DeployOutcome {
@@ -42,6 +50,8 @@ impl DeployOutcome {
             Self::Failed => "failed",
             Self::Superseded => "superseded",
             Self::Queued => "queued",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::WaitingForStage => "waiting_for_stage",
         }
     }
 }
@@ -72,6 +82,10 @@ pub struct Deployment {
     /// name it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ecs_deployment_id: Option<String>,
+    /// The id of the held deployment (`awaiting_approval`, `waiting_for_stage`): what
+    /// `imagehook approve`, `deny` and `waiting` name it by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<String>,
 }
 
 impl Deployment {
@@ -87,6 +101,7 @@ impl Deployment {
             stage: target.stage.clone(),
             reason: None,
             ecs_deployment_id: None,
+            hold_id: None,
         }
     }
 

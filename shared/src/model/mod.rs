@@ -1,6 +1,7 @@
 //! The domain: events and image references, deploy rules and their policies, and the results
 //! the pipeline reports. Imports nothing else of the crate.
 
+pub mod approval;
 pub mod deployment;
 pub mod ecs_outcome;
 pub mod event;

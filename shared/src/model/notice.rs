@@ -20,6 +20,11 @@ pub enum NoticeKind {
     /// A service runs an image imagehook did not deploy (changed by hand or by
     /// infrastructure as code), found by the scheduled reconcile.
     ServiceDrifted,
+    /// A deployment waits for approvals; the detail says what to run.
+    ApprovalRequired,
+    /// A held deployment will not go: denied, expired, superseded, cancelled by a quarantine
+    /// or delete, or its earlier stage failed.
+    PromotionStopped,
 }
 
 impl NoticeKind {
@@ -30,6 +35,8 @@ impl NoticeKind {
         Self::DeletedDigestRunning,
         Self::QuarantinedDigestRunning,
         Self::ServiceDrifted,
+        Self::ApprovalRequired,
+        Self::PromotionStopped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +47,8 @@ impl NoticeKind {
             Self::DeletedDigestRunning => "deleted-digest-running",
             Self::QuarantinedDigestRunning => "quarantined-digest-running",
             Self::ServiceDrifted => "service-drifted",
+            Self::ApprovalRequired => "approval-required",
+            Self::PromotionStopped => "promotion-stopped",
         }
     }
 
@@ -55,6 +64,8 @@ impl NoticeKind {
             Self::DeletedDigestRunning => "Deleted digest still running",
             Self::QuarantinedDigestRunning => "Quarantined digest still running",
             Self::ServiceDrifted => "Service drifted",
+            Self::ApprovalRequired => "Approval required",
+            Self::PromotionStopped => "Promotion stopped",
         }
     }
 }

@@ -76,6 +76,8 @@ pub enum Record {
     HistoryApplied(HistoryApplied),
     Deployment(DeploymentRecord),
     ManualRequest(ManualRequestRecord),
+    Gate(GateRecord),
+    StageMark(StageMark),
     /// A kind the pipeline never reads back, named by its `type`.
     Other(String),
 }
@@ -126,6 +128,20 @@ impl Record {
     pub fn rollout(self) -> Option<RolloutRecord> {
         match self {
             Self::Rollout(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn gate(self) -> Option<GateRecord> {
+        match self {
+            Self::Gate(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub fn stage_mark(self) -> Option<StageMark> {
+        match self {
+            Self::StageMark(r) => Some(r),
             _ => None,
         }
     }
@@ -248,6 +264,8 @@ pub struct ImageRecord {
     pub status: Option<ImageStatus>,
     pub last_pushed_at: Option<String>,
     pub deleted_at: Option<String>,
+    /// When a release last lifted a hold.
+    pub released_at: Option<String>,
     pub quarantine: Option<Quarantine>,
     /// Each source's hold, of which `quarantine` is the summary.
     pub holds: Holds,
@@ -371,6 +389,116 @@ pub struct BlockedRecord {
     pub blocked_at: Option<String>,
 }
 
+/// Where a held deployment of one push to one service stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateStatus {
+    /// Waits for the digest's deployment to the earlier stage to complete and soak.
+    WaitingForStage,
+    /// Waits for approvals.
+    AwaitingApproval,
+    /// Approved (or promoted) and being deployed through the service's door.
+    Applying,
+    /// Went through the door (the deployment says how it ended).
+    Applied,
+    Denied,
+    /// Its deadline passed before enough approvals came.
+    Expired,
+    /// A newer push for the service came first.
+    Superseded,
+    /// The digest was quarantined or deleted.
+    Cancelled,
+    /// The earlier stage's deployment of the digest failed or was rolled back.
+    StageFailed,
+}
+
+impl GateStatus {
+    pub const ALL: [GateStatus; 9] = [
+        Self::WaitingForStage,
+        Self::AwaitingApproval,
+        Self::Applying,
+        Self::Applied,
+        Self::Denied,
+        Self::Expired,
+        Self::Superseded,
+        Self::Cancelled,
+        Self::StageFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WaitingForStage => "waiting_for_stage",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Applying => "applying",
+            Self::Applied => "applied",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Superseded => "superseded",
+            Self::Cancelled => "cancelled",
+            Self::StageFailed => "stage_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Still held: a decision, a stage outcome or the reconcile may move it.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Self::WaitingForStage | Self::AwaitingApproval)
+    }
+}
+
+/// A deployment held for approvals or an earlier stage (`keys::gate_sk`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateRecord {
+    pub id: String,
+    pub status: GateStatus,
+    pub cluster: String,
+    pub service: String,
+    pub container: Option<String>,
+    /// The stage of the service held.
+    pub stage: Option<String>,
+    /// The push held: its full reference (`registry/repo:tag@digest`), digest, event
+    /// (`provider#id`), sender time and ordering key.
+    pub image: String,
+    pub digest: String,
+    pub event: String,
+    pub pushed_at: String,
+    pub order: String,
+    pub received_at: Option<String>,
+    /// Approvals needed (0: none), and who approved, in order.
+    pub required: u32,
+    pub approvers: Vec<String>,
+    pub expires_secs: u64,
+    /// When approvals stop being accepted, set once it awaits them.
+    pub deadline: Option<String>,
+    /// The stage it waits for, and for how long that stage must run the digest.
+    pub after: Option<String>,
+    pub soak_secs: u64,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<String>,
+    /// The outcome and task definition of the deployment, once applied.
+    pub outcome: Option<String>,
+    pub task_definition: Option<String>,
+    /// Bumped by every change: each change is conditional on the version it read.
+    pub version: u64,
+}
+
+/// How one service of a stage ran a digest: what a later stage waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageMark {
+    pub digest: String,
+    pub cluster: String,
+    pub service: String,
+    /// `completed` or `failed`.
+    pub state: String,
+    pub at: String,
+    pub reason: Option<String>,
+}
+
 /// Points an ECS deployment id at the deployment item imagehook recorded when it started it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolloutRecord {
@@ -416,7 +544,8 @@ pub struct HistoryRecord {
     /// When imagehook received that event (its first delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received_at: Option<String>,
-    /// Who asked, for a deploy or rollback by hand: a local user or an IAM principal's ARN.
+    /// Who asked, for a deploy or rollback by hand, or who decided, for a decision on a held
+    /// deployment (approval, denial...): a local user or an IAM principal's ARN.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
     /// A refusal a deploy by hand was forced over (the digest's quarantine or deletion), and

@@ -51,6 +51,120 @@ pub struct RuleSpec {
     /// repository moves the service). Checked at the edge, before anything is written.
     #[serde(default, alias = "require-claims")]
     pub require_claims: std::collections::BTreeMap<String, String>,
+    /// Hold each deployment until this many people approve it (`imagehook approve <id>`, or
+    /// the approvals API), before its deadline.
+    #[serde(default)]
+    pub approval: Option<ApprovalSpec>,
+    /// Deploy a digest only after its deployment to a service of this stage completed (the
+    /// ECS deployment-outcome event) and `soak` passed without a failure there.
+    #[serde(default)]
+    pub after: Option<String>,
+    /// How long the `after` stage must run the digest without failing first (`30m`, `2h`);
+    /// absent: promoted as soon as that deployment completed.
+    #[serde(default)]
+    pub soak: Option<String>,
+}
+
+/// A rule's `approval`, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSpec {
+    /// Distinct approvers needed.
+    #[serde(default = "one")]
+    pub required: u32,
+    /// How long a deployment waits for its approvals (default 24h).
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The most approvers a rule may require.
+pub const MAX_APPROVERS: u32 = 10;
+/// How long an approval waits when the rule does not say.
+pub const DEFAULT_APPROVAL_EXPIRY_SECS: u64 = 24 * 3600;
+/// The longest an approval may wait, and the longest soak: a held deployment is not a queue.
+pub const MAX_WAIT_SECS: u64 = 30 * 24 * 3600;
+
+/// Approvals a rule's deployments wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Approval {
+    pub required: u32,
+    pub expires_secs: u64,
+}
+
+/// The stage a rule's deployments wait for, and how long it must run the digest healthily.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct After {
+    pub stage: String,
+    pub soak_secs: u64,
+}
+
+/// What a rule's deployments wait for before they go through the service's door.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Gate {
+    pub approval: Option<Approval>,
+    pub after: Option<After>,
+}
+
+impl Gate {
+    pub fn is_open(&self) -> bool {
+        self.approval.is_none() && self.after.is_none()
+    }
+}
+
+/// A duration as rules write it: one or more `<number><unit>` with units `s`, `m`, `h`, `d`
+/// (`90s`, `30m`, `1h30m`, `7d`). Answers the seconds, or why the text is not one.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("is empty: write a number and a unit (s, m, h, d), e.g. 24h".into());
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => {
+                return Err(format!(
+                    "{text:?} is not a duration: write a number and a unit (s, m, h, d), e.g. 24h"
+                ));
+            }
+        };
+        let n: u64 = digits.parse().map_err(|_| {
+            format!("{text:?} is not a duration: each unit needs a number before it, e.g. 1h30m")
+        })?;
+        digits.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(|| format!("{text:?} is too long"))?;
+    }
+    if !digits.is_empty() {
+        return Err(format!(
+            "{text:?} has no unit after {digits}: write s, m, h or d, e.g. {digits}m"
+        ));
+    }
+    Ok(total)
+}
+
+/// Seconds as rules write them, in the largest unit that divides them.
+pub fn format_duration(secs: u64) -> String {
+    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs > 0 && secs.is_multiple_of(n) {
+            return format!("{}{unit}", secs / n);
+        }
+    }
+    format!("{secs}s")
 }
 
 /// How a rule chooses tags.
@@ -118,6 +232,7 @@ pub struct Rule {
     ecr_registry: Option<String>,
     tags: Option<TagPattern>,
     policy: Policy,
+    gate: Gate,
 }
 
 impl Rule {
@@ -158,6 +273,7 @@ impl Rule {
             last_deployed: None,
             require_region: self.spec.require_region.clone(),
             replicas: Vec::new(),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -172,6 +288,22 @@ pub enum RuleError {
     Empty(usize, &'static str),
     #[error("DEPLOY_RULES: rule {0}: {1}")]
     Conflict(usize, &'static str),
+    #[error("DEPLOY_RULES: rule {rule}: {field} {message}")]
+    Gate {
+        rule: usize,
+        field: &'static str,
+        message: String,
+    },
+    #[error(
+        "DEPLOY_RULES: rule {rule}: after names stage {stage:?}, which no rule gives its services (stages: {known})"
+    )]
+    UnknownStage {
+        rule: usize,
+        stage: String,
+        known: String,
+    },
+    #[error("DEPLOY_RULES: stages wait for each other in a cycle ({0}): none could ever deploy")]
+    StageCycle(String),
 }
 
 /// Where a matched rule sends an image.
@@ -190,6 +322,137 @@ pub struct Target {
     /// Other registries the digest has arrived in (replicas): a service that pulls the
     /// repository from one of them is deployed that replica's reference.
     pub replicas: Vec<String>,
+    /// What the rule's deployments wait for (approvals, an earlier stage).
+    pub gate: Gate,
+}
+
+/// A rule's gate, with its numbers in bounds.
+fn gate_of(i: usize, spec: &RuleSpec) -> Result<Gate, RuleError> {
+    let bad = |field, message: String| RuleError::Gate {
+        rule: i,
+        field,
+        message,
+    };
+    let bounded = |field, text: &str, min: u64| -> Result<u64, RuleError> {
+        let secs = parse_duration(text).map_err(|m| bad(field, m))?;
+        if secs < min {
+            return Err(bad(
+                field,
+                format!("{text:?} is too short: at least {min}s"),
+            ));
+        }
+        if secs > MAX_WAIT_SECS {
+            return Err(bad(
+                field,
+                format!(
+                    "{text:?} is too long: at most {}",
+                    format_duration(MAX_WAIT_SECS)
+                ),
+            ));
+        }
+        Ok(secs)
+    };
+    let approval = match &spec.approval {
+        None => None,
+        Some(a) => {
+            if !(1..=MAX_APPROVERS).contains(&a.required) {
+                return Err(bad(
+                    "approval.required",
+                    format!("must be between 1 and {MAX_APPROVERS}, not {}", a.required),
+                ));
+            }
+            let expires_secs = match &a.expires {
+                Some(e) => bounded("approval.expires", e, 1)?,
+                None => DEFAULT_APPROVAL_EXPIRY_SECS,
+            };
+            Some(Approval {
+                required: a.required,
+                expires_secs,
+            })
+        }
+    };
+    let after = match (&spec.after, &spec.soak) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(bad(
+                "soak",
+                "needs after: the soak is how long the earlier stage runs the digest".into(),
+            ));
+        }
+        (Some(stage), soak) => {
+            if stage.trim().is_empty() {
+                return Err(RuleError::Empty(i, "after"));
+            }
+            let soak_secs = match soak {
+                Some(s) => bounded("soak", s, 0)?,
+                None => 0,
+            };
+            Some(After {
+                stage: stage.clone(),
+                soak_secs,
+            })
+        }
+    };
+    Ok(Gate { approval, after })
+}
+
+/// Every `after` names a stage some rule has, and no stage waits, through others, for itself.
+fn check_stages(rules: &[Rule]) -> Result<(), RuleError> {
+    let mut known: Vec<&str> = rules
+        .iter()
+        .filter_map(|r| r.spec.stage.as_deref())
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    // stage -> the stages its rules wait for
+    let mut edges: Vec<(&str, &str)> = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let Some(after) = r.gate.after.as_ref().map(|a| a.stage.as_str()) else {
+            continue;
+        };
+        if !known.contains(&after) {
+            return Err(RuleError::UnknownStage {
+                rule: i,
+                stage: after.to_owned(),
+                known: if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                },
+            });
+        }
+        if let Some(stage) = r.spec.stage.as_deref() {
+            edges.push((stage, after));
+        }
+    }
+    for &start in &known {
+        // Depth-first along the waits, keeping the path: a stage met again on it is a cycle.
+        let mut path = vec![start];
+        if let Some(cycle) = walk(&edges, &mut path) {
+            return Err(RuleError::StageCycle(cycle));
+        }
+    }
+    Ok(())
+}
+
+fn walk<'a>(edges: &[(&'a str, &'a str)], path: &mut Vec<&'a str>) -> Option<String> {
+    let here = *path.last()?;
+    for &(from, to) in edges {
+        if from != here {
+            continue;
+        }
+        if let Some(at) = path.iter().position(|s| *s == to) {
+            let mut cycle: Vec<&str> = path[at..].to_vec();
+            cycle.push(to);
+            return Some(cycle.join(" -> "));
+        }
+        path.push(to);
+        if let Some(c) = walk(edges, path) {
+            return Some(c);
+        }
+        path.pop();
+    }
+    None
 }
 
 /// All rules of a deployment.
@@ -238,14 +501,17 @@ impl Rules {
                 .map(|(host, _)| host)
                 .filter(|host| ecr_account_region(host).is_some())
                 .map(str::to_owned);
+            let gate = gate_of(i, &spec)?;
             rules.push(Rule {
                 ecr_registry,
                 repository: compile_glob(&spec.repository)?,
                 tags,
                 policy,
+                gate,
                 spec,
             });
         }
+        check_stages(&rules)?;
         Ok(Self(rules))
     }
 
@@ -276,6 +542,14 @@ impl Rules {
             out.push(r.target());
         }
         out
+    }
+
+    /// The stage a rule gives the service, if any rule names it with one.
+    pub fn stage_of(&self, cluster: &str, service: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|r| r.spec.cluster == cluster && r.spec.service == service)
+            .find_map(|r| r.spec.stage.as_deref())
     }
 
     /// The services that follow this image, each once even when several rules name it.
@@ -469,5 +743,149 @@ mod tests {
                 .all(|t| t.service == "other")
         );
         assert!(rules.targets(&img("ghcr.io/shop/api:1")).is_empty());
+    }
+
+    fn gated(extra: &str) -> Result<Rules, RuleError> {
+        Rules::parse(&format!(
+            r#"[{{"repository": "a", "cluster": "c", "service": "staging", "stage": "staging"}},
+                {{"repository": "a", "cluster": "c", "service": "prod", "stage": "prod" {extra}}}]"#
+        ))
+    }
+
+    #[test]
+    fn approval_and_after_reach_the_targets_with_their_defaults() {
+        let rules = gated(
+            r#", "approval": {"required": 2, "expires": "90m"}, "after": "staging", "soak": "30m""#,
+        )
+        .unwrap();
+        let prod = rules
+            .targets(&img("r.example.com/a:1"))
+            .into_iter()
+            .find(|t| t.service == "prod")
+            .unwrap();
+        assert_eq!(
+            prod.gate,
+            Gate {
+                approval: Some(Approval {
+                    required: 2,
+                    expires_secs: 5400
+                }),
+                after: Some(After {
+                    stage: "staging".into(),
+                    soak_secs: 1800
+                }),
+            }
+        );
+        let plain = gated(r#", "approval": {}"#).unwrap();
+        let t = plain.targets(&img("r.example.com/a:1"));
+        let prod = t.iter().find(|t| t.service == "prod").unwrap();
+        assert_eq!(
+            prod.gate.approval,
+            Some(Approval {
+                required: 1,
+                expires_secs: DEFAULT_APPROVAL_EXPIRY_SECS
+            })
+        );
+        assert!(
+            t.iter()
+                .find(|t| t.service == "staging")
+                .unwrap()
+                .gate
+                .is_open()
+        );
+        assert_eq!(plain.stage_of("c", "prod"), Some("prod"));
+    }
+
+    #[test]
+    fn approvals_out_of_bounds_are_refused_with_what_is_allowed() {
+        let err = |extra: &str| gated(extra).unwrap_err().to_string();
+        assert_eq!(
+            err(r#", "approval": {"required": 0}"#),
+            "DEPLOY_RULES: rule 1: approval.required must be between 1 and 10, not 0"
+        );
+        assert_eq!(
+            err(r#", "approval": {"required": 11}"#),
+            "DEPLOY_RULES: rule 1: approval.required must be between 1 and 10, not 11"
+        );
+        assert_eq!(
+            err(r#", "approval": {"expires": "31d"}"#),
+            "DEPLOY_RULES: rule 1: approval.expires \"31d\" is too long: at most 30d"
+        );
+        assert_eq!(
+            err(r#", "approval": {"expires": "0s"}"#),
+            "DEPLOY_RULES: rule 1: approval.expires \"0s\" is too short: at least 1s"
+        );
+        assert_eq!(
+            err(r#", "approval": {"expires": "tomorrow"}"#),
+            "DEPLOY_RULES: rule 1: approval.expires \"tomorrow\" is not a duration: write a number and a unit (s, m, h, d), e.g. 24h"
+        );
+        assert!(matches!(
+            gated(r#", "approval": {"required": 1, "quorum": 2}"#),
+            Err(RuleError::Json(_))
+        ));
+        assert!(matches!(
+            gated(r#", "approval": {"required": -1}"#),
+            Err(RuleError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn after_must_name_a_known_stage_and_stages_must_not_wait_in_a_cycle() {
+        assert_eq!(
+            gated(r#", "after": "stagin""#).unwrap_err(),
+            RuleError::UnknownStage {
+                rule: 1,
+                stage: "stagin".into(),
+                known: "prod, staging".into()
+            }
+        );
+        assert_eq!(
+            gated(r#", "soak": "5m""#).unwrap_err().to_string(),
+            "DEPLOY_RULES: rule 1: soak needs after: the soak is how long the earlier stage runs the digest"
+        );
+        assert_eq!(
+            gated(r#", "after": "staging", "soak": "5 minutes""#)
+                .unwrap_err()
+                .to_string(),
+            "DEPLOY_RULES: rule 1: soak \"5 minutes\" is not a duration: write a number and a unit (s, m, h, d), e.g. 24h"
+        );
+        let cycle = Rules::parse(
+            r#"[{"repository": "a", "cluster": "c", "service": "dev", "stage": "dev", "after": "prod"},
+                {"repository": "a", "cluster": "c", "service": "staging", "stage": "staging", "after": "dev"},
+                {"repository": "a", "cluster": "c", "service": "prod", "stage": "prod", "after": "staging"}]"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&cycle, RuleError::StageCycle(c) if c.contains("->")),
+            "{cycle}"
+        );
+        assert!(matches!(
+            Rules::parse(
+                r#"[{"repository": "a", "cluster": "c", "service": "s", "stage": "prod", "after": "prod"}]"#
+            ),
+            Err(RuleError::StageCycle(c)) if c == "prod -> prod"
+        ));
+        let chain = Rules::parse(
+            r#"[{"repository": "a", "cluster": "c", "service": "dev", "stage": "dev"},
+                {"repository": "a", "cluster": "c", "service": "staging", "stage": "staging", "after": "dev"},
+                {"repository": "a", "cluster": "c", "service": "prod", "stage": "prod", "after": "staging", "soak": "1h30m"}]"#,
+        );
+        assert!(chain.is_ok(), "{chain:?}");
+    }
+
+    #[test]
+    fn durations_read_as_rules_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("7d"), Ok(604_800));
+        assert!(
+            parse_duration("15")
+                .unwrap_err()
+                .contains("no unit after 15")
+        );
+        assert!(parse_duration("").is_err() && parse_duration("h").is_err());
+        assert_eq!(format_duration(86_400), "1d");
+        assert_eq!(format_duration(5400), "90m");
+        assert_eq!(format_duration(0), "0s");
     }
 }

@@ -21,6 +21,9 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error("deploy: {0}")]
     Deploy(#[from] DeployError),
+    /// A decision on a held deployment was refused: the caller's to correct, never retried.
+    #[error(transparent)]
+    Decision(#[from] crate::model::approval::DecisionError),
 }
 
 impl PipelineError {
@@ -29,6 +32,7 @@ impl PipelineError {
         match self {
             Self::Store(e) => e.is_retryable(),
             Self::Deploy(e) => e.is_retryable(),
+            Self::Decision(_) => false,
         }
     }
 }

@@ -111,6 +111,7 @@ pub async fn blocked_deployments(
                 last_deployed: None,
                 require_region: None,
                 replicas: Vec::new(),
+                gate: Default::default(),
             },
             tag: b.tag,
             waiting_region: b.waiting_region,
@@ -150,6 +151,7 @@ pub(crate) async fn apply_held(
     let digest = event.image.digest.as_ref().map(ToString::to_string);
     let mut proposals: Vec<(Target, Proposal)> = Vec::new();
     let mut source = Source::of(event, received_at(deps, event).await?.as_deref());
+    let mut gated: Vec<(Target, crate::model::reference::ImageRef, Blocked)> = Vec::new();
     for b in held {
         let current = match &b.tag {
             Some(tag) => tag_digest(deps.store, event, tag).await?,
@@ -162,6 +164,11 @@ pub(crate) async fn apply_held(
         {
             let mut target = with_current_policy(deps, event, b);
             target.replicas = replicas.to_vec();
+            if !target.gate.is_open() {
+                // Released, it still waits for its approvals or its earlier stage.
+                gated.push((target, tagged(event, b), b.clone()));
+                continue;
+            }
             let proposal = Proposal {
                 event: b
                     .event
@@ -185,8 +192,40 @@ pub(crate) async fn apply_held(
         }
     }
     let settled: Vec<_> = held.iter().map(|b| b.key.clone()).collect();
+    let pending = gated
+        .iter()
+        .map(|(t, image, b)| super::approve::Pending {
+            target: t.clone(),
+            image,
+            event: b
+                .event
+                .clone()
+                .unwrap_or_else(|| format!("{}#{}", event.provider, event.id)),
+            pushed_at: b.order.split('#').next().unwrap_or_default().to_owned(),
+            order: b.order.clone(),
+            received_at: converge::received_of(&b.order).map(str::to_owned),
+        })
+        .collect();
+    // Gated holds come back open only when their stage passed and they need no approval.
+    let (open, waiting) = super::approve::hold_gated(deps, pending).await?;
+    for t in open {
+        if let Some((_, image, b)) = gated
+            .iter()
+            .find(|(g, _, _)| g.cluster == t.cluster && g.service == t.service)
+        {
+            let proposal = Proposal {
+                event: b
+                    .event
+                    .clone()
+                    .unwrap_or_else(|| format!("{}#{}", event.provider, event.id)),
+                image: image.clone(),
+                order: b.order.clone(),
+            };
+            proposals.push((t, proposal));
+        }
+    }
     let deployments =
-        super::deploy::deploy_all(deps, event, &source, proposals, Vec::new(), &settled).await?;
+        super::deploy::deploy_all(deps, event, &source, proposals, waiting, &settled).await?;
     warn_failed(result, &deployments);
     result.deployments = deployments;
     Ok(())
@@ -206,14 +245,7 @@ async fn received_at(deps: &Deps<'_>, event: &ImageEvent) -> Result<Option<Strin
 /// A held deployment with the rollout policy its rule has now (rules may have changed while
 /// the digest was held); the default policy if no rule names the service any more.
 fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Target {
-    let mut image = event.image.clone();
-    if let Some(tag) = b
-        .tag
-        .as_deref()
-        .and_then(|t| crate::model::reference::Tag::parse(t).ok())
-    {
-        image.tag = Some(tag);
-    }
+    let image = tagged(event, b);
     let mut target = b.target.clone();
     if let Some(t) = deps
         .rules
@@ -222,8 +254,22 @@ fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Targ
         .find(|t| t.cluster == target.cluster && t.service == target.service)
     {
         target.policy = t.policy;
+        target.gate = t.gate;
     }
     target
+}
+
+/// The event's image with the tag the held push had: the tag chose the rule.
+fn tagged(event: &ImageEvent, b: &Blocked) -> crate::model::reference::ImageRef {
+    let mut image = event.image.clone();
+    if let Some(tag) = b
+        .tag
+        .as_deref()
+        .and_then(|t| crate::model::reference::Tag::parse(t).ok())
+    {
+        image.tag = Some(tag);
+    }
+    image
 }
 
 /// Holds deployments until the digest arrives in their region.

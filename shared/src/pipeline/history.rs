@@ -23,6 +23,16 @@ pub enum EntryKind {
     Release,
     /// A replica's arrival applying deployments held until the digest reached its region.
     Arrival,
+    /// One person's approval of a held deployment (and, with the last one needed, its apply).
+    Approval,
+    /// A held deployment denied.
+    Denial,
+    /// A held deployment whose approvals did not come before its deadline.
+    Expiry,
+    /// A held deployment let go by its earlier stage: applied, or on to its approvals.
+    Promotion,
+    /// A held deployment that will not go: superseded, cancelled, or its earlier stage failed.
+    Stop,
 }
 
 impl EntryKind {
@@ -31,6 +41,11 @@ impl EntryKind {
             Self::Push => "push",
             Self::Release => "release",
             Self::Arrival => "arrival",
+            Self::Approval => "approval",
+            Self::Denial => "denial",
+            Self::Expiry => "expiry",
+            Self::Promotion => "promotion",
+            Self::Stop => "stop",
         }
     }
 }
@@ -45,6 +60,8 @@ pub enum EntryOutcome {
     Stale,
     /// A newer push is what every service of the stage should run.
     Superseded,
+    /// Every service of the stage holds it for approvals or an earlier stage.
+    Waiting,
 }
 
 impl EntryOutcome {
@@ -54,6 +71,7 @@ impl EntryOutcome {
             Self::Blocked => "blocked",
             Self::Stale => "stale",
             Self::Superseded => "superseded",
+            Self::Waiting => "waiting",
         }
     }
 }
@@ -226,6 +244,19 @@ fn entry_outcome<'a>(
             return (outcome, list.first().and_then(|d| d.reason.as_deref()));
         }
     }
+    if !list.is_empty()
+        && list.iter().all(|d| {
+            matches!(
+                d.outcome,
+                DeployOutcome::AwaitingApproval | DeployOutcome::WaitingForStage
+            )
+        })
+    {
+        return (
+            EntryOutcome::Waiting,
+            list.first().and_then(|d| d.reason.as_deref()),
+        );
+    }
     (EntryOutcome::Applied, None)
 }
 
@@ -268,7 +299,78 @@ pub fn applied_op(event: &ImageEvent, d: &Deployment, by: &str, at: &Timestamp) 
     }
 }
 
-/// Services an entry lists as `queued` read as what the lease holder then applied there.
+/// What a decision on a held deployment says, for its history entry.
+#[derive(Debug, Clone)]
+pub struct Decided<'a> {
+    pub kind: EntryKind,
+    /// The held deployment's id.
+    pub id: &'a str,
+    /// The push held: its reference (with tag and digest), event and sender time.
+    pub image: &'a crate::model::reference::ImageRef,
+    pub push_event: &'a str,
+    pub pushed_at: &'a str,
+    pub stage: Option<&'a str>,
+    pub cluster: &'a str,
+    pub service: &'a str,
+    /// The held deployment's state after the decision (`applied`, `denied`, ...), or the
+    /// deployment's own outcome once applied.
+    pub outcome: &'a str,
+    pub reason: &'a str,
+    /// Who decided: a person's name or IAM principal, or `reconcile`, or the ECS deployment
+    /// whose outcome promoted it.
+    pub by: &'a str,
+    pub task_definition: Option<&'a str>,
+}
+
+/// The history entry of a decision on a held deployment, in the stage of the service it holds,
+/// at the time it was made, keyed by the hold, the kind of decision and who made it (a
+/// retried approval finds its vote counted and writes none).
+pub fn decision_op(d: &Decided<'_>, at: &Timestamp) -> Op {
+    let img = d.image;
+    let mut service = json!({"cluster": d.cluster, "service": d.service, "outcome": d.outcome,
+                             "at": at.as_str(), "reason": d.reason});
+    if let Some(td) = d.task_definition {
+        service["task_definition"] = json!(td);
+    }
+    let mut item = Map::new();
+    item.insert("type".into(), json!("history"));
+    if let Some(stage) = d.stage {
+        item.insert("stage".into(), json!(stage));
+    }
+    item.insert("kind".into(), json!(d.kind.as_str()));
+    item.insert("outcome".into(), json!(d.outcome));
+    item.insert("reason".into(), json!(d.reason));
+    item.insert("registry".into(), json!(img.registry.as_str()));
+    item.insert("repository".into(), json!(img.repository.as_str()));
+    if let Some(t) = &img.tag {
+        item.insert("tag".into(), json!(t.as_str()));
+    }
+    if let Some(g) = &img.digest {
+        item.insert("digest".into(), json!(g.as_str()));
+    }
+    item.insert("pushed_at".into(), json!(d.pushed_at));
+    item.insert("push_event".into(), json!(d.push_event));
+    let event = ["hold#", d.id].concat();
+    item.insert("event".into(), json!(event));
+    item.insert("by".into(), json!(d.by));
+    item.insert("at".into(), json!(at.as_str()));
+    item.insert("services".into(), Value::Array(vec![service]));
+    Op::Put {
+        key: Key::new(
+            keys::image_pk(img.registry.as_str(), img.repository.as_str()),
+            keys::history_sk(
+                d.stage.unwrap_or_default(),
+                at.as_str(),
+                &[event.as_str(), "#", d.kind.as_str(), "#", d.by].concat(),
+            ),
+        ),
+        item,
+        cond: None,
+    }
+}
+
+/// Services an entry lists as `queued` (or held for approvals or a stage) read as what the lease
+/// holder then applied there.
 fn with_applied(entries: &mut [HistoryRecord], applied: Vec<HistoryApplied>) {
     if applied.is_empty() {
         return;
@@ -286,7 +388,13 @@ fn with_applied(entries: &mut [HistoryRecord], applied: Vec<HistoryApplied>) {
     }
     for e in entries {
         let push = e.push_event.clone().unwrap_or_else(|| e.event.clone());
-        for s in e.services.iter_mut().filter(|s| s.outcome == "queued") {
+        // Queued behind a holder, or held for approvals or a stage and let go since.
+        for s in e.services.iter_mut().filter(|s| {
+            matches!(
+                s.outcome.as_str(),
+                "queued" | "awaiting_approval" | "waiting_for_stage"
+            )
+        }) {
             let key = (
                 e.stage.clone(),
                 push.clone(),
@@ -298,10 +406,15 @@ fn with_applied(entries: &mut [HistoryRecord], applied: Vec<HistoryApplied>) {
                 s.at = a.at.clone();
                 s.task_definition = a.task_definition.clone();
                 s.reason = Some(a.reason.clone().unwrap_or_else(|| {
-                    format!(
-                        "applied by {}, which held the service's lease",
-                        a.by.as_deref().unwrap_or("another delivery")
-                    )
+                    match a.by.as_deref().and_then(|b| b.strip_prefix("hold#")) {
+                        Some(id) => format!(
+                            "held as {id}, then let go (see that hold's approval or promotion entry)"
+                        ),
+                        None => format!(
+                            "applied by {}, which held the service's lease",
+                            a.by.as_deref().unwrap_or("another delivery")
+                        ),
+                    }
                 }));
             }
         }

@@ -1027,6 +1027,8 @@ fn plain_target(cluster: &str, service: &str) -> Target {
         last_deployed: None,
         require_region: None,
         replicas: Vec::new(),
+        // A request by hand is its own approval: whoever may call the route chose the digest.
+        gate: Default::default(),
     }
 }
 

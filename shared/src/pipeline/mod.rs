@@ -5,6 +5,7 @@
 //! functions' entry is [`handle`]: each handles the events of its own action and acknowledges
 //! the rest as ignored, so a registry that sends every action to one URL does no harm.
 
+pub mod approve;
 pub mod converge;
 pub mod delete;
 pub mod deploy;

@@ -23,7 +23,11 @@ pub fn from_results(results: &[EventResult]) -> Vec<Notice> {
                 ),
                 DeployOutcome::Blocked => (NoticeKind::DeploymentBlocked, d.reason.clone()),
                 DeployOutcome::Failed => (NoticeKind::DeploymentFailed, d.reason.clone()),
-                DeployOutcome::Unchanged
+                // The reason names the id and what to run to approve or deny it.
+                DeployOutcome::AwaitingApproval => (NoticeKind::ApprovalRequired, d.reason.clone()),
+                // Expected: the earlier stage's outcome moves it; only a stop is news.
+                DeployOutcome::WaitingForStage
+                | DeployOutcome::Unchanged
                 | DeployOutcome::Skipped
                 | DeployOutcome::Planned
                 | DeployOutcome::Superseded
@@ -186,6 +190,28 @@ mod tests {
         assert_eq!(
             notices[1].text(),
             "Deployment blocked: prod/e -> registry.example.com/shop/api@sha256:ab (stage stable): the digest is quarantined"
+        );
+    }
+
+    #[test]
+    fn a_deployment_awaiting_approval_is_notified_with_what_to_run() {
+        let mut r = result("push");
+        r.deployments = vec![
+            deployment("a", DeployOutcome::AwaitingApproval),
+            deployment("b", DeployOutcome::WaitingForStage),
+        ];
+        r.deployments[0].reason =
+            Some("awaiting approval (0 of 1) until 2026-11-21T10:00:00Z: approve with `imagehook approve 3f9a1c0b7d2e`".into());
+        let notices = from_results(&[r]);
+        assert_eq!(notices.len(), 1, "a stage wait is no news: {notices:?}");
+        assert_eq!(notices[0].kind, NoticeKind::ApprovalRequired);
+        assert!(
+            notices[0]
+                .text()
+                .starts_with("Approval required: prod/a -> ")
+                && notices[0].text().contains("imagehook approve 3f9a1c0b7d2e"),
+            "{}",
+            notices[0].text()
         );
     }
 

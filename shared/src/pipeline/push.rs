@@ -7,7 +7,7 @@ use super::converge::{self, Proposal};
 use super::deps::{Deps, PipelineError, warn_failed};
 use super::history::{self, EntryOutcome, Source};
 use super::receipt::{MAX_ATTEMPTS, Receipt, pending, unexpected};
-use super::{deployments, held, quarantine, replicate};
+use super::{approve, deployments, held, quarantine, replicate};
 use crate::model::deployment::{DeployOutcome, Deployment};
 use crate::model::event::{ImageEvent, Provider, Timestamp};
 use crate::model::quarantine::{Holds, Lift};
@@ -94,6 +94,20 @@ pub(super) async fn push_one(
         _ => converge::order_of(event.occurred_at.as_str(), received_at.as_str()),
     };
     let source = Source::of(event, converge::received_of(&order));
+    let event_name = format!("{}#{}", event.provider, event.id);
+    let pending = targets
+        .into_iter()
+        .map(|target| approve::Pending {
+            target,
+            image: &event.image,
+            event: event_name.clone(),
+            pushed_at: event.occurred_at.as_str().to_owned(),
+            order: order.clone(),
+            received_at: converge::received_of(&order).map(str::to_owned),
+        })
+        .collect();
+    let (targets, gated) = approve::hold_gated(deps, pending).await?;
+    deployments.extend(gated);
     let proposal = Proposal {
         event: format!("{}#{}", event.provider, event.id),
         image: event.image.clone(),

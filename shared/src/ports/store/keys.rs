@@ -124,3 +124,27 @@ pub fn history_prefix(stage: Option<&str>) -> String {
         None => "H#".to_owned(),
     }
 }
+
+/// Held deployments that wait for approvals or an earlier stage: one partition, so that what
+/// waits is listed with one query and each is read by the id a person types.
+pub const GATES_PK: &str = "GATES";
+
+pub fn gate_sk(id: &str) -> String {
+    ["G#", id].concat()
+}
+
+pub const GATES_PREFIX: &str = "G#";
+
+/// How a stage's deployments of a digest ended, one item per service of the stage: what a
+/// later stage waits for.
+pub fn stage_pk(stage: &str) -> String {
+    ["STAGE#", stage].concat()
+}
+
+pub fn stage_mark_sk(digest: &str, cluster: &str, service: &str) -> String {
+    ["D#", digest, "#", cluster, "/", service].concat()
+}
+
+pub fn stage_marks_prefix(digest: &str) -> String {
+    ["D#", digest, "#"].concat()
+}
