@@ -4,7 +4,7 @@
 Each run execs a fresh process against a local Lambda Runtime API (this file) that serves one
 API Gateway event, and times it from just before exec to the moment its response is posted:
 init, the first `next`, the handler and its DynamoDB writes, all of it; "init" alone is exec to
-the first `next`. Peak RSS is the child's ru_maxrss (KiB / 1024 = MB). The two functions take
+the first `next`. Peak RSS is the process's VmHWM once it has answered (MiB). The two functions take
 turns run by run, so drift on the machine hits both alike.
 
 After init the figure is mostly the DynamoDB endpoint's latency. moto's TransactWriteItems
@@ -17,6 +17,12 @@ for each run as a new environment's /tmp is): the function's own cost without a 
     DEPLOY_RULES_FILE=... AWS_ENDPOINT_URL=... AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... \\
     python3 bench/coldstart.py --bootstrap target/lambda/imagehook-push/bootstrap \\
         --python-handler bench/python_handler.py --event events/acr-push.json --runs 30 [--json]
+
+--floor BIN adds a bare `lambda_runtime` function (bench/floor, answering `{}`): exec, the
+Runtime API and nothing else, the floor the push function's own start is measured against.
+--standin adds the push bootstrap and the Python handler again with DynamoDB answered by an
+instant stand-in on loopback (`{}` to every call, one write per answer): their own cost, with
+no store latency in it.
 
 The function's configuration comes from this process's environment. The Python handler runs
 as `<--python> -m awslambdaric <module>.handler` in its own directory, so --python (default:
@@ -117,6 +123,30 @@ class RuntimeApi(BaseHTTPRequestHandler):
         self.reply(202, b'{"status":"OK"}')
 
 
+class Instant(BaseHTTPRequestHandler):
+    """DynamoDB's JSON protocol answered with `{}`: no item, or a transaction written."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        # One write: headers and body in two segments meet delayed ACKs (40 ms).
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+
+
+def serve(handler):
+    """`handler` on an ephemeral loopback port, in a background thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class Server(ThreadingHTTPServer):
     def __init__(self, invocation):
         self.invocation = invocation
@@ -191,7 +221,9 @@ def invoke(inv, cmd, cwd, env, timeout, allow_duplicate=False):
                 break
             if time.monotonic() > deadline:
                 break
+        hwm = None
         if exited is None:
+            hwm = peak_rss_mb(proc.pid)
             os.kill(proc.pid, signal.SIGKILL)
             _, status, rusage = os.wait4(proc.pid, 0)
         else:
@@ -225,7 +257,21 @@ def invoke(inv, cmd, cwd, env, timeout, allow_duplicate=False):
         outcomes = [e.get("outcome") for e in payload.get("events", [])] if isinstance(payload, dict) else []
         if "duplicate" in outcomes and not allow_duplicate:
             fail("the event was taken for a duplicate: each run must record a new one")
-    return (inv.posted_at - start) / 1e6, (inv.next_at - start) / 1e6, rusage.ru_maxrss / 1024, payload
+    rss = hwm if hwm is not None else rusage.ru_maxrss / 1024
+    return (inv.posted_at - start) / 1e6, (inv.next_at - start) / 1e6, rss, payload
+
+
+def peak_rss_mb(pid):
+    """The process's own peak RSS (VmHWM), read while it waits for its next event. The child's
+    ru_maxrss would not do: it counts the pages of this interpreter, forked before the exec."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def p90(values):
@@ -260,14 +306,25 @@ def main():
     ap.add_argument("--embedded", action="store_true",
                     help="also run the bootstrap on the embedded store (STATE_DIR, a new one per run)"
                          " instead of TABLE_NAME")
+    ap.add_argument("--floor", type=Path, help="a bare lambda_runtime function (bench/floor)")
+    ap.add_argument("--standin", action="store_true",
+                    help="also run the bootstrap and the Python handler against an instant"
+                         " DynamoDB stand-in")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
-    if not (args.bootstrap or args.python_handler) or args.runs < 1:
-        ap.error("give --bootstrap, --python-handler or both, and --runs >= 1")
+    if not (args.bootstrap or args.python_handler or args.floor) or args.runs < 1:
+        ap.error("give --bootstrap, --python-handler, --floor or several, and --runs >= 1")
 
     template = json.loads(args.event.read_text())
     env = lambda_env(os.environ, FUNCTION)
     contenders = {}
+    if args.floor:
+        contenders["floor"] = ([str(args.floor.resolve())], None, lambda: env)
+    standin_env = None
+    if args.standin:
+        standin = serve(Instant)
+        standin_env = dict(env, AWS_ENDPOINT_URL=f"http://127.0.0.1:{standin.server_address[1]}",
+                           TABLE_NAME=env.get("TABLE_NAME", "bench"))
     state_root = tempfile.TemporaryDirectory(prefix="imagehook-coldstart-")
     if args.bootstrap:
         bootstrap = [str(args.bootstrap.resolve())]
@@ -279,13 +336,18 @@ def main():
                 fresh["STATE_DIR"] = tempfile.mkdtemp(dir=state_root.name)
                 return fresh
             contenders["rust-embedded"] = (bootstrap, None, embedded_env)
+        if standin_env:
+            contenders["rust-standin"] = (bootstrap, None, lambda: standin_env)
     if args.python_handler:
         handler = args.python_handler.resolve()
         # Lambda's task root is read-only, so the handler is compiled on every cold start there
         # too; and no __pycache__ is left beside it.
         py_env = dict(env, PYTHONDONTWRITEBYTECODE="1")
-        contenders["python"] = ([args.python, "-m", "awslambdaric", f"{handler.stem}.handler"],
-                                str(handler.parent), lambda: py_env)
+        py_cmd = [args.python, "-m", "awslambdaric", f"{handler.stem}.handler"]
+        contenders["python"] = (py_cmd, str(handler.parent), lambda: py_env)
+        if standin_env:
+            py_standin = dict(standin_env, PYTHONDONTWRITEBYTECODE="1")
+            contenders["python-standin"] = (py_cmd, str(handler.parent), lambda: py_standin)
 
     samples = {name: ([], [], []) for name in contenders}
     for i in range(args.warmup + args.runs):
@@ -299,6 +361,13 @@ def main():
     result = {name: summary(*s) for name, s in samples.items()}
     if "rust" in result and "python" in result:
         result["ratio_median"] = result["python"]["median_ms"] / result["rust"]["median_ms"]
+    if "floor" in result:
+        for name in ("rust", "rust-embedded", "rust-standin"):
+            if name in result:
+                result[f"floor_ratio_{name}"] = result[name]["median_ms"] / result["floor"]["median_ms"]
+    if "rust-standin" in result and "python-standin" in result:
+        result["ratio_median_standin"] = (result["python-standin"]["median_ms"]
+                                          / result["rust-standin"]["median_ms"])
     if "rust-embedded" in result and "python" in result:
         result["ratio_median_embedded"] = (result["python"]["median_ms"]
                                            / result["rust-embedded"]["median_ms"])
@@ -317,6 +386,11 @@ def main():
         print(f"ratio of medians (python / rust): {result['ratio_median']:.1f}x")
     if "ratio_median_embedded" in result:
         print(f"ratio of medians (python / rust-embedded): {result['ratio_median_embedded']:.1f}x")
+    if "ratio_median_standin" in result:
+        print(f"ratio of medians (python-standin / rust-standin): {result['ratio_median_standin']:.1f}x")
+    for name in ("rust", "rust-embedded", "rust-standin"):
+        if f"floor_ratio_{name}" in result:
+            print(f"ratio of medians ({name} / floor): {result[f'floor_ratio_{name}']:.2f}x")
 
 
 if __name__ == "__main__":

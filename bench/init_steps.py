@@ -29,30 +29,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-
-class Instant(BaseHTTPRequestHandler):
-    """DynamoDB's JSON protocol answered with `{}`: no item, or a transaction written."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *_):
-        pass
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        # One write: headers and body in two segments meet delayed ACKs (40 ms).
-        self.wfile.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\n"
-            b"Content-Length: 2\r\n\r\n{}"
-        )
-
-
-def serve(handler):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+from coldstart import Instant, serve
 
 
 def run_once(cmd, env, event, gentle):
@@ -115,6 +94,8 @@ def main():
     ap.add_argument("--standin", action="store_true")
     ap.add_argument("--https", action="store_true")
     ap.add_argument("--level", default="debug", help="the bootstrap's log level")
+    ap.add_argument("--apply", action="store_true",
+                    help="DEPLOY_MODE=apply (the ECS client is built; the stand-in answers it too)")
     ap.add_argument("--wrap", default="", help="a command to run the bootstrap under")
     args = ap.parse_args()
     with open(args.event, "rb") as f:
@@ -134,6 +115,8 @@ def main():
         env.update(creds, AWS_ENDPOINT_URL=f"http://127.0.0.1:{standin.server_address[1]}")
     elif args.https:
         env.update(creds, AWS_ENDPOINT_URL_DYNAMODB="https://127.0.0.1:9")
+    if args.apply:
+        env["DEPLOY_MODE"] = "apply"
     cmd = shlex.split(args.wrap) + [args.bootstrap]
     took, per_step = [], {}
     for _ in range(args.runs):

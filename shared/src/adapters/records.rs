@@ -9,7 +9,10 @@ use crate::model::event::Provider;
 use crate::model::payload::UrlHints;
 use crate::model::quarantine::{Hold, Holds, SOURCES, legacy_source};
 use crate::model::records::{
-    Applied, BlockedRecord, DeploymentRecord, Desired, GateRecord, GateStatus, HistoryApplied, HistoryRecord, HistoryService, ImageRecord, ImageStatus, ImageTagRecord, KeptPayload, Lease, ManualRequestRecord, Quarantine, ReceiptRecord, ReceiptStatus, Record, RegionRecord, RolloutRecord, ServiceRecord, StageMark, TagRecord,
+    Applied, BlockedRecord, DeploymentRecord, Desired, GateRecord, GateStatus, HistoryApplied,
+    HistoryRecord, HistoryService, ImageRecord, ImageStatus, ImageTagRecord, KeptPayload, Lease,
+    ManualRequestRecord, Quarantine, ReceiptRecord, ReceiptStatus, Record, RegionRecord,
+    RolloutRecord, ServiceRecord, StageMark, TagRecord,
 };
 use crate::ports::store::{Item, StoreError};
 
