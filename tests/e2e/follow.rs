@@ -56,18 +56,24 @@ fn push_event(tag: &str, n: u32) -> String {
     )
 }
 
-#[tokio::test]
-async fn tagged_services_follow_their_repository_without_rules() {
-    let sdk = sdk().await;
-    let table = create_table(&sdk).await;
-    let (dynamo_log, ecs_log) = (CallLog::default(), CallLog::default());
-    let (dynamo, ecs) = counted_clients(&sdk, &dynamo_log, &ecs_log);
+/// A new, empty ECS cluster.
+async fn new_cluster(ecs: &aws_sdk_ecs::Client) -> String {
     let cluster = unique("cluster");
     ecs.create_cluster()
         .cluster_name(&cluster)
         .send()
         .await
         .unwrap();
+    cluster
+}
+
+#[tokio::test]
+async fn tagged_services_follow_their_repository_without_rules() {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let (dynamo_log, ecs_log) = (CallLog::default(), CallLog::default());
+    let (dynamo, ecs) = counted_clients(&sdk, &dynamo_log, &ecs_log);
+    let cluster = new_cluster(&ecs).await;
     let follows = service(
         &ecs,
         &cluster,
@@ -182,4 +188,54 @@ async fn running_image(ecs: &aws_sdk_ecs::Client, cluster: &str, service: &str) 
         .image()
         .unwrap()
         .to_owned()
+}
+
+/// A service that follows a repository by its tag, with no rule naming it, can be deployed by
+/// hand: the control function finds it as the push function does (ListServices on the
+/// followed clusters), and one that follows nothing stays unknown.
+#[tokio::test]
+async fn a_followed_service_is_deployed_by_hand_through_the_control_api() {
+    let sdk = sdk().await;
+    let table = create_table(&sdk).await;
+    let ecs = ecs_client(&sdk);
+    let cluster = new_cluster(&ecs).await;
+    let follows = service(
+        &ecs,
+        &cluster,
+        &format!("{REPO}:1.0.0"),
+        &[("imagehook:follow", "semver:^1")],
+    )
+    .await;
+    let untagged = service(&ecs, &cluster, &format!("{REPO}:1.0.0"), &[]).await;
+    let mut config = open_config(&table, "[]", DeployMode::Apply);
+    config.follow_clusters = vec![cluster.clone()];
+    let app = App::new(
+        config,
+        Arc::new(DynamoStore::new(dynamo_client(&sdk), &table)),
+        Arc::new(
+            EcsDeployer::new(ecs.clone())
+                .with_discovery(vec![cluster.clone()], Duration::from_secs(60)),
+        ),
+    );
+    let caller = Some("arn:aws:iam::123456789012:user/ops");
+    let pinned = format!("{REPO}@sha256:{:064x}", 3);
+    let body = json!({"image": pinned}).to_string();
+
+    let path = format!("/services/{cluster}/{follows}/deploy");
+    let (status, done) = control_api(&app, "POST", &path, Some(&body), caller).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["outcome"], "applied", "{done}");
+    assert_eq!(running_image(&ecs, &cluster, &follows).await, pinned);
+
+    let path = format!("/services/{cluster}/{untagged}/deploy");
+    let (status, refused) = control_api(&app, "POST", &path, Some(&body), caller).await;
+    assert_eq!(
+        (status, &refused["error"]),
+        (404, &json!("unknown_service")),
+        "{refused}"
+    );
+    assert_eq!(
+        running_image(&ecs, &cluster, &untagged).await,
+        format!("{REPO}:1.0.0")
+    );
 }

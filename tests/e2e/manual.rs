@@ -102,11 +102,19 @@ impl Rig {
     }
 
     async fn deploy(&self, request: DeployRequest) -> Result<ManualResult, ManualError> {
-        manual::deploy(&self.app.deps(None), request, ANA).await
+        as_function(
+            CONTROL,
+            Box::pin(manual::deploy(&self.app.deps(None), request, ANA)),
+        )
+        .await
     }
 
     async fn rollback(&self, request: RollbackRequest) -> Result<ManualResult, ManualError> {
-        manual::rollback(&self.app.deps(None), request, ANA).await
+        as_function(
+            CONTROL,
+            Box::pin(manual::rollback(&self.app.deps(None), request, ANA)),
+        )
+        .await
     }
 
     /// A push of `REPO:tag` at `digest`, made at `at`, through the generic form.
@@ -421,9 +429,12 @@ async fn a_rollback_returns_to_the_last_digest_that_completed_before_the_current
     assert_eq!(second.digest, digest(7), "{second:?}");
     assert_eq!(r.runs().await, pinned(&digest(7)));
 
-    let status = manual::status(&r.app.deps(None), &r.fx.cluster, &r.fx.service)
-        .await
-        .unwrap();
+    let status = as_function(
+        CONTROL,
+        manual::status(&r.app.deps(None), &r.fx.cluster, &r.fx.service),
+    )
+    .await
+    .unwrap();
     let status = serde_json::to_value(status).unwrap();
     assert_eq!(status["running"]["digest"], digest(7), "{status}");
     assert_eq!(status["desired"]["by_hand"], true);
@@ -723,4 +734,106 @@ async fn a_request_whose_holder_died_is_finished_once_by_its_retry() {
     assert_eq!(r.revisions_running(&wanted).await, 1);
     let done = r.deploy(request).await.unwrap();
     assert_eq!(done.outcome, ManualOutcome::Duplicate, "{done:?}");
+}
+
+/// The control API in AWS: deploys and rollbacks through the IAM-authorized routes, with the
+/// signed caller's principal ARN as who asked; bad bodies and unsigned requests refused by name
+/// before anything is read or written.
+#[tokio::test]
+async fn the_signed_routes_deploy_roll_back_and_refuse_by_name() {
+    const ARN: &str = "arn:aws:iam::123456789012:user/ops-bot";
+    let r = plain_rig().await;
+    r.push("v1.1.0", &digest(7), "2026-11-20T10:00:00Z").await;
+    r.send(
+        Function::Quarantine,
+        json!({"image": pinned(&digest(7)), "quarantine": true,
+               "reason": "CVE-2026-0002", "timestamp": "2026-11-20T10:10:00Z"}),
+    )
+    .await;
+    let base = format!("/services/{}/{}", r.fx.cluster, r.fx.service);
+    let deploy = format!("{base}/deploy");
+    let before = revisions(&r.sdk, &r.fx).await;
+    let call =
+        |method: &'static str, path: String, body: Option<String>, who: Option<&'static str>| {
+            let app = r.app.clone();
+            async move { control_api(&app, method, &path, body.as_deref(), who).await }
+        };
+
+    let asked = json!({"image": pinned(&digest(8))}).to_string();
+    let (status, body) = call("POST", deploy.clone(), Some(asked.clone()), None).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (401, &json!("unsigned")),
+        "{body}"
+    );
+    for (bad, field) in [
+        (json!({"image": pinned(&digest(8)), "forse": true}), "forse"),
+        (json!({"image": 7}), "image"),
+    ] {
+        let (status, body) = call("POST", deploy.clone(), Some(bad.to_string()), Some(ARN)).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (400, &json!("invalid_request")),
+            "{body}"
+        );
+        assert!(body["message"].as_str().unwrap().contains(field), "{body}");
+    }
+    let (status, _) = call("POST", deploy.clone(), Some(String::new()), Some(ARN)).await;
+    assert_eq!(status, 400, "a deploy names its image");
+    let huge = json!({"image": "x".repeat(20_000)}).to_string();
+    let (status, body) = call("POST", deploy.clone(), Some(huge), Some(ARN)).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (413, &json!("payload_too_large")),
+        "{body}"
+    );
+    let quarantined = json!({"image": pinned(&digest(7))}).to_string();
+    let (status, body) = call("POST", deploy.clone(), Some(quarantined), Some(ARN)).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (409, &json!("quarantined")),
+        "{body}"
+    );
+    let (status, body) = call("POST", format!("{base}/rollback"), None, Some(ARN)).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (409, &json!("nothing_to_roll_back")),
+        "{body}"
+    );
+    let (status, _) = call(
+        "POST",
+        "/services/prod/nowhere/deploy".into(),
+        Some(asked.clone()),
+        Some(ARN),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        revisions(&r.sdk, &r.fx).await,
+        before,
+        "nothing refused reached ECS"
+    );
+
+    let (status, done) = call("POST", deploy.clone(), Some(asked.clone()), Some(ARN)).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (&done["outcome"], &done["by"]),
+        (&json!("applied"), &json!(ARN)),
+        "{done}"
+    );
+    assert_eq!(r.runs().await, pinned(&digest(8)));
+    // API Gateway's retry of the same request: the first answer, nothing applied again.
+    let (status, again) = call("POST", deploy.clone(), Some(asked), Some(ARN)).await;
+    assert_eq!(
+        (status, &again["outcome"]),
+        (200, &json!("duplicate")),
+        "{again}"
+    );
+    assert_eq!(revisions(&r.sdk, &r.fx).await, before + 1);
+
+    let (status, seen) = call("GET", base.clone(), None, Some(ARN)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["cluster"], json!(r.fx.cluster), "{seen}");
+    let (status, _) = call("DELETE", base, None, Some(ARN)).await;
+    assert_eq!(status, 405);
 }

@@ -350,3 +350,37 @@ async fn breaker_failed(app: &imagehook_core::app::App, w: &World, id: &str) -> 
     assert_eq!(outcomes(app, &failed).await.unwrap()["outcome"], "recorded");
     failed
 }
+
+/// A deployment held for approval is announced with what to run, and the approval through the
+/// control API's signed route deploys it and says so on the topic: the control function
+/// notifies as the webhook functions do.
+#[tokio::test]
+async fn an_approval_through_the_control_api_is_announced_on_the_topic() {
+    let w = world(&format!("{REPO}:1.0.0")).await;
+    let capture = Capture::start().await;
+    let arn = topic(&w, &capture).await;
+    let sinks = vec![Arc::new(SnsTopic::new(sns_client(&w.sdk), &arn)) as Arc<dyn Sink>];
+    let gated = json!([{"repository": "shop/api", "tags": "*", "cluster": w.fx.cluster,
+                        "service": w.fx.service, "container": "api",
+                        "approval": {"required": 1}}])
+    .to_string();
+    let app = app_with(&w, &gated, sinks, Duration::from_secs(5));
+    let pushed = push(&app, "1.1.0", &digest(1)).await;
+    let held = &pushed["deployments"][0];
+    assert_eq!(held["outcome"], "awaiting_approval", "{pushed}");
+    let id = held["hold_id"].as_str().unwrap();
+    let asked = published(&capture);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].1["kind"], "approval-required");
+
+    let path = format!("/approvals/{id}/approve");
+    let approver = "arn:aws:iam::123456789012:user/release-manager";
+    let (status, approved) = control_api(&app, "POST", &path, None, Some(approver)).await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["deployment"]["outcome"], "updated", "{approved}");
+    let told = published(&capture);
+    assert!(
+        told.iter().any(|(_, m)| m["kind"] == "deployment-started"),
+        "{told:?}"
+    );
+}

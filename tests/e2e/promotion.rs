@@ -134,7 +134,7 @@ impl Setup {
     }
 
     async fn decide(&self, id: &str, d: Decision, by: &str) -> Result<Value, DecisionError> {
-        match self.app.decide(id, d, by).await {
+        match as_function(CONTROL, self.app.decide(id, d, by)).await {
             Ok(r) => Ok(serde_json::to_value(&r).unwrap()),
             Err(PipelineError::Decision(e)) => Err(e),
             Err(e) => panic!("{e}"),
@@ -142,7 +142,7 @@ impl Setup {
     }
 
     async fn waiting(&self) -> Vec<Value> {
-        serde_json::to_value(self.app.waiting().await.unwrap())
+        serde_json::to_value(as_function(CONTROL, self.app.waiting()).await.unwrap())
             .unwrap()
             .as_array()
             .unwrap()
@@ -393,10 +393,10 @@ async fn concurrent_approvals_apply_exactly_once() {
     // Four requests at once, from three people (one asks twice): two distinct approvals
     // complete the count; exactly one of the requests applies it.
     let (a, b, c, d) = tokio::join!(
-        s.app.decide(&id, Decision::Approve, "alice"),
-        s.app.decide(&id, Decision::Approve, "bob"),
-        s.app.decide(&id, Decision::Approve, "alice"),
-        s.app.decide(&id, Decision::Approve, "carol"),
+        as_function(CONTROL, s.app.decide(&id, Decision::Approve, "alice")),
+        as_function(CONTROL, s.app.decide(&id, Decision::Approve, "bob")),
+        as_function(CONTROL, s.app.decide(&id, Decision::Approve, "alice")),
+        as_function(CONTROL, s.app.decide(&id, Decision::Approve, "carol")),
     );
     let answers: Vec<_> = [a, b, c, d].into_iter().collect();
     let applied = answers
@@ -677,11 +677,75 @@ async fn approvals_are_asked_for_and_their_end_told_through_the_notifier() {
         "{asked:?}"
     );
 
-    app.decide(&id, Decision::Deny, "carol").await.unwrap();
+    as_function(CONTROL, app.decide(&id, Decision::Deny, "carol"))
+        .await
+        .unwrap();
     let told = texts(&capture);
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(
         told[0].contains("Promotion stopped: ") && told[0].contains("denied by carol"),
         "{told:?}"
     );
+}
+
+/// The control API in AWS: the approval goes through the IAM-authorized route, and the signed
+/// caller's principal ARN is the approver on record. Unsigned, unknown or malformed requests
+/// are refused by name and change nothing.
+#[tokio::test]
+async fn approvals_through_the_signed_route_record_the_callers_arn() {
+    const ARN: &str = "arn:aws:sts::123456789012:assumed-role/release-managers/alice";
+    let s = setup(&[("prod", json!({"approval": {"required": 1}}))]).await;
+    let pushed = s.push(1, "v1.1.0", "2026-11-20T10:00:00Z").await;
+    let id = hold_id(s.deployment(&pushed, "prod"));
+
+    let (status, listed) = control_api(&s.app, "GET", "/approvals", None, Some(ARN)).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["waiting"][0]["id"], json!(id), "{listed}");
+
+    let path = format!("/approvals/{id}/approve");
+    let (status, refused) = control_api(&s.app, "POST", &path, None, None).await;
+    assert_eq!((status, &refused["error"]), (401, &json!("unsigned")));
+    let (status, refused) = control_api(&s.app, "GET", &path, None, Some(ARN)).await;
+    assert_eq!(
+        (status, &refused["error"]),
+        (405, &json!("method_not_allowed"))
+    );
+    let (status, _) = control_api(
+        &s.app,
+        "POST",
+        "/approvals/0123456789ab/approve",
+        None,
+        Some(ARN),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = control_api(&s.app, "POST", "/approvals/x/promote", None, Some(ARN)).await;
+    assert_eq!(status, 404);
+    assert_eq!(s.runs("prod").await, format!("{REPO}:v1.0.0"));
+
+    let (status, approved) = control_api(&s.app, "POST", &path, None, Some(ARN)).await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "applied", "{approved}");
+    assert_eq!(approved["by"], ARN);
+    assert_eq!(s.runs("prod").await, format!("{REPO}@{}", digest(1)));
+    let (status, late) = control_api(
+        &s.app,
+        "POST",
+        &format!("/approvals/{id}/deny"),
+        None,
+        Some(ARN),
+    )
+    .await;
+    assert_eq!(
+        (status, &late["error"]),
+        (409, &json!("already_decided")),
+        "{late}"
+    );
+
+    let history = s.history().await;
+    let approval = history
+        .iter()
+        .find(|h| h["kind"] == "approval")
+        .unwrap_or_else(|| panic!("{history:?}"));
+    assert_eq!(approval["by"], ARN);
 }

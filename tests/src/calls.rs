@@ -40,6 +40,8 @@ use serde::{Deserialize, Serialize};
 pub const OUTCOMES: &str = "outcomes";
 /// The images function's name in records (its binary is `imagehook-images`).
 pub const IMAGES: &str = "images";
+/// The control function's name in records (its binary is `imagehook-control`).
+pub const CONTROL: &str = "control";
 /// What a call is recorded as when several function scopes were open on its thread.
 pub const UNATTRIBUTED: &str = "?";
 

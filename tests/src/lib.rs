@@ -12,8 +12,8 @@ pub mod registry;
 pub mod template;
 
 pub use calls::{
-    IMAGES, OUTCOMES, as_function, dynamo_client, dynamo_client_from, ecs_client, ecs_client_from,
-    sns_client,
+    CONTROL, IMAGES, OUTCOMES, as_function, dynamo_client, dynamo_client_from, ecs_client,
+    ecs_client_from, sns_client,
 };
 
 use std::path::PathBuf;
@@ -752,6 +752,50 @@ pub async fn images_api(app: &App, repository: &str, stage: Option<&str>) -> (u1
         imagehook_core::edge::images::handle(app.reader(), req),
     )
     .await;
+    let body = serde_json::from_slice(resp.body().as_ref()).expect("JSON body");
+    (resp.status().as_u16(), body)
+}
+
+/// A request to the control API through the control function's handler, as API Gateway hands
+/// it over (HTTP API v2): `caller` is the IAM principal ARN its authorizer verified, `None` for
+/// a request that reached the function unsigned.
+pub async fn control_api(
+    app: &App,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    caller: Option<&str>,
+) -> (u16, Value) {
+    let mut context = serde_json::json!({
+        "accountId": "123456789012",
+        "apiId": "e2e",
+        "domainName": "e2e.execute-api.us-east-1.amazonaws.com",
+        "domainPrefix": "e2e",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                 "sourceIp": "127.0.0.1", "userAgent": "e2e"},
+        "requestId": "e2e",
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "07/Dec/2026:00:00:00 +0000",
+        "timeEpoch": 0,
+    });
+    if let Some(arn) = caller {
+        context["authorizer"] = serde_json::json!({"iam": {
+            "accessKey": "ASIAE2E", "accountId": "123456789012", "callerId": "AROAE2E:e2e",
+            "principalOrgId": null, "userArn": arn, "userId": "AROAE2E:e2e"}});
+    }
+    let event = serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "e2e.execute-api.us-east-1.amazonaws.com"},
+        "requestContext": context,
+        "body": body,
+        "isBase64Encoded": false,
+    });
+    let req = lambda_http::request::from_str(&event.to_string()).expect("an HTTP API v2 event");
+    let resp = as_function(CONTROL, imagehook_core::edge::control::handle(app, req)).await;
     let body = serde_json::from_slice(resp.body().as_ref()).expect("JSON body");
     (resp.status().as_u16(), body)
 }

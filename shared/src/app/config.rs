@@ -94,6 +94,14 @@ impl Defaults {
         require_table: false,
         webhooks: true,
     };
+    /// The control API: API Gateway authenticates the caller (IAM), and deploys by hand are
+    /// applied unless DEPLOY_MODE says dry-run, as the webhook functions' are.
+    pub const CONTROL: Self = Self {
+        auth_mode: Some(AuthMode::None),
+        deploy_mode: DeployMode::Apply,
+        require_table: true,
+        webhooks: false,
+    };
     /// Functions invoked by EventBridge: AWS authenticates the caller, nothing deploys.
     pub const EVENTS: Self = Self {
         auth_mode: Some(AuthMode::None),

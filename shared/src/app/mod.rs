@@ -135,6 +135,21 @@ impl App {
         Self::wire(config, None, true, false, &state_dir, false).await
     }
 
+    /// The control function's wiring (IAM on its routes authenticates for us): no webhook
+    /// secret; the store, ECS (or dry-run), the registry resolver for tags deployed by hand,
+    /// and the notifier.
+    pub async fn for_control() -> Result<Self, InitError> {
+        let config = Config::from_env(Defaults::CONTROL)?;
+        let state_dir = config.state_dir.clone().unwrap_or_default();
+        let mut sdk = None;
+        let resolver = resolver_from_env(&config.registry, &mut sdk).await?;
+        let app = Self::wire(config, sdk, true, false, &state_dir, false).await?;
+        Ok(match resolver {
+            Some(r) => app.with_resolver(r),
+            None => app,
+        })
+    }
+
     /// The images function's wiring (IAM on the route authenticates for us): the store's read
     /// port and nothing else.
     pub async fn reader_from_env() -> Result<Arc<dyn StoreRead>, InitError> {

@@ -75,6 +75,16 @@ pub enum ApiError {
     /// waiting for its stage) 409, a request naming no principal 400.
     #[error(transparent)]
     Decision(#[from] DecisionError),
+    /// The control API was reached without an IAM identity (its routes are IAM-authorized, so
+    /// only a caller that bypassed them has none): nobody could be recorded as asking.
+    #[error("the request carries no IAM identity: sign it (SigV4, service execute-api)")]
+    Unsigned,
+    /// A control API body over its bound.
+    #[error("the body is {0} bytes; the limit is {1}")]
+    BodyTooLarge(usize, usize),
+    /// A control API body that is not the route's JSON: the message names the field.
+    #[error("{0}")]
+    BadRequest(String),
     #[error("a dependency is unavailable, retry later")]
     Unavailable(#[source] PipelineError),
     #[error("internal error")]
@@ -87,7 +97,11 @@ impl ApiError {
             Self::NotFound | Self::PathToken => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::PayloadTooLarge(_) | Self::TooManyEvents(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge(_) | Self::TooManyEvents(_) | Self::BodyTooLarge(..) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::Unsigned => StatusCode::UNAUTHORIZED,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Oidc(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unauthorized(_) | Self::Oidc(_) => StatusCode::UNAUTHORIZED,
@@ -128,7 +142,9 @@ impl ApiError {
             Self::MethodNotAllowed(..) => "method_not_allowed",
             Self::RequestTimeout(_) => "request_timeout",
             Self::TooManyConnections(_) => "too_many_connections",
-            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::PayloadTooLarge(_) | Self::BodyTooLarge(..) => "payload_too_large",
+            Self::Unsigned => "unsigned",
+            Self::BadRequest(_) => "invalid_request",
             Self::TooManyEvents(_) => "too_many_events",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Oidc(e) if e.is_retryable() => "unavailable",

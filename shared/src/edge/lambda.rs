@@ -109,3 +109,14 @@ pub fn run_images() -> Result<(), lambda_http::Error> {
         .await
     })
 }
+
+/// The control function: deploys, rollbacks and approvals by hand, behind IAM.
+pub fn run_control() -> Result<(), lambda_http::Error> {
+    lambda_main(async {
+        let app = App::for_control().await?;
+        lambda_http::run(lambda_http::service_fn(|req| async {
+            Ok::<_, lambda_http::Error>(crate::edge::control::handle(&app, req).await)
+        }))
+        .await
+    })
+}

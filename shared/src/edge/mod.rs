@@ -1,6 +1,7 @@
 //! The Lambda and HTTP glue: requests in, responses and metrics out, and the one map from
 //! errors to HTTP statuses.
 
+pub mod control;
 pub mod error;
 pub mod http;
 pub mod images;
