@@ -9,6 +9,7 @@ mod edge;
 mod fault_matrix;
 mod faults;
 mod follow;
+mod guard;
 mod history;
 mod holds;
 mod identity;

@@ -2,10 +2,11 @@
 //! clients, for the least-privilege check (`iam-check`, see [`crate::iam`]).
 //!
 //! Which function makes a call is the scope a harness entry point opens around it: `invoke`
-//! (push, delete, quarantine), `outcomes` (the outcomes function's `App::rollout`) and
-//! `images_api` (the images function). Inside it, a task-local names the function. The notifier
-//! sends from tasks it spawns, which a task-local does not reach; those calls are attributed to
-//! the scope open on the thread that runs them. Each `#[tokio::test]` runs on its own
+//! (push, delete, quarantine), `outcomes` (the outcomes function's `App::rollout`),
+//! `images_api` (the images function), `control_api` (the control function) and the guard's
+//! hook invocations (`as_function(GUARD, ..)`). Inside it, a task-local names the function. The
+//! notifier sends from tasks it spawns, which a task-local does not reach; those calls are
+//! attributed to the scope open on the thread that runs them. Each `#[tokio::test]` runs on its own
 //! current-thread runtime, so that is the test's one open scope. When several are open on one
 //! thread, the call is recorded without a function, and the check fails on it rather than guess.
 //!
@@ -42,6 +43,8 @@ pub const OUTCOMES: &str = "outcomes";
 pub const IMAGES: &str = "images";
 /// The control function's name in records (its binary is `imagehook-control`).
 pub const CONTROL: &str = "control";
+/// The deployment guard's name in records (its binary is `imagehook-guard`).
+pub const GUARD: &str = "guard";
 /// What a call is recorded as when several function scopes were open on its thread.
 pub const UNATTRIBUTED: &str = "?";
 

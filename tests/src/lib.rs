@@ -4,6 +4,7 @@
 
 pub mod calls;
 pub mod capture;
+pub mod ecs_revisions;
 pub mod faults;
 pub mod iam;
 pub mod layers;
@@ -12,7 +13,7 @@ pub mod registry;
 pub mod template;
 
 pub use calls::{
-    CONTROL, IMAGES, OUTCOMES, as_function, dynamo_client, dynamo_client_from, ecs_client,
+    CONTROL, GUARD, IMAGES, OUTCOMES, as_function, dynamo_client, dynamo_client_from, ecs_client,
     ecs_client_from, sns_client,
 };
 

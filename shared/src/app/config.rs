@@ -12,6 +12,7 @@ use crate::auth::{AuthConfigError, AuthMode, Secret, Verifier};
 #[cfg(test)]
 use crate::model::event::ScanSummary;
 use crate::model::rules::{RuleError, Rules};
+pub use crate::pipeline::guard::{GuardMode, GuardSettings, OnStoreError};
 #[cfg(feature = "aws")]
 use crate::ports::notifier::NoticeKind;
 
@@ -168,6 +169,40 @@ impl Default for RegistryConfig {
             credentials_arn: None,
         }
     }
+}
+
+/// The deployment guard's settings: GUARD_MODE (`standard`, the default, or `strict`: an image
+/// imagehook has no record of fails the deployment too) and GUARD_ON_STORE_ERROR (`open` or
+/// `closed`: whether an image whose record could not be read lets the deployment through;
+/// closed in strict mode and open otherwise).
+pub fn guard_settings(get: impl Fn(&str) -> Option<String>) -> Result<GuardSettings, ConfigError> {
+    let mode = match trimmed(&get, "GUARD_MODE").as_deref() {
+        None | Some("standard") => GuardMode::Standard,
+        Some("strict") => GuardMode::Strict,
+        Some(v) => {
+            return Err(ConfigError::Invalid {
+                name: "GUARD_MODE",
+                value: v.to_owned(),
+                hint: "standard or strict",
+            });
+        }
+    };
+    let on_store_error = match trimmed(&get, "GUARD_ON_STORE_ERROR").as_deref() {
+        None => OnStoreError::default_for(mode),
+        Some("open") => OnStoreError::Open,
+        Some("closed") => OnStoreError::Closed,
+        Some(v) => {
+            return Err(ConfigError::Invalid {
+                name: "GUARD_ON_STORE_ERROR",
+                value: v.to_owned(),
+                hint: "open or closed (default: closed with GUARD_MODE=strict, else open)",
+            });
+        }
+    };
+    Ok(GuardSettings {
+        mode,
+        on_store_error,
+    })
 }
 
 impl RegistryConfig {
@@ -1069,6 +1104,38 @@ mod tests {
             let e = cfg(Defaults::LOCAL, &[(name, value)])
                 .unwrap_err()
                 .to_string();
+            assert!(e.starts_with(name), "{name}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_guard_fails_closed_in_strict_mode_and_open_otherwise_unless_told() {
+        let with = |pairs: &[(&str, &str)]| {
+            let map: std::collections::HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            guard_settings(|k| map.get(k).cloned())
+        };
+        let standard = with(&[]).unwrap();
+        assert_eq!(
+            (standard.mode, standard.on_store_error),
+            (GuardMode::Standard, OnStoreError::Open)
+        );
+        let strict = with(&[("GUARD_MODE", " strict ")]).unwrap();
+        assert_eq!(
+            (strict.mode, strict.on_store_error),
+            (GuardMode::Strict, OnStoreError::Closed)
+        );
+        let open = with(&[("GUARD_MODE", "strict"), ("GUARD_ON_STORE_ERROR", "open")]).unwrap();
+        assert_eq!(open.on_store_error, OnStoreError::Open);
+        let closed = with(&[("GUARD_ON_STORE_ERROR", "closed")]).unwrap();
+        assert_eq!(
+            (closed.mode, closed.on_store_error),
+            (GuardMode::Standard, OnStoreError::Closed)
+        );
+        for (name, value) in [("GUARD_MODE", "paranoid"), ("GUARD_ON_STORE_ERROR", "ajar")] {
+            let e = with(&[(name, value)]).unwrap_err().to_string();
             assert!(e.starts_with(name), "{name}={value}: {e}");
         }
     }

@@ -2,6 +2,7 @@
 //! every request the execution environment handles.
 
 pub mod config;
+pub mod guard;
 pub mod oidc;
 
 use std::path::Path;

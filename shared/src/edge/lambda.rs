@@ -120,3 +120,20 @@ pub fn run_control() -> Result<(), lambda_http::Error> {
         .await
     })
 }
+
+/// The deployment guard: one ECS lifecycle hook event per invocation, answered with the hook's
+/// response.
+pub fn run_guard() -> Result<(), lambda_http::Error> {
+    use lambda_http::lambda_runtime::{LambdaEvent, run, service_fn};
+    lambda_main(async {
+        let app = crate::app::guard::GuardApp::from_env().await?;
+        run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+            let app = &app;
+            async move {
+                let body = serde_json::to_vec(&event.payload)?;
+                Ok::<_, lambda_http::Error>(crate::edge::guard::handle(app, &body).await)
+            }
+        }))
+        .await
+    })
+}

@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod images;
 pub mod lambda;

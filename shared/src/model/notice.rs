@@ -25,6 +25,9 @@ pub enum NoticeKind {
     /// A held deployment will not go: denied, expired, superseded, cancelled by a quarantine
     /// or delete, or its earlier stage failed.
     PromotionStopped,
+    /// The deployment guard failed an ECS deployment (started by anyone) because an image of
+    /// the revision is quarantined, deleted, unknown in strict mode, or could not be checked.
+    DeploymentRefused,
 }
 
 impl NoticeKind {
@@ -37,6 +40,7 @@ impl NoticeKind {
         Self::ServiceDrifted,
         Self::ApprovalRequired,
         Self::PromotionStopped,
+        Self::DeploymentRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +53,7 @@ impl NoticeKind {
             Self::ServiceDrifted => "service-drifted",
             Self::ApprovalRequired => "approval-required",
             Self::PromotionStopped => "promotion-stopped",
+            Self::DeploymentRefused => "deployment-refused",
         }
     }
 
@@ -66,6 +71,7 @@ impl NoticeKind {
             Self::ServiceDrifted => "Service drifted",
             Self::ApprovalRequired => "Approval required",
             Self::PromotionStopped => "Promotion stopped",
+            Self::DeploymentRefused => "Deployment refused",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The actions, one file each, each owning its decision and the writes it makes: push, delete,
 //! quarantine (and release), replicate, the ECS deployment outcomes, replay and history, deploys
-//! and rollbacks by hand (`manual`), with
+//! and rollbacks by hand (`manual`), the deployment guard's answer to ECS (`guard`), with
 //! what they share (receipts, held deployments, what services run, notices). The webhook
 //! functions' entry is [`handle`]: each handles the events of its own action and acknowledges
 //! the rest as ignored, so a registry that sends every action to one URL does no harm.
@@ -11,6 +11,7 @@ pub mod delete;
 pub mod deploy;
 pub mod deployments;
 pub mod deps;
+pub mod guard;
 pub mod held;
 pub mod history;
 pub mod identity;
