@@ -1,4 +1,5 @@
-//! Implementations of the ports: DynamoDB and the embedded store, ECS (and dry-run), Slack and
+//! Implementations of the ports: DynamoDB and the embedded store, ECS (its Express Mode services
+//! in `express`) and dry-run, Slack and
 //! SNS, the registry resolver; Secrets Manager, which the wiring reads the webhook secret and the
 //! registry logins from; the OIDC issuers' key sets (`jwks`); and the TLS configuration the
 //! HTTPS clients share (`tls`). They import only the ports
@@ -10,6 +11,7 @@ pub mod dynamo;
 pub mod ecs;
 mod ecs_errors;
 pub mod embedded;
+pub mod express;
 pub mod follow;
 pub mod jwks;
 pub mod records;
