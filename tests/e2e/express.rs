@@ -174,6 +174,21 @@ async fn a_push_pins_the_express_service_to_the_digest_and_changes_nothing_else(
     let records = w.deployments().await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["outcome"], "updated", "{records:?}");
+    // And in the repository's history for the rule's stage.
+    let (status, seen) = images_api(&w.app, REPO, Some("prod")).await;
+    assert_eq!(status, 200, "{seen}");
+    let entry = &seen["stages"]["prod"][0];
+    assert_eq!(
+        (&entry["digest"], &entry["tag"], &entry["outcome"]),
+        (&json!(d), &json!("v1.1.0"), &json!("applied")),
+        "{seen}"
+    );
+    assert_eq!(
+        entry["services"],
+        json!([{"at": entry["services"][0]["at"], "cluster": w.cluster, "service": w.service,
+                "outcome": "updated", "task_definition": dep["task_definition"]}]),
+        "{seen}"
+    );
 
     // The sender's retry of the same delivery is a duplicate: nothing asked of ECS.
     let retry = w
