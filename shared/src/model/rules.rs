@@ -324,6 +324,10 @@ pub enum RuleError {
         service: String,
         other: String,
     },
+    #[error(
+        "DEPLOY_RULES: rule {rule}: after names stage {stage:?}, whose services are all Express Mode services: no deployment outcome is matched to their updates, so this rule would wait forever; order them with approval instead"
+    )]
+    ExpressStage { rule: usize, stage: String },
 }
 
 /// Where a matched rule sends an image.
@@ -478,6 +482,28 @@ fn walk<'a>(edges: &[(&'a str, &'a str)], path: &mut Vec<&'a str>) -> Option<Str
     None
 }
 
+/// An `after` waits for the ECS deployment outcome of the earlier stage's deployment, which an
+/// Express service's update does not have: a stage served only by Express services would hold
+/// every later deployment forever.
+fn check_express_stages(rules: &[Rule]) -> Result<(), RuleError> {
+    for (i, r) in rules.iter().enumerate() {
+        let Some(after) = &r.gate.after else {
+            continue;
+        };
+        let mut serving = rules
+            .iter()
+            .filter(|o| o.spec.stage.as_deref() == Some(after.stage.as_str()))
+            .peekable();
+        if serving.peek().is_some() && serving.all(|o| o.spec.express.is_some()) {
+            return Err(RuleError::ExpressStage {
+                rule: i,
+                stage: after.stage.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Whether `arn` has the shape of an Amazon ECS ARN: `arn:<partition>:ecs:<region>:<account>:`
 /// and a resource. The resource's layout is ECS's to choose; the API takes the ARN as it is.
 fn is_ecs_arn(arn: &str) -> bool {
@@ -577,6 +603,7 @@ impl Rules {
             });
         }
         check_stages(&rules)?;
+        check_express_stages(&rules)?;
         Ok(Self(rules))
     }
 
@@ -1017,6 +1044,32 @@ mod tests {
                 {{"repository": "b", "cluster": "apps", "service": "web", "express": "{EXPRESS}"}}]"#
         ));
         assert!(same.is_ok(), "{same:?}");
+    }
+
+    #[test]
+    fn a_stage_served_only_by_express_services_cannot_be_waited_for() {
+        let rules = |staging_express: &str| {
+            Rules::parse(&format!(
+                r#"[{{"repository": "a", "cluster": "c", "service": "staging", "stage": "staging" {staging_express}}},
+                    {{"repository": "a", "cluster": "c", "service": "prod", "stage": "prod", "after": "staging"}}]"#
+            ))
+        };
+        let express = format!(r#", "express": "{EXPRESS}""#);
+        assert_eq!(
+            rules(&express).unwrap_err(),
+            RuleError::ExpressStage {
+                rule: 1,
+                stage: "staging".into()
+            }
+        );
+        assert!(rules("").is_ok());
+        // An ECS service of the stage gives the wait an outcome to end on.
+        let mixed = Rules::parse(&format!(
+            r#"[{{"repository": "a", "cluster": "c", "service": "staging", "stage": "staging", "express": "{EXPRESS}"}},
+                {{"repository": "a", "cluster": "c", "service": "staging-ecs", "stage": "staging"}},
+                {{"repository": "a", "cluster": "c", "service": "prod", "stage": "prod", "after": "staging"}}]"#
+        ));
+        assert!(mixed.is_ok(), "{mixed:?}");
     }
 
     #[test]
