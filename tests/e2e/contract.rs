@@ -66,6 +66,7 @@ fn target() -> Target {
         require_region: None,
         replicas: Vec::new(),
         gate: Default::default(),
+        express: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod bounds;
 mod budget;
 mod contract;
 mod edge;
+mod express;
 mod fault_matrix;
 mod faults;
 mod follow;

@@ -59,6 +59,8 @@ pub fn authorized_as(call: &Call) -> Vec<String> {
         // task and execution roles. The request names only the revision, not its roles, so the
         // check takes the case IAM checks: a revision with roles.
         ("ecs", "UpdateService") => vec!["ecs:UpdateService".to_owned(), "iam:PassRole".to_owned()],
+        // UpdateExpressGatewayService is sent with serviceArn and primaryContainer only: it
+        // names no role, so it passes none, and falls to the default below.
         // "PublishBatch ... requires the sns:Publish permission" (SNS API reference).
         ("sns", "PublishBatch") => vec!["sns:Publish".to_owned()],
         (service, operation) => vec![format!("{service}:{operation}")],
@@ -588,6 +590,19 @@ Resources:
             authorized_as(&describe),
             vec!["ecs:DescribeTaskDefinition".to_owned()]
         );
+    }
+
+    #[test]
+    fn an_express_update_naming_no_role_needs_only_its_own_action() {
+        for op in [
+            "DescribeExpressGatewayService",
+            "UpdateExpressGatewayService",
+        ] {
+            assert_eq!(
+                authorized_as(&Call::new("writer", "ecs", op)),
+                vec![format!("ecs:{op}")]
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod calls;
 pub mod capture;
+pub mod ecs_express;
 pub mod ecs_revisions;
 pub mod faults;
 pub mod iam;

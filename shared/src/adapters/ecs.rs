@@ -12,6 +12,7 @@ use aws_sdk_ecs::types::{ContainerDefinition, Tag, TaskDefinition, TaskDefinitio
 
 use super::aws::Lazy;
 use super::ecs_errors::{DESCRIBE_BATCH, Failure, classify};
+use super::express;
 use super::follow::Discovery;
 use crate::model::policy::Decision;
 use crate::model::reference::{ImageRef, RegistryAliases, image_name_of};
@@ -64,6 +65,38 @@ impl EcsDeployer {
     }
 }
 
+impl EcsDeployer {
+    /// An ECS service: its task definition copied with the new image, and the service moved to
+    /// the copy.
+    async fn apply_ecs(
+        &self,
+        image: &ImageRef,
+        target: &Target,
+        resume: bool,
+        guard: &dyn Guard,
+    ) -> Result<Deployment, DeployError> {
+        let current = self.describe(std::slice::from_ref(target)).await?;
+        Ok(
+            match current.get(&(target.cluster.clone(), target.service.clone())) {
+                Some(Ok(td_arn)) => {
+                    match self.deploy_one(target, image, td_arn, resume, guard).await {
+                        Ok(d) => d,
+                        Err(Failure::Permanent(reason)) => {
+                            Deployment::new(target, image, DeployOutcome::Failed)
+                                .with_reason(reason)
+                        }
+                        Err(Failure::Transient(e)) => return Err(e),
+                    }
+                }
+                Some(Err(reason)) => Deployment::new(target, image, DeployOutcome::Failed)
+                    .with_reason(reason.clone()),
+                None => Deployment::new(target, image, DeployOutcome::Failed)
+                    .with_reason("service was not described by ECS"),
+            },
+        )
+    }
+}
+
 #[async_trait]
 impl Deployer for EcsDeployer {
     async fn apply(
@@ -73,20 +106,15 @@ impl Deployer for EcsDeployer {
         resume: bool,
         guard: &dyn Guard,
     ) -> Result<Deployment, DeployError> {
-        let current = self.describe(std::slice::from_ref(target)).await?;
-        let d = match current.get(&(target.cluster.clone(), target.service.clone())) {
-            Some(Ok(td_arn)) => match self.deploy_one(target, image, td_arn, resume, guard).await {
+        let d = match &target.express {
+            Some(arn) => match express::apply(self.client.get(), target, arn, image, guard).await {
                 Ok(d) => d,
                 Err(Failure::Permanent(reason)) => {
                     Deployment::new(target, image, DeployOutcome::Failed).with_reason(reason)
                 }
                 Err(Failure::Transient(e)) => return Err(e),
             },
-            Some(Err(reason)) => {
-                Deployment::new(target, image, DeployOutcome::Failed).with_reason(reason.clone())
-            }
-            None => Deployment::new(target, image, DeployOutcome::Failed)
-                .with_reason("service was not described by ECS"),
+            None => self.apply_ecs(image, target, resume, guard).await?,
         };
         if d.outcome == DeployOutcome::Failed {
             tracing::error!(
@@ -100,6 +128,9 @@ impl Deployer for EcsDeployer {
     }
 
     async fn running(&self, target: &Target) -> Result<Option<Running>, DeployError> {
+        if let Some(arn) = &target.express {
+            return express::running(self.client.get(), target, arn).await;
+        }
         let resp = match self
             .client
             .get()

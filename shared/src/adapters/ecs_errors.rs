@@ -19,6 +19,11 @@ const PERMANENT_CODES: &[&str] = &[
     "ClientException",
     "PlatformUnknownException",
     "PlatformTaskDefinitionIncompatibilityException",
+    // DescribeExpressGatewayService answers a missing Express service with this one
+    // (UpdateExpressGatewayService with ServiceNotFoundException), and either call answers a
+    // Region or account without Express Mode with UnsupportedFeatureException.
+    "ResourceNotFoundException",
+    "UnsupportedFeatureException",
 ];
 
 pub(super) enum Failure {

@@ -55,6 +55,7 @@ impl Follower {
             require_region: None,
             replicas: Vec::new(),
             gate: Default::default(),
+            express: None,
         })
     }
 }
@@ -105,6 +106,7 @@ impl Discovery {
                 require_region: None,
                 replicas: Vec::new(),
                 gate: Default::default(),
+                express: None,
             })
             .collect())
     }

@@ -1,8 +1,8 @@
-//! Implementations of the ports: DynamoDB and the embedded store, ECS (and dry-run), the images
-//! of an ECS service revision (`revisions`), Slack and SNS, the registry resolver; Secrets
-//! Manager, which the wiring reads the webhook secret and the registry logins from; the OIDC
-//! issuers' key sets (`jwks`); and the TLS configuration the HTTPS clients share (`tls`). They
-//! import only the ports and the model.
+//! Implementations of the ports: DynamoDB and the embedded store, ECS (its Express Mode services
+//! in `express`) and dry-run, the images of an ECS service revision (`revisions`), Slack and
+//! SNS, the registry resolver; Secrets Manager, which the wiring reads the webhook secret and the
+//! registry logins from; the OIDC issuers' key sets (`jwks`); and the TLS configuration the
+//! HTTPS clients share (`tls`). They import only the ports and the model.
 
 pub mod aws;
 pub mod dry_run;
@@ -10,6 +10,7 @@ pub mod dynamo;
 pub mod ecs;
 mod ecs_errors;
 pub mod embedded;
+pub mod express;
 pub mod follow;
 pub mod jwks;
 pub mod records;

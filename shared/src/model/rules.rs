@@ -32,6 +32,12 @@ pub struct RuleSpec {
     pub require_region: Option<String>,
     pub cluster: String,
     pub service: String,
+    /// The ARN of an Amazon ECS Express Mode service: the service is moved with
+    /// UpdateExpressGatewayService (its primary container's image) instead of a new task
+    /// definition revision. `cluster` and `service` still name it in imagehook's records and
+    /// must be the cluster and name ECS describes it with.
+    #[serde(default)]
+    pub express: Option<String>,
     /// The container to update. Absent: every container whose image is that repository.
     #[serde(default)]
     pub container: Option<String>,
@@ -274,6 +280,7 @@ impl Rule {
             require_region: self.spec.require_region.clone(),
             replicas: Vec::new(),
             gate: self.gate.clone(),
+            express: self.spec.express.clone(),
         }
     }
 }
@@ -304,6 +311,23 @@ pub enum RuleError {
     },
     #[error("DEPLOY_RULES: stages wait for each other in a cycle ({0}): none could ever deploy")]
     StageCycle(String),
+    #[error(
+        "DEPLOY_RULES: rule {0}: express {1:?} is not an Amazon ECS ARN (arn:<partition>:ecs:<region>:<account>:<resource>)"
+    )]
+    ExpressArn(usize, String),
+    #[error(
+        "DEPLOY_RULES: rule {rule}: {cluster}/{service} is named by another rule as {other}: one service, one kind"
+    )]
+    ExpressConflict {
+        rule: usize,
+        cluster: String,
+        service: String,
+        other: String,
+    },
+    #[error(
+        "DEPLOY_RULES: rule {rule}: after names stage {stage:?}, whose services are all Express Mode services: no deployment outcome is matched to their updates, so this rule would wait forever; order them with approval instead"
+    )]
+    ExpressStage { rule: usize, stage: String },
 }
 
 /// Where a matched rule sends an image.
@@ -324,6 +348,9 @@ pub struct Target {
     pub replicas: Vec<String>,
     /// What the rule's deployments wait for (approvals, an earlier stage).
     pub gate: Gate,
+    /// The ARN of the Express Mode service this target is, when it is one: deployed with
+    /// UpdateExpressGatewayService rather than a task definition revision.
+    pub express: Option<String>,
 }
 
 /// A rule's gate, with its numbers in bounds.
@@ -455,6 +482,44 @@ fn walk<'a>(edges: &[(&'a str, &'a str)], path: &mut Vec<&'a str>) -> Option<Str
     None
 }
 
+/// An `after` waits for the ECS deployment outcome of the earlier stage's deployment, which an
+/// Express service's update does not have: a stage served only by Express services would hold
+/// every later deployment forever.
+fn check_express_stages(rules: &[Rule]) -> Result<(), RuleError> {
+    for (i, r) in rules.iter().enumerate() {
+        let Some(after) = &r.gate.after else {
+            continue;
+        };
+        let mut serving = rules
+            .iter()
+            .filter(|o| o.spec.stage.as_deref() == Some(after.stage.as_str()))
+            .peekable();
+        if serving.peek().is_some() && serving.all(|o| o.spec.express.is_some()) {
+            return Err(RuleError::ExpressStage {
+                rule: i,
+                stage: after.stage.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `arn` has the shape of an Amazon ECS ARN: `arn:<partition>:ecs:<region>:<account>:`
+/// and a resource. The resource's layout is ECS's to choose; the API takes the ARN as it is.
+fn is_ecs_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(
+        parts.as_slice(),
+        ["arn", partition, "ecs", region, account, resource]
+            if !partition.is_empty()
+                && !region.is_empty()
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && !resource.is_empty()
+                && !resource.contains(char::is_whitespace)
+    )
+}
+
 /// All rules of a deployment.
 #[derive(Debug, Clone, Default)]
 pub struct Rules(Vec<Rule>);
@@ -502,6 +567,32 @@ impl Rules {
                 .filter(|host| ecr_account_region(host).is_some())
                 .map(str::to_owned);
             let gate = gate_of(i, &spec)?;
+            if let Some(arn) = &spec.express {
+                if !is_ecs_arn(arn) {
+                    return Err(RuleError::ExpressArn(i, arn.clone()));
+                }
+                if spec.container.is_some() {
+                    return Err(RuleError::Conflict(
+                        i,
+                        "an Express Mode service has one primary container, so container does not apply to it",
+                    ));
+                }
+            }
+            if let Some(other) = rules.iter().find(|r: &&Rule| {
+                r.spec.cluster == spec.cluster
+                    && r.spec.service == spec.service
+                    && r.spec.express != spec.express
+            }) {
+                return Err(RuleError::ExpressConflict {
+                    rule: i,
+                    cluster: spec.cluster.clone(),
+                    service: spec.service.clone(),
+                    other: other.spec.express.as_deref().map_or_else(
+                        || "an ECS service".to_owned(),
+                        |a| format!("Express service {a}"),
+                    ),
+                });
+            }
             rules.push(Rule {
                 ecr_registry,
                 repository: compile_glob(&spec.repository)?,
@@ -512,6 +603,7 @@ impl Rules {
             });
         }
         check_stages(&rules)?;
+        check_express_stages(&rules)?;
         Ok(Self(rules))
     }
 
@@ -871,6 +963,113 @@ mod tests {
                 {"repository": "a", "cluster": "c", "service": "prod", "stage": "prod", "after": "staging", "soak": "1h30m"}]"#,
         );
         assert!(chain.is_ok(), "{chain:?}");
+    }
+
+    const EXPRESS: &str = "arn:aws:ecs:us-east-1:123456789012:service/apps/web";
+
+    #[test]
+    fn a_rule_naming_an_express_service_carries_its_arn_to_the_target() {
+        let rules = Rules::parse(&format!(
+            r#"[{{"repository": "shop/web", "cluster": "apps", "service": "web", "express": "{EXPRESS}"}},
+                {{"repository": "shop/api", "cluster": "prod", "service": "api"}}]"#
+        ))
+        .unwrap();
+        let web = rules.targets(&img("r.example.com/shop/web:1"));
+        assert_eq!(web.len(), 1);
+        assert_eq!(web[0].express.as_deref(), Some(EXPRESS));
+        assert_eq!(
+            (web[0].cluster.as_str(), web[0].service.as_str()),
+            ("apps", "web")
+        );
+        let api = rules.targets(&img("r.example.com/shop/api:1"));
+        assert_eq!(api[0].express, None);
+        assert!(
+            rules
+                .all_targets()
+                .iter()
+                .any(|t| t.express.as_deref() == Some(EXPRESS))
+        );
+    }
+
+    #[test]
+    fn an_express_rule_needs_an_ecs_arn_and_no_container() {
+        for bad in [
+            "web",
+            "arn:aws:lambda:us-east-1:123456789012:function:web",
+            "arn:aws:ecs:us-east-1:1234:service/apps/web",
+            "arn:aws:ecs:us-east-1:123456789012:",
+            "arn:aws:ecs::123456789012:service/apps/web",
+        ] {
+            let err = Rules::parse(&format!(
+                r#"[{{"repository": "a", "cluster": "c", "service": "s", "express": "{bad}"}}]"#
+            ))
+            .unwrap_err();
+            assert_eq!(err, RuleError::ExpressArn(0, bad.to_owned()), "{bad}");
+        }
+        assert!(matches!(
+            Rules::parse(&format!(
+                r#"[{{"repository": "a", "cluster": "c", "service": "s", "container": "app", "express": "{EXPRESS}"}}]"#
+            )),
+            Err(RuleError::Conflict(0, m)) if m.contains("primary container")
+        ));
+        assert!(
+            Rules::parse(
+                r#"[{"repository": "a", "cluster": "c", "service": "s", "express": "arn:aws-cn:ecs:cn-north-1:123456789012:service/c/s"}]"#
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn one_service_cannot_be_both_an_ecs_and_an_express_target() {
+        let err = Rules::parse(&format!(
+            r#"[{{"repository": "a", "cluster": "apps", "service": "web"}},
+                {{"repository": "b", "cluster": "apps", "service": "web", "express": "{EXPRESS}"}}]"#
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DEPLOY_RULES: rule 1: apps/web is named by another rule as an ECS service: one service, one kind"
+        );
+        let two_arns = Rules::parse(&format!(
+            r#"[{{"repository": "a", "cluster": "apps", "service": "web", "express": "{EXPRESS}"}},
+                {{"repository": "b", "cluster": "apps", "service": "web", "express": "{EXPRESS}x"}}]"#
+        ));
+        assert!(matches!(
+            two_arns,
+            Err(RuleError::ExpressConflict { rule: 1, .. })
+        ));
+        let same = Rules::parse(&format!(
+            r#"[{{"repository": "a", "cluster": "apps", "service": "web", "express": "{EXPRESS}"}},
+                {{"repository": "b", "cluster": "apps", "service": "web", "express": "{EXPRESS}"}}]"#
+        ));
+        assert!(same.is_ok(), "{same:?}");
+    }
+
+    #[test]
+    fn a_stage_served_only_by_express_services_cannot_be_waited_for() {
+        let rules = |staging_express: &str| {
+            Rules::parse(&format!(
+                r#"[{{"repository": "a", "cluster": "c", "service": "staging", "stage": "staging" {staging_express}}},
+                    {{"repository": "a", "cluster": "c", "service": "prod", "stage": "prod", "after": "staging"}}]"#
+            ))
+        };
+        let express = format!(r#", "express": "{EXPRESS}""#);
+        assert_eq!(
+            rules(&express).unwrap_err(),
+            RuleError::ExpressStage {
+                rule: 1,
+                stage: "staging".into()
+            }
+        );
+        assert!(rules("").is_ok());
+        // An ECS service of the stage gives the wait an outcome to end on.
+        let mixed = Rules::parse(&format!(
+            r#"[{{"repository": "a", "cluster": "c", "service": "staging", "stage": "staging", "express": "{EXPRESS}"}},
+                {{"repository": "a", "cluster": "c", "service": "staging-ecs", "stage": "staging"}},
+                {{"repository": "a", "cluster": "c", "service": "prod", "stage": "prod", "after": "staging"}}]"#
+        ));
+        assert!(mixed.is_ok(), "{mixed:?}");
     }
 
     #[test]

@@ -812,6 +812,7 @@ fn target_of(deps: &Deps<'_>, g: &GateRecord, image: &ImageRef) -> Target {
             require_region: None,
             replicas: Vec::new(),
             gate: Default::default(),
+            express: None,
         })
 }
 

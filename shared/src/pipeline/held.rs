@@ -112,6 +112,7 @@ pub async fn blocked_deployments(
                 require_region: None,
                 replicas: Vec::new(),
                 gate: Default::default(),
+                express: None,
             },
             tag: b.tag,
             waiting_region: b.waiting_region,
@@ -255,6 +256,8 @@ fn with_current_policy(deps: &Deps<'_>, event: &ImageEvent, b: &Blocked) -> Targ
     {
         target.policy = t.policy;
         target.gate = t.gate;
+        // What kind of service it is (ECS or Express Mode) is the rule's, not the hold's.
+        target.express = t.express;
     }
     target
 }

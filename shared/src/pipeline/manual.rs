@@ -1029,6 +1029,7 @@ fn plain_target(cluster: &str, service: &str) -> Target {
         replicas: Vec::new(),
         // A request by hand is its own approval: whoever may call the route chose the digest.
         gate: Default::default(),
+        express: None,
     }
 }
 
