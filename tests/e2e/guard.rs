@@ -27,33 +27,10 @@ use serde_json::{Value, json};
 const REPO: &str = "registry.example.com/shop/api";
 
 /// The PRE_SCALE_UP event as AWS documents it; `hook_event` points it at a stand-in revision.
-const PRE_SCALE_UP: &str = r#"{
-  "executionId": "e8d5a28f-eb01-4f3c-9454-a30ba6dc54bc",
-  "lifecycleStage": "PRE_SCALE_UP",
-  "resourceArn": "arn:aws:ecs:us-west-2:123456789012:service-deployment/my-cluster/my-service/EZe5RNVLH6PPzHXINuP28",
-  "executionDetails": {
-    "serviceArn": "arn:aws:ecs:us-west-2:123456789012:service/my-cluster/my-service",
-    "targetServiceRevisionArn": "arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/9313423515462893900",
-    "testTrafficWeights": {},
-    "productionTrafficWeights": {}
-  }
-}"#;
+const PRE_SCALE_UP: &str = include_str!("../../events/guard-pre-scale-up.json");
 
 /// The documented rollback: PRODUCTION_TRAFFIC_SHIFT with the target revision back at 0 %.
-const ROLLBACK: &str = r#"{
-  "executionId": "70073435-cb99-457f-b900-6ee1dcad05ec",
-  "lifecycleStage": "PRODUCTION_TRAFFIC_SHIFT",
-  "resourceArn": "arn:aws:ecs:us-west-2:123456789012:service-deployment/my-cluster/my-service/EZe5RNVLH6PPzHXINuP28",
-  "executionDetails": {
-    "serviceArn": "arn:aws:ecs:us-west-2:123456789012:service/my-cluster/my-service",
-    "targetServiceRevisionArn": "arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/9313423515462893900",
-    "testTrafficWeights": {},
-    "productionTrafficWeights": {
-      "arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/9313423515462893900": 0,
-      "arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/1920498462936580504": 100
-    }
-  }
-}"#;
+const ROLLBACK: &str = include_str!("../../events/guard-rollback.json");
 
 fn digest(n: u32) -> String {
     format!("sha256:{n:064x}")
@@ -197,23 +174,7 @@ async fn a_quarantined_image_fails_the_deployment_naming_the_hold_and_is_notifie
     s.quarantine(&digest(2), "held for the security review")
         .await;
     let capture = Capture::start().await;
-    let sns = aws_sdk_sns::Client::new(&s.sdk);
-    let topic = sns
-        .create_topic()
-        .name(unique("imagehook-guard"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("http")
-        .endpoint(capture.url("/sns"))
-        .send()
-        .await
-        .unwrap();
+    let topic = capture.sns_topic(&s.sdk).await;
     let sinks = vec![Arc::new(SnsTopic::new(sns_client(&s.sdk), &topic)) as Arc<dyn Sink>];
     let guard = s
         .guard(GuardSettings::default())

@@ -27,28 +27,6 @@ fn slack(url: &str) -> Arc<dyn Sink> {
     Arc::new(SlackWebhook::new(WebhookUrl::parse(url).expect("url")))
 }
 
-/// An SNS topic with an HTTP subscription to `capture`'s `/sns`.
-async fn topic(w: &World, capture: &Capture) -> String {
-    let sns = aws_sdk_sns::Client::new(&w.sdk);
-    let arn = sns
-        .create_topic()
-        .name(unique("imagehook-notices"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
-    sns.subscribe()
-        .topic_arn(&arn)
-        .protocol("http")
-        .endpoint(capture.url("/sns"))
-        .send()
-        .await
-        .unwrap();
-    arn
-}
-
 fn app_with(w: &World, rules: &str, sinks: Vec<Arc<dyn Sink>>, timeout: Duration) -> App {
     app(AppSpec {
         table: &w.table,
@@ -107,7 +85,7 @@ fn published(capture: &Capture) -> Vec<(String, Value)> {
 async fn every_kind_reaches_the_webhook_and_the_topic_once() {
     let w = world(&format!("{REPO}:1.0.0")).await;
     let capture = Capture::start().await;
-    let arn = topic(&w, &capture).await;
+    let arn = capture.sns_topic(&w.sdk).await;
     let sinks = vec![
         slack(&capture.url("/hook")),
         Arc::new(SnsTopic::new(sns_client(&w.sdk), &arn)) as Arc<dyn Sink>,
@@ -237,7 +215,7 @@ async fn a_failed_rollout_is_announced_by_the_outcomes_path() {
 async fn a_failed_rollout_is_published_to_the_topic_by_the_outcomes_path() {
     let w = world(&format!("{REPO}:latest")).await;
     let capture = Capture::start().await;
-    let arn = topic(&w, &capture).await;
+    let arn = capture.sns_topic(&w.sdk).await;
     let sinks = vec![Arc::new(SnsTopic::new(sns_client(&w.sdk), &arn)) as Arc<dyn Sink>];
     let app = app_with(&w, &rules(&w, "force"), sinks, Duration::from_secs(5));
     let pushed = push(&app, "latest", &digest(8)).await;
@@ -358,7 +336,7 @@ async fn breaker_failed(app: &imagehook_core::app::App, w: &World, id: &str) -> 
 async fn an_approval_through_the_control_api_is_announced_on_the_topic() {
     let w = world(&format!("{REPO}:1.0.0")).await;
     let capture = Capture::start().await;
-    let arn = topic(&w, &capture).await;
+    let arn = capture.sns_topic(&w.sdk).await;
     let sinks = vec![Arc::new(SnsTopic::new(sns_client(&w.sdk), &arn)) as Arc<dyn Sink>];
     let gated = json!([{"repository": "shop/api", "tags": "*", "cluster": w.fx.cluster,
                         "service": w.fx.service, "container": "api",

@@ -89,6 +89,28 @@ impl Capture {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A new SNS topic with an HTTP subscription to this server's `/sns`.
+    pub async fn sns_topic(&self, sdk: &aws_config::SdkConfig) -> String {
+        let sns = aws_sdk_sns::Client::new(sdk);
+        let arn = sns
+            .create_topic()
+            .name(crate::unique("imagehook-notices"))
+            .send()
+            .await
+            .expect("CreateTopic")
+            .topic_arn()
+            .expect("a topic ARN")
+            .to_owned();
+        sns.subscribe()
+            .topic_arn(&arn)
+            .protocol("http")
+            .endpoint(self.url("/sns"))
+            .send()
+            .await
+            .expect("Subscribe");
+        arn
+    }
+
     /// Everything posted to `path` so far, and forgets it.
     pub fn take(&self, path: &str) -> Vec<Captured> {
         let mut seen = self.seen.lock().expect("log");

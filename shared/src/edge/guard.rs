@@ -29,52 +29,34 @@ pub async fn handle(app: &GuardApp, body: &[u8]) -> Value {
         .iter()
         .filter(|c| matches!(c.standing, Standing::Unreadable { .. }))
         .count();
+    // One line per decision, with the same fields at whatever level it is logged.
+    macro_rules! decided {
+        ($level:ident, $message:literal $(, $field:ident)*) => {
+            tracing::$level!(
+                hook_status = verdict.status.as_str(),
+                execution,
+                stage,
+                service,
+                revision,
+                mode = settings.mode.as_str(),
+                on_store_error = settings.on_store_error.as_str(),
+                images = %images,
+                $($field,)*
+                $message
+            )
+        };
+    }
     match verdict.status {
-        HookStatus::Succeeded if unchecked > 0 => tracing::warn!(
-            hook_status = verdict.status.as_str(),
-            execution,
-            stage,
-            service,
-            revision,
-            mode = settings.mode.as_str(),
-            on_store_error = settings.on_store_error.as_str(),
-            images = %images,
-            unchecked,
-            "deployment allowed: imagehook's records could not be read"
+        HookStatus::Succeeded if unchecked > 0 => decided!(
+            warn,
+            "deployment allowed: imagehook's records could not be read",
+            unchecked
         ),
-        HookStatus::Succeeded => tracing::info!(
-            hook_status = verdict.status.as_str(),
-            execution,
-            stage,
-            service,
-            revision,
-            mode = settings.mode.as_str(),
-            on_store_error = settings.on_store_error.as_str(),
-            images = %images,
-            reason,
-            "deployment allowed"
-        ),
-        HookStatus::Failed => tracing::warn!(
-            hook_status = verdict.status.as_str(),
-            execution,
-            stage,
-            service,
-            revision,
-            mode = settings.mode.as_str(),
-            on_store_error = settings.on_store_error.as_str(),
-            images = %images,
-            reason,
-            "deployment refused"
-        ),
-        HookStatus::InProgress => tracing::warn!(
-            hook_status = verdict.status.as_str(),
-            execution,
-            stage,
-            service,
-            revision,
-            reason,
-            "deployment not checked yet: ECS asks again"
-        ),
+        HookStatus::Succeeded => decided!(info, "deployment allowed", reason),
+        HookStatus::Failed => decided!(warn, "deployment refused", reason),
+        HookStatus::InProgress => {
+            decided!(warn, "deployment not checked yet: ECS asks again", reason)
+        }
     }
     let notices = guard::notices(event.as_ref(), &verdict);
     if !notices.is_empty() {

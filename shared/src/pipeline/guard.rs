@@ -722,33 +722,10 @@ mod tests {
     use super::*;
 
     /// The PRE_SCALE_UP event of ECS's "Lambda hooks for Amazon ECS service deployments".
-    const PRE_SCALE_UP: &str = r#"{
-      "executionId": "e8d5a28f-eb01-4f3c-9454-a30ba6dc54bc",
-      "lifecycleStage": "PRE_SCALE_UP",
-      "resourceArn": "arn:aws:ecs:us-west-2:123456789012:service-deployment/my-cluster/my-service/EZe5RNVLH6PPzHXINuP28",
-      "executionDetails": {
-        "serviceArn": "arn:aws:ecs:us-west-2:123456789012:service/my-cluster/my-service",
-        "targetServiceRevisionArn": "arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/9313423515462893900",
-        "testTrafficWeights": {},
-        "productionTrafficWeights": {}
-      }
-    }"#;
+    const PRE_SCALE_UP: &str = include_str!("../../../events/guard-pre-scale-up.json");
 
     /// The rollback example of the same page: PRODUCTION_TRAFFIC_SHIFT with the target at 0.
-    const ROLLBACK: &str = r#"{
-      "executionId": "70073435-cb99-457f-b900-6ee1dcad05ec",
-      "lifecycleStage": "PRODUCTION_TRAFFIC_SHIFT",
-      "resourceArn": "arn:aws:ecs:us-west-2:123456789012:service-deployment/my-cluster/my-service/EZe5RNVLH6PPzHXINuP28",
-      "executionDetails": {
-        "serviceArn": "arn:aws:ecs:us-west-2:123456789012:service/my-cluster/my-service",
-        "targetServiceRevisionArn": "arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/9313423515462893900",
-        "testTrafficWeights": {},
-        "productionTrafficWeights": {
-          "arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/9313423515462893900": 0,
-          "arn:aws:ecs:us-west-2:123456789012:service-revision/my-cluster/my-service/1920498462936580504": 100
-        }
-      }
-    }"#;
+    const ROLLBACK: &str = include_str!("../../../events/guard-rollback.json");
 
     /// PRE_PRODUCTION_TRAFFIC_SHIFT has the same weights going forward: not a rollback.
     const PRE_PRODUCTION: &str = r#"{
