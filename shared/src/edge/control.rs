@@ -9,7 +9,7 @@
 //! - `GET  /approvals`: the deployments that wait, and why
 //! - `POST /approvals/{id}/approve`, `POST /approvals/{id}/deny`
 
-use http::{Method, StatusCode, header};
+use http::{Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
@@ -157,12 +157,10 @@ fn json_body<T: DeserializeOwned + Default>(req: &Request, empty_ok: bool) -> Re
     if body.iter().all(u8::is_ascii_whitespace) && empty_ok {
         return Ok(T::default());
     }
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or_default();
-        let essence = ct.split(';').next().unwrap_or_default().trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::UnsupportedMediaType(ct.to_owned()));
-        }
+    if let Some((essence, refused)) = super::http::content_type(req.headers())
+        && essence != "application/json"
+    {
+        return Err(refused);
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| ApiError::BadRequest(e.to_string()))
@@ -177,7 +175,7 @@ mod tests {
             .method("POST")
             .uri("/approvals/x/approve");
         if let Some(ct) = content_type {
-            b = b.header(header::CONTENT_TYPE, ct);
+            b = b.header(http::header::CONTENT_TYPE, ct);
         }
         b.body(Body::from(body.to_owned())).unwrap()
     }

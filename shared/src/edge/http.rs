@@ -32,25 +32,32 @@ enum Encoding {
     Form,
 }
 
-fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    let Some(v) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(Encoding::Json);
-    };
-    let raw = v.to_str().unwrap_or("");
+/// The request's content type, if it names one: its essence (lower case, parameters dropped),
+/// and the refusal that names it (at most 100 characters of what the sender wrote).
+pub(crate) fn content_type(headers: &HeaderMap) -> Option<(String, ApiError)> {
+    let raw = headers.get(header::CONTENT_TYPE)?.to_str().unwrap_or("");
     let essence = raw
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    Some((
+        essence,
+        ApiError::UnsupportedMediaType(raw.chars().take(100).collect()),
+    ))
+}
+
+fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let Some((essence, refused)) = content_type(headers) else {
+        return Ok(Encoding::Json);
+    };
     if essence.is_empty() || essence == "application/json" || essence.ends_with("+json") {
         Ok(Encoding::Json)
     } else if essence == "application/x-www-form-urlencoded" {
         Ok(Encoding::Form)
     } else {
-        Err(ApiError::UnsupportedMediaType(
-            raw.chars().take(100).collect(),
-        ))
+        Err(refused)
     }
 }
 
