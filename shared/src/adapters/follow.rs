@@ -45,18 +45,15 @@ impl Follower {
     fn target_for(&self, image: &ImageRef) -> Option<Target> {
         let tag = image.tag.as_ref()?;
         let name = image.name();
-        (self.images.contains(&name) && self.pattern.matches(tag.as_str())).then(|| Target {
-            cluster: self.cluster.clone(),
-            service: self.service.clone(),
-            container: None,
+        (self.images.contains(&name) && self.pattern.matches(tag.as_str())).then(|| self.target())
+    }
+
+    fn target(&self) -> Target {
+        Target {
             stage: self.stage.clone(),
             policy: self.policy.clone(),
-            last_deployed: None,
-            require_region: None,
-            replicas: Vec::new(),
-            gate: Default::default(),
-            express: None,
-        })
+            ..Target::service(&self.cluster, &self.service)
+        }
     }
 }
 
@@ -96,18 +93,7 @@ impl Discovery {
             .followers()
             .await?
             .iter()
-            .map(|f| Target {
-                cluster: f.cluster.clone(),
-                service: f.service.clone(),
-                container: None,
-                stage: f.stage.clone(),
-                policy: f.policy.clone(),
-                last_deployed: None,
-                require_region: None,
-                replicas: Vec::new(),
-                gate: Default::default(),
-                express: None,
-            })
+            .map(Follower::target)
             .collect())
     }
 

@@ -353,6 +353,26 @@ pub struct Target {
     pub express: Option<String>,
 }
 
+impl Target {
+    /// The service alone, as no rule describes it: no container, stage or policy, nothing
+    /// deployed on record, no region to wait for, no replicas, no gate, not an Express service.
+    /// Callers set what they know (`Target { stage, ..Target::service(c, s) }`).
+    pub fn service(cluster: impl Into<String>, service: impl Into<String>) -> Self {
+        Self {
+            cluster: cluster.into(),
+            service: service.into(),
+            container: None,
+            stage: None,
+            policy: Policy::default(),
+            last_deployed: None,
+            require_region: None,
+            replicas: Vec::new(),
+            gate: Gate::default(),
+            express: None,
+        }
+    }
+}
+
 /// A rule's gate, with its numbers in bounds.
 fn gate_of(i: usize, spec: &RuleSpec) -> Result<Gate, RuleError> {
     let bad = |field, message: String| RuleError::Gate {

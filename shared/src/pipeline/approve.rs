@@ -803,16 +803,9 @@ fn target_of(deps: &Deps<'_>, g: &GateRecord, image: &ImageRef) -> Target {
         .into_iter()
         .find(|t| t.cluster == g.cluster && t.service == g.service)
         .unwrap_or_else(|| Target {
-            cluster: g.cluster.clone(),
-            service: g.service.clone(),
             container: g.container.clone(),
             stage: g.stage.clone(),
-            policy: Default::default(),
-            last_deployed: None,
-            require_region: None,
-            replicas: Vec::new(),
-            gate: Default::default(),
-            express: None,
+            ..Target::service(&g.cluster, &g.service)
         })
 }
 

@@ -101,18 +101,11 @@ pub async fn blocked_deployments(
                 pk.clone(),
                 keys::blocked_sk(&b.digest, &b.cluster, &b.service),
             ),
+            // The policy is the rule's, looked up again when the deployment is applied.
             target: Target {
-                cluster: b.cluster,
-                service: b.service,
                 container: b.container,
                 stage: b.stage,
-                // The policy is the rule's, looked up again when the deployment is applied.
-                policy: Default::default(),
-                last_deployed: None,
-                require_region: None,
-                replicas: Vec::new(),
-                gate: Default::default(),
-                express: None,
+                ..Target::service(b.cluster, b.service)
             },
             tag: b.tag,
             waiting_region: b.waiting_region,

@@ -1018,19 +1018,9 @@ async fn known_target(
 }
 
 fn plain_target(cluster: &str, service: &str) -> Target {
-    Target {
-        cluster: cluster.to_owned(),
-        service: service.to_owned(),
-        container: None,
-        stage: None,
-        policy: crate::model::policy::Policy::default(),
-        last_deployed: None,
-        require_region: None,
-        replicas: Vec::new(),
-        // A request by hand is its own approval: whoever may call the route chose the digest.
-        gate: Default::default(),
-        express: None,
-    }
+    // No gate: a request by hand is its own approval, whoever may call the route chose the
+    // digest.
+    Target::service(cluster, service)
 }
 
 /// The target a request by hand is proposed to: the rule's, with the replicas the digest has
