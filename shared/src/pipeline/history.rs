@@ -170,20 +170,7 @@ pub fn history_ops(
         .into_iter()
         .map(|(stage, push, list)| {
             let (outcome, reason) = entry_outcome(source, &list);
-            let services: Vec<Value> = list
-                .iter()
-                .map(|d| {
-                    let mut s = json!({"cluster": d.cluster, "service": d.service,
-                                       "outcome": d.outcome.as_str(), "at": at.as_str()});
-                    if let Some(td) = &d.task_definition {
-                        s["task_definition"] = json!(td);
-                    }
-                    if let Some(r) = &d.reason {
-                        s["reason"] = json!(r);
-                    }
-                    s
-                })
-                .collect();
+            let services: Vec<Value> = list.iter().map(|d| service_entry(d, at)).collect();
             let mut item = Map::new();
             item.insert("type".into(), json!("history"));
             if let Some(stage) = stage {
@@ -229,6 +216,19 @@ pub fn history_ops(
 
 /// The entry's outcome: the push's own when it was refused as a whole, else superseded or
 /// blocked when every service of the entry says so (with the first one's reason), else applied.
+/// One service of a history entry: what the event's deployment did there, and when.
+pub fn service_entry(d: &Deployment, at: &Timestamp) -> Value {
+    let mut s = json!({"cluster": d.cluster, "service": d.service,
+                       "outcome": d.outcome.as_str(), "at": at.as_str()});
+    if let Some(td) = &d.task_definition {
+        s["task_definition"] = json!(td);
+    }
+    if let Some(r) = &d.reason {
+        s["reason"] = json!(r);
+    }
+    s
+}
+
 fn entry_outcome<'a>(
     source: &'a Source,
     list: &[&'a Deployment],

@@ -837,17 +837,7 @@ fn closing_ops(
     let services: Vec<Value> = result
         .deployment
         .iter()
-        .map(|d| {
-            let mut s = json!({"cluster": d.cluster, "service": d.service,
-                               "outcome": d.outcome.as_str(), "at": at.as_str()});
-            if let Some(td) = &d.task_definition {
-                s["task_definition"] = json!(td);
-            }
-            if let Some(reason) = &d.reason {
-                s["reason"] = json!(reason);
-            }
-            s
-        })
+        .map(|d| super::history::service_entry(d, at))
         .collect();
     entry.insert("services".into(), Value::Array(services));
     let mut ops = vec![Op::Put {
