@@ -4,8 +4,8 @@
 //! and above ("Log-level filtering", Lambda developer guide). The runtime's default subscriber
 //! prints no time at all, so every warning and error would be read as INFO.
 
-use lambda_http::tracing::subscriber::filter::LevelFilter;
-use lambda_http::tracing::subscriber::fmt::MakeWriter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Lambda's log level (`AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`) as a tracing filter. Lambda has
 /// FATAL above ERROR and tracing has not: FATAL keeps errors, which Lambda then drops itself.
@@ -27,7 +27,7 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let fmt = lambda_http::tracing::subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_target(false)
         .with_ansi(false)
         .with_max_level(level(configured_level))

@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod ecs_outcome;
 pub mod event;
 pub mod function;
+pub mod glob;
 pub mod notice;
 pub mod payload;
 pub mod policy;

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 /// How versions are read from tags.
 #[derive(Debug, Clone)]

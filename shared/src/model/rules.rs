@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use globset::{Glob, GlobMatcher};
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Deserialize;
 
+use crate::model::glob::Glob;
 use crate::model::policy::{OnDrift, Policy, Scheme, lenient_semver};
 use crate::model::reference::{ImageRef, artifact_tag, ecr_account_region};
 
@@ -176,7 +176,7 @@ pub fn format_duration(secs: u64) -> String {
 /// How a rule chooses tags.
 #[derive(Debug, Clone)]
 pub enum TagPattern {
-    Glob(GlobMatcher),
+    Glob(Glob),
     Semver(semver::VersionReq),
     Regex(Arc<Regex>),
     /// Any tag may match; the deployer keeps only the one the service runs.
@@ -222,17 +222,15 @@ impl TagPattern {
     }
 }
 
-fn compile_glob(s: &str) -> Result<GlobMatcher, RuleError> {
-    Glob::new(s)
-        .map(|g| g.compile_matcher())
-        .map_err(|e| RuleError::Pattern(s.to_owned(), e.to_string()))
+fn compile_glob(s: &str) -> Result<Glob, RuleError> {
+    Glob::new(s).map_err(|e| RuleError::Pattern(s.to_owned(), e.to_string()))
 }
 
 /// A rule with its patterns compiled.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub spec: RuleSpec,
-    repository: GlobMatcher,
+    repository: Glob,
     /// The Amazon ECR registry the rule names, when its repository starts with one: the rule
     /// also follows pushes to the same repository in other Regions, as that registry's replica.
     ecr_registry: Option<String>,
@@ -253,7 +251,7 @@ impl Rule {
         if host == image.registry.as_str()
             || !self
                 .repository
-                .is_match(format!("{host}/{}", image.repository))
+                .is_match(&format!("{host}/{}", image.repository))
         {
             return None;
         }
