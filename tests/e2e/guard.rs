@@ -65,10 +65,11 @@ async fn setup() -> Setup {
         ecs_sdk: &sdk,
     });
     let ecs = Stand::start();
-    let ecs_sdk = imagehook_core::adapters::aws::sdk_loader()
+    let ecs_sdk = imagehook_core::adapters::aws::sdk_config()
+        .await
+        .to_builder()
         .endpoint_url(ecs.url())
-        .load()
-        .await;
+        .build();
     Setup {
         sdk,
         table,

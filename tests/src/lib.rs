@@ -57,7 +57,7 @@ pub fn endpoint() -> String {
 
 pub async fn sdk() -> SdkConfig {
     let _ = endpoint();
-    imagehook_core::adapters::aws::sdk_loader().load().await
+    imagehook_core::adapters::aws::sdk_config().await
 }
 
 /// How many task-definition revisions the fixture's family has: one per rollout imagehook made.
@@ -79,11 +79,12 @@ pub async fn unreachable_sdk() -> SdkConfig {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    imagehook_core::adapters::aws::sdk_loader()
+    imagehook_core::adapters::aws::sdk_config()
+        .await
+        .to_builder()
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-        .load()
-        .await
+        .build()
 }
 
 /// Seconds since the Unix epoch, as senders stamp their signatures.

@@ -259,10 +259,11 @@ impl Proxy {
     /// An SDK configuration whose clients go through the proxy, loaded as the functions load
     /// theirs; without timeouts, so a hung request holds its caller.
     pub async fn sdk(&self) -> SdkConfig {
-        imagehook_core::adapters::aws::sdk_loader()
-            .endpoint_url(self.url())
-            .load()
+        imagehook_core::adapters::aws::sdk_config()
             .await
+            .to_builder()
+            .endpoint_url(self.url())
+            .build()
     }
 
     /// `sdk` for clients that give up: each attempt times out after `attempt_timeout`, and a
@@ -272,7 +273,9 @@ impl Proxy {
         attempt_timeout: Duration,
         max_attempts: u32,
     ) -> SdkConfig {
-        imagehook_core::adapters::aws::sdk_loader()
+        imagehook_core::adapters::aws::sdk_config()
+            .await
+            .to_builder()
             .endpoint_url(self.url())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
@@ -282,8 +285,7 @@ impl Proxy {
             .retry_config(
                 aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts),
             )
-            .load()
-            .await
+            .build()
     }
 }
 

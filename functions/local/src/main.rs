@@ -180,6 +180,16 @@ fn init_tracing() {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     init_tracing();
+    // A person runs this binary, with profiles and SSO: the SDK's whole configuration chain,
+    // which the Lambda functions leave out (their credentials are in their environment).
+    imagehook_core::adapters::aws::use_chain(|http| {
+        Box::pin(async move {
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(http)
+                .load()
+                .await
+        })
+    });
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,

@@ -37,7 +37,7 @@ impl EcsDeployer {
     }
 
     /// The deployer of the functions: the ECS client is built on the first ECS call.
-    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+    pub fn from_sdk(sdk: &aws_types::SdkConfig) -> Self {
         let sdk = sdk.clone();
         Self::with_client(Lazy::new(move || Client::new(&sdk)))
     }

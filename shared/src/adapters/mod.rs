@@ -16,6 +16,7 @@ pub mod jwks;
 pub mod records;
 pub mod registry;
 pub mod revisions;
+mod sdk_http;
 pub mod secrets;
 pub mod slack;
 pub mod sns;

@@ -33,7 +33,7 @@ impl EcsRevisions {
     }
 
     /// The guard function's: the ECS client is built on the first call.
-    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+    pub fn from_sdk(sdk: &aws_types::SdkConfig) -> Self {
         let sdk = sdk.clone();
         Self {
             client: Arc::new(Lazy::new(move || Client::new(&sdk))),

@@ -26,7 +26,7 @@ impl SnsTopic {
     }
 
     /// The functions' topic: the SNS client is built on the first notice.
-    pub fn from_sdk(sdk: &aws_config::SdkConfig, topic_arn: impl Into<String>) -> Self {
+    pub fn from_sdk(sdk: &aws_types::SdkConfig, topic_arn: impl Into<String>) -> Self {
         let sdk = sdk.clone();
         Self {
             client: Lazy::new(move || aws_sdk_sns::Client::new(&sdk)),

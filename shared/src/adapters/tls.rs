@@ -1,13 +1,12 @@
-//! The TLS client configuration of imagehook's own HTTPS clients (the registry resolver, the
-//! Slack notifier, the OIDC key-set fetch): one per process, built on the first connection one
-//! of them makes.
+//! The TLS client configuration of every HTTPS client of the process (the AWS SDK's, the
+//! registry resolver, the Slack notifier, the OIDC key-set fetch): one, built on the first
+//! connection one of them makes.
 //!
 //! The platform's trust store is read and parsed once here, not once per client: on Debian
 //! that is the bundle plus every certificate again as a file (about 19 M instructions, a few
 //! milliseconds), on Lambda the one bundle. It stays the platform's store rather than a
 //! compiled-in list because private registries are often signed by a company CA, which a user
-//! adds with `SSL_CERT_FILE` (a bundle in a layer) without rebuilding anything. The AWS SDK's
-//! client keeps its own copy, loaded on its first HTTPS connection (`aws.rs`).
+//! adds with `SSL_CERT_FILE` (a bundle in a layer) without rebuilding anything.
 
 use std::sync::{Arc, OnceLock};
 

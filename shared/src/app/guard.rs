@@ -71,7 +71,7 @@ impl GuardApp {
         let resolver = resolver_from_env(&config.registry, &mut sdk).await?;
         let sdk = match sdk {
             Some(sdk) => sdk,
-            None => crate::adapters::aws::sdk_loader().load().await,
+            None => crate::adapters::aws::sdk_config().await,
         };
         let store: Arc<dyn StoreRead> = match &config.table_name {
             Some(table) => Arc::new(DynamoStore::new(

@@ -157,7 +157,7 @@ impl App {
         let config = Config::from_env(Defaults::EVENTS)?;
         let state_dir = config.state_dir.clone().unwrap_or_default();
         let sdk = match config.table_name {
-            Some(_) => Some(crate::adapters::aws::sdk_loader().load().await),
+            Some(_) => Some(crate::adapters::aws::sdk_config().await),
             None => None,
         };
         Ok(match (&config.table_name, &sdk) {
@@ -197,7 +197,7 @@ impl App {
     /// milliseconds of cold start that the embedded store in dry-run does without.
     async fn wire(
         config: Config,
-        sdk: Option<aws_config::SdkConfig>,
+        sdk: Option<aws_types::SdkConfig>,
         may_deploy: bool,
         may_dump: bool,
         state_dir: &Path,
@@ -208,7 +208,7 @@ impl App {
         let sdk = match sdk {
             Some(sdk) => Some(sdk),
             None if config.table_name.is_some() || deploys || config.notify.topic_arn.is_some() => {
-                Some(crate::adapters::aws::sdk_loader().load().await)
+                Some(crate::adapters::aws::sdk_config().await)
             }
             None => None,
         };
@@ -397,12 +397,12 @@ impl App {
 
 /// The configuration from the environment, and the SDK configuration if reading the webhook
 /// secret from Secrets Manager needed it loaded (`wire` then uses the same one).
-async fn load(defaults: Defaults) -> Result<(Config, Option<aws_config::SdkConfig>), InitError> {
+async fn load(defaults: Defaults) -> Result<(Config, Option<aws_types::SdkConfig>), InitError> {
     let env = |k: &str| std::env::var(k).ok();
     if SecretRef::from_lookup(defaults, env)?.is_none() {
         return Ok((Config::from_lookup(defaults, env)?, None));
     }
-    let sdk = crate::adapters::aws::sdk_loader().load().await;
+    let sdk = crate::adapters::aws::sdk_config().await;
     let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&sdk));
     Ok((
         config_with_secrets(defaults, env, &secrets).await?,
@@ -432,7 +432,7 @@ pub async fn config_with_secrets(
 /// names read once (loading the SDK configuration for it, which `wire` then reuses).
 async fn resolver_from_env(
     config: &RegistryConfig,
-    sdk: &mut Option<aws_config::SdkConfig>,
+    sdk: &mut Option<aws_types::SdkConfig>,
 ) -> Result<Option<Arc<dyn Resolver>>, InitError> {
     if !config.resolve {
         return Ok(None);
@@ -443,7 +443,7 @@ async fn resolver_from_env(
             sdk,
         ))),
         (Some(_), None) => {
-            let loaded = crate::adapters::aws::sdk_loader().load().await;
+            let loaded = crate::adapters::aws::sdk_config().await;
             let secrets = SecretsManager::new(aws_sdk_secretsmanager::Client::new(&loaded));
             *sdk = Some(loaded);
             Some(secrets)
@@ -496,7 +496,7 @@ pub async fn registry_resolver(
 
 /// The sinks NOTIFY_* name. The SNS client shares the SDK configuration `wire` loaded (it is
 /// loaded whenever a topic is set).
-fn notifier(config: &NotifyConfig, sdk: Option<&aws_config::SdkConfig>) -> Notifier {
+fn notifier(config: &NotifyConfig, sdk: Option<&aws_types::SdkConfig>) -> Notifier {
     let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
     if let Some(url) = &config.webhook_url {
         sinks.push(Arc::new(SlackWebhook::new(url.clone())));
