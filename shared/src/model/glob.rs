@@ -20,6 +20,10 @@ use regex_lite::Regex;
 pub struct Glob {
     source: String,
     re: Regex,
+    /// Made of literals, `*` and `?` only (`v*`, `shop/*`, `*.azurecr.io/billing`, most
+    /// rules): matched segment by segment without the engine, about ten times faster on a
+    /// warm push, which matches a few of them per rule.
+    simple: bool,
 }
 
 /// Why a glob cannot be compiled.
@@ -47,11 +51,16 @@ impl Glob {
         Ok(Self {
             source: glob.to_owned(),
             re,
+            simple: !glob.contains("**") && !glob.contains(['[', ']', '{', '}', '\\']),
         })
     }
 
     pub fn is_match(&self, name: &str) -> bool {
-        self.re.is_match(name)
+        if self.simple && name.is_ascii() {
+            segments_match(&self.source, name)
+        } else {
+            self.re.is_match(name)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -154,6 +163,48 @@ fn class(chars: &[char], start: usize, out: &mut String) -> Result<usize, GlobEr
     Ok(i + 1)
 }
 
+/// A simple glob against an ASCII name: as many segments, each matching its own. Neither `*`
+/// nor `?` matches `/`, so the segments pair up in order.
+fn segments_match(glob: &str, name: &str) -> bool {
+    let mut globs = glob.split('/');
+    let mut names = name.split('/');
+    loop {
+        match (globs.next(), names.next()) {
+            (Some(g), Some(n)) if wildcard(g.as_bytes(), n.as_bytes()) => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// `*` any run, `?` any one byte, the rest literal; a star that failed to match resumes one
+/// byte further, from the last star only, so the time is at most the product of the lengths.
+fn wildcard(glob: &[u8], name: &[u8]) -> bool {
+    let (mut g, mut n) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match glob.get(g) {
+            Some(b'*') => {
+                last_star = Some((g, n));
+                g += 1;
+            }
+            Some(&c) if c == b'?' || c == name[n] => {
+                g += 1;
+                n += 1;
+            }
+            _ => match last_star {
+                Some((star, from)) => {
+                    last_star = Some((star, from + 1));
+                    g = star + 1;
+                    n = from + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    glob[g..].iter().all(|&c| c == b'*')
+}
+
 fn literal(c: char, out: &mut String) {
     let mut buf = [0u8; 4];
     out.push_str(&regex_lite::escape(c.encode_utf8(&mut buf)));
@@ -213,6 +264,60 @@ mod tests {
         assert!(m(r"v\?", "v?") && !m(r"v\?", "v1"));
         assert!(m("é*", "été"));
         assert!(!m("API", "api"));
+    }
+
+    #[test]
+    fn simple_globs_match_as_the_engine_does() {
+        let globs = [
+            "shop/*",
+            "*",
+            "v*",
+            "*.azurecr.io/billing",
+            "*.dkr.ecr.*.amazonaws.com/shop/api",
+            "a?c",
+            "*a*b",
+            "**x",
+            "*/*",
+            "shop/api",
+            "",
+            "*-*-*",
+            "??",
+            "a*",
+            "*a",
+        ];
+        let names = [
+            "shop/api",
+            "shop/a/b",
+            "api",
+            "v1.2",
+            "v",
+            "contoso.azurecr.io/billing",
+            "1.dkr.ecr.us-east-1.amazonaws.com/shop/api",
+            "abc",
+            "abbc",
+            "xaxb",
+            "axbb",
+            "x",
+            "a/b",
+            "",
+            "a-b-c",
+            "a--",
+            "ab",
+            "a",
+            "/",
+            "ba",
+            "shop/",
+            "é",
+        ];
+        for g in globs {
+            let glob = Glob::new(g).unwrap();
+            for n in names {
+                let engine = glob.re.is_match(n);
+                assert_eq!(glob.is_match(n), engine, "{g:?} against {n:?}");
+            }
+        }
+        assert!(Glob::new("v*").unwrap().simple && !Glob::new("**/api").unwrap().simple);
+        assert!(!Glob::new("v[0-9]").unwrap().simple && !Glob::new("{a,b}").unwrap().simple);
     }
 
     #[test]
