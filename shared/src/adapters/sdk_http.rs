@@ -8,15 +8,20 @@
 //! imagehook's clients together, and not at all when every endpoint is `http://` (a local
 //! stand-in, moto).
 //!
-//! What the SDK expects of a client is kept: the connect and read timeouts of its settings,
-//! and errors classified as the SDK's own client classifies them, so that its retry strategy
-//! retries what is transient (a refused or reset connection, a connection closed mid-response,
-//! a timeout) and nothing else.
+//! What the SDK expects of a client is kept: the connect timeout of its settings over the whole
+//! connection (name lookup, TCP and TLS handshake) and its read timeout; errors classified as
+//! the SDK's own client classifies them, so that its retry strategy retries what is transient
+//! (a refused or reset connection, a connection closed mid-response, a timeout) and nothing
+//! else; and each response's connection handed to the SDK, which closes it after a transient
+//! error so that the retry does not reuse it.
 
 use std::error::Error as StdError;
+use std::pin::Pin;
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use aws_smithy_runtime_api::client::connection::{CaptureSmithyConnection, ConnectionMetadata};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
@@ -29,6 +34,7 @@ use aws_smithy_types::retry::ErrorKind;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::client::legacy::connect::{CaptureConnection, HttpInfo, capture_connection};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -71,24 +77,34 @@ impl HttpClient for SdkHttp {
 /// request loads the trust store, an `http://` one never does.
 #[derive(Debug)]
 struct Connector {
+    connect_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     tcp: TcpConnector,
-    plain: OnceLock<Client<TcpConnector, SdkBody>>,
-    tls: OnceLock<Result<Client<HttpsConnector<TcpConnector>, SdkBody>, String>>,
+    plain: OnceLock<Client<ConnectTimeout<TcpConnector>, SdkBody>>,
+    tls: OnceLock<Result<TlsClient, String>>,
 }
+
+type TlsClient = Client<ConnectTimeout<HttpsConnector<TcpConnector>>, SdkBody>;
 
 impl Connector {
     fn new((connect_timeout, read_timeout): Timeouts) -> Self {
         let mut tcp = TcpConnector::new();
-        tcp.set_connect_timeout(connect_timeout);
         tcp.set_nodelay(true);
         // The TLS connector decides the scheme; the TCP one must let it pass.
         tcp.enforce_http(false);
         Self {
+            connect_timeout,
             read_timeout,
             tcp,
             plain: OnceLock::new(),
             tls: OnceLock::new(),
+        }
+    }
+
+    fn timed<C>(&self, inner: C) -> ConnectTimeout<C> {
+        ConnectTimeout {
+            inner,
+            limit: self.connect_timeout,
         }
     }
 
@@ -99,13 +115,13 @@ impl Connector {
         builder
     }
 
-    fn plain(&self) -> Client<TcpConnector, SdkBody> {
+    fn plain(&self) -> Client<ConnectTimeout<TcpConnector>, SdkBody> {
         self.plain
-            .get_or_init(|| Self::builder().build(self.tcp.clone()))
+            .get_or_init(|| Self::builder().build(self.timed(self.tcp.clone())))
             .clone()
     }
 
-    fn tls(&self) -> Result<Client<HttpsConnector<TcpConnector>, SdkBody>, String> {
+    fn tls(&self) -> Result<TlsClient, String> {
         self.tls
             .get_or_init(|| {
                 let config = super::tls::client_config()?;
@@ -114,7 +130,7 @@ impl Connector {
                     .https_only()
                     .enable_http1()
                     .wrap_connector(self.tcp.clone());
-                Ok(Self::builder().build(https))
+                Ok(Self::builder().build(self.timed(https)))
             })
             .clone()
     }
@@ -122,10 +138,14 @@ impl Connector {
 
 impl HttpConnector for Connector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let request = match request.try_into_http1x() {
+        let mut request = match request.try_into_http1x() {
             Ok(r) => r,
             Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
         };
+        let connection = capture_connection(&mut request);
+        if let Some(capture) = request.extensions().get::<CaptureSmithyConnection>() {
+            capture.set_connection_retriever(move || connection_of(&connection));
+        }
         let response = if request.uri().scheme_str() == Some("http") {
             let client = self.plain();
             Box::pin(async move { client.request(request).await })
@@ -154,6 +174,72 @@ impl HttpConnector for Connector {
                 Ok(r) => HttpResponse::try_from(r.map(SdkBody::from_body_1_x))
                     .map_err(|e| ConnectorError::other(e.into(), None)),
                 Err(e) => Err(classify(e)),
+            }
+        })
+    }
+}
+
+/// The connection a response came on, as the SDK's retry interceptor closes it ("poisons")
+/// after a transient error.
+fn connection_of(captured: &CaptureConnection) -> Option<ConnectionMetadata> {
+    let connected = captured.connection_metadata();
+    let connected = connected.as_ref()?;
+    let mut extras = http::Extensions::new();
+    connected.get_extras(&mut extras);
+    let info = extras.get::<HttpInfo>();
+    let poison = captured.clone();
+    let mut metadata = ConnectionMetadata::builder()
+        .proxied(false)
+        .poison_fn(move || {
+            if let Some(c) = poison.connection_metadata().as_ref() {
+                c.poison();
+            }
+        });
+    metadata
+        .set_local_addr(info.map(HttpInfo::local_addr))
+        .set_remote_addr(info.map(HttpInfo::remote_addr));
+    Some(metadata.build())
+}
+
+/// A connector whose whole connection (name lookup, TCP, TLS handshake) must be made within
+/// the SDK's connect timeout; hyper's own TCP timeout covers only the TCP part, and splits it
+/// among the addresses a name has.
+#[derive(Debug, Clone)]
+struct ConnectTimeout<C> {
+    inner: C,
+    limit: Option<Duration>,
+}
+
+type Connecting<R> = Pin<Box<dyn Future<Output = Result<R, BoxError>> + Send>>;
+
+impl<C> tower_service::Service<http::Uri> for ConnectTimeout<C>
+where
+    C: tower_service::Service<http::Uri>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+    C::Response: 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Connecting<C::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let limit = self.limit;
+        Box::pin(async move {
+            let Some(limit) = limit else {
+                return connecting.await.map_err(Into::into);
+            };
+            match tokio::time::timeout(limit, connecting).await {
+                Ok(connected) => connected.map_err(Into::into),
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within the connect timeout of {limit:?}"),
+                )) as BoxError),
             }
         })
     }
@@ -319,6 +405,51 @@ mod tests {
             .http_connector(&settings(Some(Duration::from_millis(100))), &components());
         let err = connector.call(get(&url)).await.expect_err("too slow");
         assert!(err.is_timeout(), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_that_never_ends_is_a_timeout_of_the_connection() {
+        // Accepts TCP and says nothing: the handshake waits for the server's hello.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("https://{}/", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let mut settings = HttpConnectorSettings::builder();
+        settings.set_connect_timeout(Some(Duration::from_millis(200)));
+        let connector = SdkHttp::default().http_connector(&settings.build(), &components());
+        let started = std::time::Instant::now();
+        let err = connector.call(get(&url)).await.expect_err("no handshake");
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn the_sdk_can_close_the_connection_a_response_came_on() {
+        let (url, connections) = server(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+            Duration::ZERO,
+        )
+        .await;
+        let connector = SdkHttp::default().http_connector(&settings(None), &components());
+        let capture = CaptureSmithyConnection::new();
+        let mut request = get(&url);
+        request.add_extension(capture.clone());
+        let response = connector.call(request).await.expect("answered");
+        assert_eq!(response.status().as_u16(), 503);
+        let connection = capture.get().expect("the connection is known");
+        assert!(connection.remote_addr().is_some());
+        // What the SDK's retry interceptor does after a transient error: the retry then
+        // opens a new connection instead of reusing this one.
+        connection.poison();
+        let response = connector.call(get(&url)).await.expect("answered");
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(*connections.lock().expect("count"), 2);
     }
 
     #[tokio::test]

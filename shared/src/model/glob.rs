@@ -137,7 +137,8 @@ fn class(chars: &[char], start: usize, out: &mut String) -> Result<usize, GlobEr
     let mut i = start + 1;
     out.push('[');
     if matches!(chars.get(i), Some('!' | '^')) {
-        out.push('^');
+        // Like `?` and `*`, a class never matches the separator.
+        out.push_str("^/");
         i += 1;
     }
     // A `]` first in the class is one of its characters, as in POSIX globs.
@@ -249,6 +250,7 @@ mod tests {
         assert!(m("v[0-9]*", "v1.2") && !m("v[0-9]*", "vx"));
         assert!(m("[!a-c]x", "dx") && !m("[!a-c]x", "bx"));
         assert!(m("[^a-c]x", "dx") && !m("[^a-c]x", "ax"));
+        assert!(!m("shop[!x]api", "shop/api") && m("shop[!x]api", "shop-api"));
         assert!(m("[]]", "]") && m("[a-]", "-") && m("[.]", ".") && !m("[.]", "x"));
         assert!(m("{api,web}-*", "api-1") && m("{api,web}-*", "web-2"));
         assert!(!m("{api,web}-*", "db-1"));
