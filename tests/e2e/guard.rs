@@ -65,11 +65,7 @@ async fn setup() -> Setup {
         ecs_sdk: &sdk,
     });
     let ecs = Stand::start();
-    let ecs_sdk = imagehook_core::adapters::aws::sdk_config()
-        .await
-        .to_builder()
-        .endpoint_url(ecs.url())
-        .build();
+    let ecs_sdk = imagehook_tests::sdk_at(ecs.url()).await;
     Setup {
         sdk,
         table,

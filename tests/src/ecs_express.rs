@@ -126,11 +126,7 @@ impl ExpressEcs {
 
     /// An SDK configuration whose clients send every ECS call here.
     pub async fn sdk(&self) -> SdkConfig {
-        imagehook_core::adapters::aws::sdk_config()
-            .await
-            .to_builder()
-            .endpoint_url(self.url())
-            .build()
+        crate::sdk_at(self.url()).await
     }
 
     /// Creates an ACTIVE Express service running `image`, with a primary container that also

@@ -60,6 +60,15 @@ pub async fn sdk() -> SdkConfig {
     imagehook_core::adapters::aws::sdk_config().await
 }
 
+/// The functions' SDK configuration with every call sent to `url` (a stand-in, a proxy).
+pub async fn sdk_at(url: impl Into<String>) -> SdkConfig {
+    imagehook_core::adapters::aws::sdk_config()
+        .await
+        .to_builder()
+        .endpoint_url(url)
+        .build()
+}
+
 /// How many task-definition revisions the fixture's family has: one per rollout imagehook made.
 pub async fn revisions(sdk: &SdkConfig, fx: &EcsFixture) -> usize {
     aws_sdk_ecs::Client::new(sdk)
@@ -79,10 +88,9 @@ pub async fn unreachable_sdk() -> SdkConfig {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    imagehook_core::adapters::aws::sdk_config()
+    sdk_at(format!("http://127.0.0.1:{port}"))
         .await
         .to_builder()
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
         .build()
 }

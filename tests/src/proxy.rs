@@ -259,11 +259,7 @@ impl Proxy {
     /// An SDK configuration whose clients go through the proxy, loaded as the functions load
     /// theirs; without timeouts, so a hung request holds its caller.
     pub async fn sdk(&self) -> SdkConfig {
-        imagehook_core::adapters::aws::sdk_config()
-            .await
-            .to_builder()
-            .endpoint_url(self.url())
-            .build()
+        crate::sdk_at(self.url()).await
     }
 
     /// `sdk` for clients that give up: each attempt times out after `attempt_timeout`, and a
@@ -273,10 +269,9 @@ impl Proxy {
         attempt_timeout: Duration,
         max_attempts: u32,
     ) -> SdkConfig {
-        imagehook_core::adapters::aws::sdk_config()
+        self.sdk()
             .await
             .to_builder()
-            .endpoint_url(self.url())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .operation_attempt_timeout(attempt_timeout)

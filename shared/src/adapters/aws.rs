@@ -20,7 +20,7 @@ use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
 use aws_smithy_async::time::{SharedTimeSource, SystemTimeSource};
 use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use aws_smithy_types::retry::{RetryConfig, RetryMode};
+use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::region::Region;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
@@ -121,10 +121,6 @@ fn retry_config(mode: Option<String>, attempts: Option<String>) -> RetryConfig {
             _ => tracing::warn!("AWS_MAX_ATTEMPTS={n:?} is not a positive number: 3 attempts"),
         }
     }
-    debug_assert!(matches!(
-        config.mode(),
-        RetryMode::Standard | RetryMode::Adaptive
-    ));
     config
 }
 
@@ -256,7 +252,7 @@ mod tests {
         assert_eq!(c.endpoint_url(), None);
         let retry = c.retry_config().expect("retry");
         assert_eq!(retry.max_attempts(), 3);
-        assert_eq!(retry.mode(), RetryMode::Adaptive);
+        assert_eq!(retry.mode(), aws_smithy_types::retry::RetryMode::Adaptive);
         assert!(config(&[]).region().is_none());
     }
 }

@@ -271,15 +271,12 @@ fn classify(err: hyper_util::client::legacy::Error) -> ConnectorError {
         }
         return ConnectorError::other(err, None);
     }
-    if find::<std::io::Error>(err.as_ref())
-        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-    {
-        return ConnectorError::timeout(err);
+    match find::<std::io::Error>(err.as_ref()).map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::TimedOut) => ConnectorError::timeout(err),
+        Some(_) => ConnectorError::io(err),
+        None if connect => ConnectorError::io(err),
+        None => ConnectorError::other(err, None),
     }
-    if connect || find::<std::io::Error>(err.as_ref()).is_some() {
-        return ConnectorError::io(err);
-    }
-    ConnectorError::other(err, None)
 }
 
 fn find<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
